@@ -1,0 +1,208 @@
+"""`paymesh`: run the platform whole or one service at a time, migrate, mint dev tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from paymesh import __version__
+from paymesh.kernel.config import Settings, get_settings
+from paymesh.kernel.observability import configure_logging
+from paymesh.platform import SERVICE_MODULES, Platform
+
+app = typer.Typer(help="Paymesh payment services platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+HostOption = Annotated[str | None, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int | None, typer.Option(help="TCP port.")]
+NoMigrateOption = Annotated[
+    bool, typer.Option("--no-migrate", help="Do not apply pending migrations on start.")
+]
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _check_service(name: str) -> str:
+    if name not in SERVICE_MODULES:
+        raise typer.BadParameter(f"unknown service; choose from {', '.join(SERVICE_MODULES)}")
+    return name
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def _announce(platform: Platform, origin: str, demo: bool) -> None:
+    table = Table(title=f"Paymesh {__version__} on {origin}")
+    table.add_column("service")
+    table.add_column("paths")
+    table.add_column("database")
+    for name, runtime in platform.runtimes.items():
+        url = runtime.database.url.render_as_string(hide_password=True)
+        if runtime.database.schema:
+            url += f" (schema {runtime.database.schema})"
+        table.add_row(name, ", ".join(runtime.spec.prefixes), url)
+    console.print(table)
+    console.print(f"API docs: {origin}/docs   health: {origin}/health   Ctrl-C stops")
+    if demo:
+        console.print("Demo data loaded; see README 'A tour' for requests to try.")
+
+
+async def _serve(
+    platform: Platform, host: str, port: int, *, migrate: bool, demo: bool
+) -> None:
+    if migrate:
+        await platform.migrate()
+    if demo:
+        await platform.seed_demo()
+    config = uvicorn.Config(
+        platform,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    _announce(platform, f"http://{host}:{port}", demo)
+    await server.serve()
+
+
+@app.command()
+def up(
+    host: HostOption = None,
+    port: PortOption = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed demo data (not in production).")] = False,
+    no_migrate: NoMigrateOption = False,
+) -> None:
+    """Run every service in one process on one origin (the embedded shape)."""
+    settings = _settings()
+    platform = Platform(settings)
+    _run(
+        lambda: _serve(
+            platform,
+            host or settings.host,
+            port or settings.port,
+            migrate=not no_migrate,
+            demo=demo,
+        )
+    )
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(callback=_check_service, help="Service to run.")],
+    host: HostOption = None,
+    port: PortOption = None,
+    no_migrate: NoMigrateOption = False,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Also run its background workers.")
+    ] = True,
+) -> None:
+    """Run one service alone (the distributed shape: one or more per service)."""
+    settings = _settings()
+    platform = Platform(settings, [service], run_workers=workers)
+    _run(
+        lambda: _serve(
+            platform,
+            host or settings.host,
+            port or settings.port,
+            migrate=not no_migrate,
+            demo=False,
+        )
+    )
+
+
+@app.command()
+def worker(
+    service: Annotated[str, typer.Argument(callback=_check_service, help="Service to work for.")],
+    no_migrate: NoMigrateOption = False,
+) -> None:
+    """Run one service's background workers only: outbox relay, tasks, scheduled jobs."""
+    settings = _settings()
+    platform = Platform(settings, [service])
+
+    async def main() -> None:
+        if not no_migrate:
+            await platform.migrate()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await platform.start()
+        console.print(f"worker for {service} running; Ctrl-C stops")
+        try:
+            await stop.wait()
+        finally:
+            await platform.stop()
+
+    _run(main)
+
+
+@app.command()
+def migrate(
+    services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+) -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    for name in services or []:
+        _check_service(name)
+    platform = Platform(settings, services or None, run_workers=False)
+
+    async def main() -> None:
+        try:
+            await platform.migrate()
+        finally:
+            for runtime in platform.runtimes.values():
+                await runtime.database.dispose()
+
+    _run(main)
+    console.print(f"migrated: {', '.join(platform.runtimes)}")
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Option(help="Token subject (user or service id).")] = "admin",
+    role: Annotated[list[str] | None, typer.Option(help="Role; repeatable.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Scope; repeatable.")] = None,
+    ttl_seconds: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a development access token (refused when PAYMESH_ENV=production)."""
+    settings = _settings()
+    if settings.env == "production":
+        raise typer.BadParameter("development tokens are refused in production")
+    platform_tokens = Platform(settings, [], run_workers=False).tokens
+    typer.echo(
+        platform_tokens.issue(
+            subject, roles=role or ["admin"], scopes=scope or [], ttl_seconds=ttl_seconds
+        )
+    )
+
+
+@app.command()
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the Paymesh version."""
+    if as_json:
+        typer.echo(json.dumps({"version": __version__}))
+    else:
+        typer.echo(f"paymesh {__version__}")

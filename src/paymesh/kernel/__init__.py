@@ -1,0 +1,1 @@
+"""Shared machinery every Paymesh service stands on; no business rules live here."""

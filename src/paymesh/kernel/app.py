@@ -1,0 +1,105 @@
+"""Builds a service's FastAPI app: routes in a unit of work, problem documents, request
+context, and the operational endpoints `/health`, `/ready` and `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from paymesh import __version__
+from paymesh.kernel.db import Database
+from paymesh.kernel.errors import install_error_handlers, problem_response
+from paymesh.kernel.observability import RequestContextMiddleware
+from paymesh.kernel.routing import ServiceRoute
+from paymesh.kernel.runtime import ServiceRuntime
+
+
+def service_router(**kwargs: Any) -> APIRouter:
+    """The APIRouter every service uses: its routes run in a unit of work."""
+    return APIRouter(route_class=ServiceRoute, **kwargs)
+
+
+async def database_check(database: Database, timeout_seconds: float = 2.0) -> str:
+    try:
+        async with asyncio.timeout(timeout_seconds), database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as error:
+        return f"failed: {error.__class__.__name__}"
+    return "ok"
+
+
+def readiness_response(checks: dict[str, str]) -> Response:
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    return problem_response(
+        {
+            "type": "urn:paymesh:problem:not_ready",
+            "title": "A dependency is not available",
+            "status": 503,
+            "code": "not_ready",
+            "checks": checks,
+        }
+    )
+
+
+def add_operational_routes(app: FastAPI, checks: Any) -> None:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Liveness: the process is up")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/ready", summary="Readiness: the databases this process uses answer")
+    async def ready() -> Response:
+        return readiness_response(await checks())
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)
+
+
+def create_service_app(
+    runtime: ServiceRuntime, *, manage_lifecycle: bool = True, run_workers: bool = True
+) -> FastAPI:
+    spec = runtime.spec
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await runtime.start(run_workers=run_workers)
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await runtime.stop()
+
+    app = FastAPI(
+        title=f"Paymesh {spec.title}",
+        description=spec.description,
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.token_verifier = runtime.token_verifier
+    install_error_handlers(app)
+    for router in spec.routers:
+        app.include_router(router)
+
+    async def checks() -> dict[str, str]:
+        return {f"{spec.name}.database": await database_check(runtime.database)}
+
+    add_operational_routes(app, checks)
+    app.add_middleware(
+        RequestContextMiddleware, service=spec.name, access_log=runtime.settings.access_log
+    )
+    return app

@@ -1,0 +1,106 @@
+"""Settings: `PAYMESH_` environment variables and an optional `.env` file.
+
+Every service has a nested section (`PAYMESH_LEDGER_DATABASE_URL` sets
+`settings.ledger.database_url`). The defaults give the embedded shape: SQLite files under
+`./var/`, the in-process bus and in-memory caches.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SIGNING_SECRET = "paymesh-development-signing-secret-change-me"  # noqa: S105
+
+
+class ServiceSettings(BaseModel):
+    """Settings every service section carries."""
+
+    database_url: str | None = Field(
+        default=None, description="Overrides PAYMESH_DATABASE_URL for this service only."
+    )
+    url: str | None = Field(
+        default=None,
+        description="Where other processes reach this service in the distributed shape.",
+    )
+
+
+class LedgerSettings(ServiceSettings):
+    batch_max_transfers: int = Field(default=8000, ge=1, le=8000)
+    group_commit_max_transfers: int = Field(default=512, ge=1, le=8000)
+    expiry_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class EventSettings(BaseModel):
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_seconds: float = Field(default=0.05, ge=0)
+    relay_interval_seconds: float = Field(default=0.5, gt=0)
+    relay_batch_size: int = Field(default=100, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYMESH_",
+        env_file=".env",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="The origin clients use; defaults to http://HOST:PORT."
+    )
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None,
+        description="Database of every service: sqlite+aiosqlite:///path or postgresql://...",
+    )
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    broker_url: str | None = None
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    access_log: bool = True
+    signing_secret: SecretStr = SecretStr(DEVELOPMENT_SIGNING_SECRET)
+    token_issuer: str = "paymesh"
+    token_audience: str = "paymesh"
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
+    idempotency_lease_seconds: float = Field(default=60.0, gt=0)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_retries: int = Field(default=3, ge=0)
+    run_workers: bool = True
+    events: EventSettings = EventSettings()
+    ledger: LedgerSettings = LedgerSettings()
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if (
+            self.env == "production"
+            and self.signing_secret.get_secret_value() == DEVELOPMENT_SIGNING_SECRET
+        ):
+            raise ValueError(
+                "PAYMESH_SIGNING_SECRET still has its development default; "
+                "set a secret of your own before running with PAYMESH_ENV=production"
+            )
+        return self
+
+    @property
+    def origin(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def service(self, name: str) -> ServiceSettings:
+        section = getattr(self, name, None)
+        return section if isinstance(section, ServiceSettings) else ServiceSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

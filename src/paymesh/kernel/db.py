@@ -1,0 +1,173 @@
+"""Databases: one SQLAlchemy async engine per service, SQLite or PostgreSQL from one code base.
+
+* SQLite (embedded): one file per service under `data_dir`, WAL, busy timeout, foreign keys
+  on, and `BEGIN IMMEDIATE` so concurrent writers queue instead of failing on lock upgrade.
+* PostgreSQL (distributed): asyncpg pool; every service lives in a schema named after it
+  (`search_path`), or in its own database when `PAYMESH_<SERVICE>_DATABASE_URL` is set.
+
+Transactions begin and end at the edge (`Database.transaction()`); services and
+repositories only `flush()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, MetaData, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql import Insert
+from sqlalchemy.sql.schema import Table
+from sqlalchemy.types import TypeDecorator
+
+from paymesh.kernel.config import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BIGINT = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+"""64-bit integer; on SQLite plain INTEGER so it can be a rowid alias."""
+
+JSON_TYPE = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def service_metadata() -> MetaData:
+    """A fresh MetaData with stable constraint names, one per service."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on both databases (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def resolve_database_url(settings: Settings, service: str) -> tuple[URL, str | None]:
+    """The URL a service connects to and, on PostgreSQL, the schema it lives in."""
+    raw = settings.service(service).database_url or settings.database_url
+    if raw is None:
+        path = Path(settings.data_dir) / f"{service}.db"
+        return make_url(f"sqlite+aiosqlite:///{path}"), None
+    url = make_url(raw)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:"):
+            raise ValueError("SQLite needs a file path: every service gets its own file")
+        path = Path(database)
+        own = settings.service(service).database_url is not None
+        file = path if own else path.with_name(f"{path.stem}-{service}{path.suffix or '.db'}")
+        return url.set(drivername="sqlite+aiosqlite", database=str(file)), None
+    if url.get_backend_name() == "postgresql":
+        return url.set(drivername="postgresql+asyncpg"), service
+    raise ValueError(f"unsupported database {url.get_backend_name()!r}: use SQLite or PostgreSQL")
+
+
+class Database:
+    """A service's engine and its unit of work."""
+
+    def __init__(self, service: str, url: URL, schema: str | None, pool_size: int = 10) -> None:
+        self.service = service
+        self.url = url
+        self.schema = schema
+        self.is_postgres = url.get_backend_name() == "postgresql"
+        self.is_sqlite = not self.is_postgres
+        if self.is_sqlite and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._after_commit: list[Callable[[AsyncSession], None]] = []
+
+    @classmethod
+    def for_service(cls, settings: Settings, service: str) -> Database:
+        url, schema = resolve_database_url(settings, service)
+        return cls(service, url, schema, settings.database_pool_size)
+
+    def on_commit(self, callback: Callable[[AsyncSession], None]) -> None:
+        """Run `callback(session)` after every successful commit (e.g. wake the relay)."""
+        self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """The unit of work: commits when the block ends, rolls back when it raises."""
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            self.after_commit(session)
+
+    def after_commit(self, session: AsyncSession) -> None:
+        for callback in self._after_commit:
+            callback(session)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
+    if url.get_backend_name() == "postgresql":
+        server_settings = {"search_path": schema} if schema else {}
+        return create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"server_settings": server_settings},
+        )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, emit BEGIN, so it can be BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

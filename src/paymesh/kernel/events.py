@@ -1,0 +1,352 @@
+"""Events: CloudEvents 1.0 envelopes, a transactional outbox, a relay, idempotent consumers.
+
+Flow: a service writes its change and `Outbox.add(...)` in one transaction; after commit
+the `OutboxRelay` leases unpublished rows, hands them to the `EventBus`, and marks them
+published. Delivery is at least once. Each `Consumer` records the event id in its inbox in
+the same transaction as its effect, so a redelivered event has no second effect; a handler
+that keeps failing is written to the dead-letter table with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fnmatch
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.kernel.db import Database, insert_ignoring_conflicts, is_postgres, utcnow
+from paymesh.kernel.ids import new_id
+from paymesh.kernel.tables import KernelTables
+
+log = structlog.get_logger("paymesh.events")
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0 JSON envelope."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: str = "1.0"
+    id: str = Field(default_factory=lambda: new_id("evt"))
+    source: str
+    type: str
+    time: dt.datetime = Field(default_factory=utcnow)
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+EventHandler = Callable[[CloudEvent], Awaitable[None]]
+ConsumerHandler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    """What the relay publishes to and consumers subscribe on.
+
+    Adapters for RabbitMQ, NATS JetStream and Kafka implement the same four methods;
+    `publish` returns only once the bus has accepted the event (or, in process, once
+    every subscriber has handled it).
+    """
+
+    async def publish(self, event: CloudEvent) -> None: ...
+
+    def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class _Subscription:
+    name: str
+    patterns: tuple[str, ...]
+    handler: EventHandler
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
+
+
+@dataclass
+class InProcessBus:
+    """The embedded shape's bus: publish awaits every matching subscriber, in order."""
+
+    subscriptions: list[_Subscription] = field(default_factory=list)
+
+    async def publish(self, event: CloudEvent) -> None:
+        for subscription in self.subscriptions:
+            if subscription.matches(event.type):
+                await subscription.handler(event)
+
+    def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None:
+        self.subscriptions.append(_Subscription(name, tuple(patterns), handler))
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class Outbox:
+    """Writes events in the caller's transaction; they leave only after it commits."""
+
+    def __init__(self, service: str, tables: KernelTables) -> None:
+        self.source = f"/paymesh/{service}"
+        self.table = tables.outbox
+
+    async def add(
+        self,
+        session: AsyncSession,
+        type: str,  # noqa: A002 - CloudEvents attribute name
+        data: dict[str, Any],
+        subject: str | None = None,
+    ) -> CloudEvent:
+        event = CloudEvent(source=self.source, type=type, subject=subject, data=data)
+        await self.add_many(session, [event])
+        return event
+
+    async def add_many(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        if not events:
+            return
+        await session.execute(
+            self.table.insert(),
+            [
+                {
+                    "id": event.id,
+                    "type": event.type,
+                    "subject": event.subject,
+                    "envelope": event.model_dump(mode="json"),
+                    "created_at": event.time,
+                }
+                for event in events
+            ],
+        )
+        session.info["outbox_written"] = True
+
+    def event(self, type: str, data: dict[str, Any], subject: str | None = None) -> CloudEvent:  # noqa: A002
+        return CloudEvent(source=self.source, type=type, subject=subject, data=data)
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to the bus. Any number of relays may run at once.
+
+    Rows are leased (`locked_until`) in a short transaction, published outside it, then
+    marked published, so a relay that dies mid-way leaves rows that another relay picks up
+    when the lease ends: at-least-once delivery, never a lost event.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        tables: KernelTables,
+        bus: EventBus,
+        *,
+        batch_size: int = 100,
+        interval_seconds: float = 0.5,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.table = tables.outbox
+        self.bus = bus
+        self.batch_size = batch_size
+        self.interval_seconds = interval_seconds
+        self.lease_seconds = lease_seconds
+        self._wake = asyncio.Event()
+        database.on_commit(self._after_commit)
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        if session.info.pop("outbox_written", False):
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _lease(self) -> list[dict[str, Any]]:
+        now = utcnow()
+        table = self.table
+        async with self.database.transaction() as session:
+            due = (
+                select(table.c.id)
+                .where(
+                    table.c.published_at.is_(None),
+                    or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+                )
+                .order_by(table.c.created_at, table.c.id)
+                .limit(self.batch_size)
+            )
+            if is_postgres(session):
+                due = due.with_for_update(skip_locked=True)
+            ids = list((await session.execute(due)).scalars())
+            if not ids:
+                return []
+            await session.execute(
+                update(table)
+                .where(table.c.id.in_(ids))
+                .values(
+                    locked_until=now + dt.timedelta(seconds=self.lease_seconds),
+                    attempts=table.c.attempts + 1,
+                )
+            )
+            rows = await session.execute(
+                select(table.c.id, table.c.envelope)
+                .where(table.c.id.in_(ids))
+                .order_by(table.c.created_at, table.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    async def run_once(self) -> int:
+        """Publish one leased batch; returns how many events were published."""
+        rows = await self._lease()
+        published: list[str] = []
+        try:
+            for row in rows:
+                await self.bus.publish(CloudEvent.model_validate(row["envelope"]))
+                published.append(row["id"])
+        except Exception as error:
+            log.warning("outbox_publish_failed", error=repr(error), pending=len(rows))
+            await self._release(rows, published, repr(error))
+            raise
+        finally:
+            if published:
+                await self._mark_published(published)
+        return len(published)
+
+    async def _mark_published(self, ids: list[str]) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(self.table)
+                .where(self.table.c.id.in_(ids))
+                .values(published_at=utcnow(), locked_until=None)
+            )
+
+    async def _release(self, rows: list[dict[str, Any]], published: list[str], error: str) -> None:
+        failed = [row["id"] for row in rows if row["id"] not in published]
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(self.table)
+                .where(self.table.c.id.in_(failed))
+                .values(locked_until=None, last_error=error[:2000])
+            )
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                while await self.run_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox_relay_error")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+
+class Consumer:
+    """Runs a handler once per event id, in a transaction with its inbox row.
+
+    A failing handler is retried with exponential backoff; after `max_attempts` the event
+    is written to the dead-letter table with its error (and marked handled, so redelivery
+    does not retry it again until an operator replays it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        database: Database,
+        tables: KernelTables,
+        handler: ConsumerHandler,
+        *,
+        max_attempts: int = 5,
+        retry_base_seconds: float = 0.05,
+    ) -> None:
+        self.name = name
+        self.database = database
+        self.tables = tables
+        self.handler = handler
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+
+    async def __call__(self, event: CloudEvent) -> None:
+        error: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._handle_once(event)
+                return
+            except Exception as failure:
+                error = failure
+                log.warning(
+                    "consumer_failed",
+                    consumer=self.name,
+                    event_id=event.id,
+                    event_type=event.type,
+                    attempt=attempt,
+                    error=repr(failure),
+                )
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
+        await self._dead_letter(event, error)
+
+    async def _handle_once(self, event: CloudEvent) -> None:
+        async with self.database.transaction() as session:
+            first_time = await self._record_in_inbox(session, event)
+            if first_time:
+                await self.handler(session, event)
+
+    async def _record_in_inbox(self, session: AsyncSession, event: CloudEvent) -> bool:
+        inserted = await session.execute(
+            insert_ignoring_conflicts(session, self.tables.inbox).values(
+                event_id=event.id, consumer=self.name, processed_at=utcnow()
+            )
+        )
+        return bool(inserted.rowcount)  # type: ignore[attr-defined]
+
+    async def _dead_letter(self, event: CloudEvent, error: Exception | None) -> None:
+        log.error("consumer_dead_lettered", consumer=self.name, event_id=event.id)
+        async with self.database.transaction() as session:
+            if not await self._record_in_inbox(session, event):
+                return  # handled meanwhile by another delivery
+            await session.execute(
+                self.tables.dead_letter.insert().values(
+                    id=new_id("dlq"),
+                    event_id=event.id,
+                    consumer=self.name,
+                    event_type=event.type,
+                    envelope=event.model_dump(mode="json"),
+                    attempts=self.max_attempts,
+                    error=repr(error)[:4000],
+                    failed_at=utcnow(),
+                )
+            )
+
+    async def replay(self, dead_letter_id: str) -> None:
+        """Deliver a dead-lettered event to this consumer again."""
+        dead = self.tables.dead_letter
+        inbox = self.tables.inbox
+        async with self.database.transaction() as session:
+            row = (
+                await session.execute(
+                    select(dead.c.envelope, dead.c.event_id).where(
+                        dead.c.id == dead_letter_id, dead.c.consumer == self.name
+                    )
+                )
+            ).one()
+            await session.execute(
+                inbox.delete().where(
+                    and_(inbox.c.event_id == row.event_id, inbox.c.consumer == self.name)
+                )
+            )
+            await session.execute(
+                update(dead).where(dead.c.id == dead_letter_id).values(replayed_at=utcnow())
+            )
+        await self(CloudEvent.model_validate(row.envelope))

@@ -1,0 +1,270 @@
+"""Background work claimed from the database, so any number of workers can run.
+
+* `TaskQueue`: one-off tasks (`enqueue` in the caller's transaction, run later). Workers
+  claim due rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serialises writers),
+  under a lease, so two workers never take the same row; a crashed worker's lease ends and
+  another worker resumes the task.
+* `Scheduler`: periodic jobs; a job runs on one worker at a time, guarded by a lease row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.kernel.db import Database, insert_ignoring_conflicts, is_postgres, utcnow
+from paymesh.kernel.ids import new_id
+from paymesh.kernel.tables import KernelTables
+
+log = structlog.get_logger("paymesh.jobs")
+
+TaskHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
+
+
+async def claim_due(
+    session: AsyncSession,
+    table: Table,
+    *conditions: Any,
+    order_by: Any,
+    limit: int,
+) -> list[Any]:
+    """Primary keys of due rows, locked for this transaction and skipped by other workers."""
+    key = next(iter(table.primary_key.columns))
+    query = select(key).where(*conditions).order_by(order_by).limit(limit)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.execute(query)).scalars())
+
+
+class TaskQueue:
+    def __init__(
+        self,
+        database: Database,
+        tables: KernelTables,
+        handlers: Mapping[str, TaskHandler],
+        *,
+        lease_seconds: float = 60.0,
+        retry_base_seconds: float = 1.0,
+        interval_seconds: float = 0.5,
+        worker: str | None = None,
+    ) -> None:
+        self.database = database
+        self.table = tables.task
+        self.handlers = dict(handlers)
+        self.lease_seconds = lease_seconds
+        self.retry_base_seconds = retry_base_seconds
+        self.interval_seconds = interval_seconds
+        self.worker = worker or worker_name()
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        run_at: dt.datetime | None = None,
+        max_attempts: int = 10,
+    ) -> str:
+        """Add a task in the caller's transaction; it runs only if that transaction commits."""
+        if kind not in self.handlers:
+            raise ValueError(f"no handler for task kind {kind!r}")
+        task_id = new_id("tsk")
+        now = utcnow()
+        await session.execute(
+            self.table.insert().values(
+                id=task_id,
+                kind=kind,
+                payload=payload,
+                state="pending",
+                run_at=run_at or now,
+                max_attempts=max_attempts,
+                created_at=now,
+            )
+        )
+        return task_id
+
+    async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
+        table = self.table
+        now = utcnow()
+        async with self.database.transaction() as session:
+            ids = await claim_due(
+                session,
+                table,
+                or_(
+                    (table.c.state == "pending") & (table.c.run_at <= now),
+                    (table.c.state == "running") & (table.c.locked_until < now),
+                ),
+                order_by=table.c.run_at,
+                limit=limit,
+            )
+            if not ids:
+                return []
+            await session.execute(
+                update(table)
+                .where(table.c.id.in_(ids))
+                .values(
+                    state="running",
+                    locked_by=self.worker,
+                    locked_until=now + dt.timedelta(seconds=self.lease_seconds),
+                    attempts=table.c.attempts + 1,
+                )
+            )
+            rows = await session.execute(select(table).where(table.c.id.in_(ids)))
+            return [dict(row._mapping) for row in rows]
+
+    async def run_once(self, limit: int = 10) -> int:
+        tasks = await self.claim(limit)
+        for task in tasks:
+            await self._run(task)
+        return len(tasks)
+
+    async def _run(self, task: dict[str, Any]) -> None:
+        table = self.table
+        mine = (table.c.id == task["id"]) & (table.c.locked_by == self.worker)
+        try:
+            async with self.database.transaction() as session:
+                await self.handlers[task["kind"]](session, task["payload"])
+                await session.execute(
+                    update(table)
+                    .where(mine)
+                    .values(state="done", finished_at=utcnow(), locked_until=None)
+                )
+        except Exception as error:
+            failed = task["attempts"] >= task["max_attempts"]
+            log.warning("task_failed", task_id=task["id"], kind=task["kind"], error=repr(error))
+            delay = self.retry_base_seconds * 2 ** min(task["attempts"], 16)
+            async with self.database.transaction() as session:
+                await session.execute(
+                    update(table)
+                    .where(mine)
+                    .values(
+                        state="failed" if failed else "pending",
+                        run_at=utcnow() + dt.timedelta(seconds=delay),
+                        locked_until=None,
+                        last_error=repr(error)[:4000],
+                        finished_at=utcnow() if failed else None,
+                    )
+                )
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                while await self.run_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task_queue_error")
+            await asyncio.sleep(self.interval_seconds)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    interval_seconds: float
+    run: Callable[[], Awaitable[Any]]
+    timeout_seconds: float = 300.0
+
+
+class Scheduler:
+    """Runs each periodic job when due, on exactly one worker at a time."""
+
+    def __init__(
+        self,
+        database: Database,
+        tables: KernelTables,
+        jobs: list[PeriodicJob],
+        *,
+        tick_seconds: float = 0.25,
+        worker: str | None = None,
+    ) -> None:
+        self.database = database
+        self.table = tables.job_lease
+        self.jobs = {job.name: job for job in jobs}
+        self.tick_seconds = tick_seconds
+        self.worker = worker or worker_name()
+
+    async def _register(self) -> None:
+        async with self.database.transaction() as session:
+            for job in self.jobs.values():
+                await session.execute(
+                    insert_ignoring_conflicts(session, self.table).values(
+                        name=job.name, next_run_at=utcnow()
+                    )
+                )
+
+    async def _acquire(self, job: PeriodicJob) -> bool:
+        table = self.table
+        now = utcnow()
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(table)
+                .where(
+                    table.c.name == job.name,
+                    table.c.next_run_at <= now,
+                    or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+                )
+                .values(
+                    holder=self.worker,
+                    lease_until=now + dt.timedelta(seconds=job.timeout_seconds),
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _release(self, job: PeriodicJob, error: str | None) -> None:
+        table = self.table
+        now = utcnow()
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(table)
+                .where(table.c.name == job.name, table.c.holder == self.worker)
+                .values(
+                    holder=None,
+                    lease_until=None,
+                    last_run_at=now,
+                    next_run_at=now + dt.timedelta(seconds=job.interval_seconds),
+                    last_error=error,
+                )
+            )
+
+    async def run_due(self) -> list[str]:
+        """Run every job that is due and not running elsewhere; returns the names run."""
+        ran = []
+        for job in self.jobs.values():
+            if not await self._acquire(job):
+                continue
+            error = None
+            try:
+                await asyncio.wait_for(job.run(), timeout=job.timeout_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:
+                error = repr(failure)[:4000]
+                log.exception("periodic_job_failed", job=job.name)
+            await self._release(job, error)
+            ran.append(job.name)
+        return ran
+
+    async def run_forever(self) -> None:
+        await self._register()
+        while True:
+            try:
+                await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler_error")
+            await asyncio.sleep(self.tick_seconds)

@@ -1,0 +1,180 @@
+"""Request ids, W3C trace context, JSON logs and Prometheus metrics for every service app.
+
+`RequestContextMiddleware` is plain ASGI (no per-request task switching): it takes or makes
+the `X-Request-ID`, continues or starts a `traceparent`, binds both into the log context,
+times the request for Prometheus, and turns any unhandled exception into a 500 problem
+document carrying the request id while the details go to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paymesh.kernel.errors import problem_document
+from paymesh.kernel.jsonutil import dumps
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_SECRET_KEYS = re.compile(
+    r"(pass(word)?|secret|token|authorization|api[_-]?key|otp|totp|pin|cvv|card_?number)",
+    re.IGNORECASE,
+)
+
+REQUESTS = Counter(
+    "paymesh_http_requests_total",
+    "HTTP requests handled",
+    ["service", "method", "route", "status"],
+)
+LATENCY = Histogram(
+    "paymesh_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    for key in list(event):
+        if _SECRET_KEYS.search(key):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    match = _TRACEPARENT.match(traceparent or "")
+    return match.group(1) if match else None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = True) -> None:
+        self.app = app
+        self.service = service
+        self.access_log = access_log
+        self.log = structlog.get_logger("paymesh.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not _REQUEST_ID.match(request_id):
+            request_id = secrets.token_hex(12)
+        incoming_trace = trace_id_of(headers.get(b"traceparent", b"").decode("latin-1"))
+        traceparent = new_traceparent(incoming_trace)
+        scope.setdefault("state", {})["request_id"] = request_id
+        request_token = request_id_var.set(request_id)
+        trace_token = traceparent_var.set(traceparent)
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, trace_id=trace_id_of(traceparent), service=self.service
+        )
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                    (b"traceparent", traceparent.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except Exception:
+            self.log.exception("unhandled_error", path=scope.get("path"))
+            if not response_started:
+                await self._send_internal_error(scope, send_with_context, request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+            LATENCY.labels(self.service, scope["method"], route).observe(elapsed)
+            if self.access_log:
+                self.log.info(
+                    "http_request",
+                    method=scope["method"],
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.clear_contextvars()
+            request_id_var.reset(request_token)
+            traceparent_var.reset(trace_token)
+
+    @staticmethod
+    async def _send_internal_error(scope: Scope, send: Send, request_id: str) -> None:
+        body = dumps(
+            problem_document(
+                code="internal_error",
+                status=500,
+                title="Internal error",
+                detail="The server failed; quote the request_id when reporting it.",
+                instance=scope.get("path"),
+                request_id=request_id,
+            )
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

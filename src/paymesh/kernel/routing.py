@@ -1,0 +1,144 @@
+"""Every service route runs inside a unit of work, and POSTs honour Idempotency-Key.
+
+`ServiceRoute` wraps FastAPI's handler: the database session (opened on first use through
+`SessionDep`) commits only when the endpoint returns a non-error response, before the
+response is sent; errors roll it back. With an `Idempotency-Key` header, the stored
+response is written in that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from paymesh.kernel.auth import authenticate
+from paymesh.kernel.errors import PaymeshError, render_error
+from paymesh.kernel.idempotency import (
+    REPLAYED_HEADERS,
+    StoredResponse,
+    check_key,
+    request_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from paymesh.kernel.runtime import ServiceRuntime
+
+
+class UnitOfWork:
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self._session: AsyncSession | None = None
+
+    async def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.runtime.database.sessions()
+            await self._session.begin()
+        return self._session
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    async def commit(self) -> None:
+        if self._session is not None:
+            session = self._session
+            await session.commit()
+            self.runtime.database.after_commit(session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()  # rolls back anything not committed
+            self._session = None
+
+
+async def request_session(request: Request) -> AsyncSession:
+    """The request's transaction; committed by the route after the endpoint returns."""
+    unit: UnitOfWork = request.state.unit_of_work
+    return await unit.session()
+
+
+SessionDep = Annotated[AsyncSession, Depends(request_session)]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ServiceRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        endpoint = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            key = request.headers.get("idempotency-key")
+            if key is not None and request.method == "POST":
+                return await _idempotent(request, endpoint, check_key(key))
+            return await _in_unit_of_work(request, endpoint)
+
+        return handler
+
+
+async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
+    runtime: ServiceRuntime = request.app.state.runtime
+    unit = UnitOfWork(runtime)
+    request.state.unit_of_work = unit
+    try:
+        response = await endpoint(request)
+        if response.status_code < 400:
+            await unit.commit()
+        return response
+    finally:
+        await unit.close()
+
+
+async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response:
+    runtime: ServiceRuntime = request.app.state.runtime
+    store = runtime.idempotency
+    caller = authenticate(request)
+    scope = caller.idempotency_scope if caller else "anonymous"
+    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+    stored = await store.begin(scope, key, fingerprint)
+    if stored is not None:
+        return _replay(stored)
+    unit = UnitOfWork(runtime)
+    request.state.unit_of_work = unit
+    try:
+        try:
+            response = await endpoint(request)
+        except PaymeshError as error:
+            if error.status >= 500:
+                raise
+            response = render_error(request, error)
+        outcome = _stored(response)
+        if response.status_code < 400:
+            await store.complete(await unit.session(), scope, key, outcome)
+            await unit.commit()
+        else:
+            await unit.close()
+            async with runtime.database.transaction() as session:
+                await store.complete(session, scope, key, outcome)
+        return response
+    except BaseException:
+        await unit.close()
+        await store.release(scope, key)
+        raise
+    finally:
+        await unit.close()
+
+
+def _stored(response: Response) -> StoredResponse:
+    headers = {
+        name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers
+    }
+    return StoredResponse(status=response.status_code, headers=headers, body=bytes(response.body))
+
+
+def _replay(stored: StoredResponse) -> Response:
+    headers: dict[str, Any] = dict(stored.headers)
+    headers["Idempotent-Replayed"] = "true"
+    media_type = headers.pop("content-type", None)
+    return Response(
+        content=stored.body, status_code=stored.status, headers=headers, media_type=media_type
+    )

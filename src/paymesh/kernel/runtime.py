@@ -1,0 +1,181 @@
+"""What a service is (`ServiceSpec`) and what it runs with (`ServiceRuntime`).
+
+Each service package's `app.py` exposes `SPEC`. The composition root (`paymesh.platform`)
+builds one `ServiceRuntime` per service: its database, outbox, relay, consumers, task queue,
+scheduler and idempotency store, plus clients to the other services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import APIRouter
+from sqlalchemy import MetaData
+
+from paymesh.kernel.auth import DevelopmentTokens, TokenVerifier
+from paymesh.kernel.config import Settings
+from paymesh.kernel.db import Database
+from paymesh.kernel.events import Consumer, ConsumerHandler, EventBus, Outbox, OutboxRelay
+from paymesh.kernel.http import ServiceClient
+from paymesh.kernel.idempotency import IdempotencyStore
+from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskHandler, TaskQueue
+from paymesh.kernel.migrations import migrate
+from paymesh.kernel.tables import KernelTables
+
+log = structlog.get_logger("paymesh.runtime")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    patterns: tuple[str, ...]
+    handler: ConsumerHandler
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything the platform needs to know to run one service."""
+
+    name: str
+    title: str
+    description: str
+    metadata: MetaData
+    tables: KernelTables
+    migrations: Path
+    routers: Sequence[APIRouter]
+    path_prefixes: tuple[str, ...] = ()
+    setup: Callable[[ServiceRuntime], None] | None = None
+    consumers: Callable[[ServiceRuntime], list[ConsumerSpec]] | None = None
+    periodic_jobs: Callable[[ServiceRuntime], list[PeriodicJob]] | None = None
+    task_handlers: Callable[[ServiceRuntime], dict[str, TaskHandler]] | None = None
+    seed_demo: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return self.path_prefixes or (f"/v1/{self.name}",)
+
+
+@dataclass
+class Directory:
+    """How a service reaches the others: an ASGI app in process, or base URLs."""
+
+    settings: Settings
+    tokens: DevelopmentTokens
+    transport: httpx.AsyncBaseTransport | None = None
+    local: set[str] = field(default_factory=set)
+
+    def client(self, service: str, caller: str) -> ServiceClient:
+        transport = self.transport if service in self.local else None
+        if transport is not None:
+            base_url = "http://paymesh.internal"
+        else:
+            base_url = self.settings.service(service).url or self.settings.origin
+        return ServiceClient(
+            base_url,
+            transport=transport,
+            token=lambda: self.tokens.issue(
+                f"service:{caller}", roles=["service"], scopes=[service], client_id=caller
+            ),
+            timeout_seconds=self.settings.http_timeout_seconds,
+            retries=self.settings.http_retries,
+        )
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        settings: Settings,
+        bus: EventBus,
+        directory: Directory,
+        token_verifier: TokenVerifier,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings
+        self.bus = bus
+        self.directory = directory
+        self.token_verifier = token_verifier
+        self.tables = spec.tables
+        self.database = Database.for_service(settings, spec.name)
+        self.outbox = Outbox(spec.name, spec.tables)
+        self.idempotency = IdempotencyStore(
+            self.database,
+            spec.tables,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            lease_seconds=settings.idempotency_lease_seconds,
+        )
+        events = settings.events
+        self.relay = OutboxRelay(
+            self.database,
+            spec.tables,
+            bus,
+            batch_size=events.relay_batch_size,
+            interval_seconds=events.relay_interval_seconds,
+            lease_seconds=events.lease_seconds,
+        )
+        self.state: dict[str, Any] = {}
+        if spec.setup is not None:
+            spec.setup(self)
+        self.consumers: dict[str, Consumer] = {}
+        for item in spec.consumers(self) if spec.consumers else []:
+            consumer = Consumer(
+                f"{spec.name}.{item.name}",
+                self.database,
+                spec.tables,
+                item.handler,
+                max_attempts=events.max_attempts,
+                retry_base_seconds=events.retry_base_seconds,
+            )
+            self.consumers[item.name] = consumer
+            bus.subscribe(consumer.name, item.patterns, consumer)
+        self.tasks = TaskQueue(
+            self.database,
+            spec.tables,
+            spec.task_handlers(self) if spec.task_handlers else {},
+        )
+        jobs = spec.periodic_jobs(self) if spec.periodic_jobs else []
+        jobs.append(PeriodicJob("purge_idempotency_records", 3600, self.idempotency.purge_expired))
+        self.scheduler = Scheduler(self.database, spec.tables, jobs)
+        self._workers: list[asyncio.Task[None]] = []
+
+    def client(self, service: str) -> ServiceClient:
+        return self.directory.client(service, caller=self.name)
+
+    async def migrate(self) -> None:
+        await migrate(self.database, self.spec.migrations, self.spec.metadata)
+
+    async def start(self, *, run_workers: bool) -> None:
+        if self.spec.on_start is not None:
+            await self.spec.on_start(self)
+        if run_workers:
+            await self.start_workers()
+
+    async def start_workers(self) -> None:
+        for name, loop in (
+            ("outbox-relay", self.relay.run_forever),
+            ("task-queue", self.tasks.run_forever),
+            ("scheduler", self.scheduler.run_forever),
+        ):
+            self._workers.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            try:
+                await worker
+            except asyncio.CancelledError:
+                pass
+        self._workers.clear()
+        if self.spec.on_stop is not None:
+            await self.spec.on_stop(self)
+        await self.database.dispose()

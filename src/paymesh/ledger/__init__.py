@@ -1,0 +1,1 @@
+"""Ledger service: double-entry accounts and transfers."""

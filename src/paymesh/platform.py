@@ -1,0 +1,207 @@
+"""The composition root: which services run in this process and how they reach each other.
+
+`Platform` builds a runtime and an app per service, picks the bus, and serves every
+hosted service on one origin: requests go to the service that owns their path prefix;
+`/docs` and `/openapi.json` show the merged API; `/health`, `/ready` and `/metrics` cover
+the whole process. Services not hosted here are reached over HTTP at their configured URL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from paymesh import __version__
+from paymesh.kernel.app import add_operational_routes, create_service_app, database_check
+from paymesh.kernel.auth import DevelopmentTokens
+from paymesh.kernel.config import Settings
+from paymesh.kernel.errors import install_error_handlers
+from paymesh.kernel.events import EventBus, InProcessBus
+from paymesh.kernel.observability import RequestContextMiddleware
+from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
+
+SERVICE_MODULES: dict[str, str] = {
+    "ledger": "paymesh.ledger.app",
+}
+
+
+def load_spec(name: str) -> ServiceSpec:
+    if name not in SERVICE_MODULES:
+        known = ", ".join(sorted(SERVICE_MODULES))
+        raise ValueError(f"unknown service {name!r}; known services: {known}")
+    spec = importlib.import_module(SERVICE_MODULES[name]).SPEC
+    assert isinstance(spec, ServiceSpec)
+    return spec
+
+
+def build_bus(settings: Settings) -> EventBus:
+    if settings.broker_url:
+        raise ValueError(
+            "PAYMESH_BROKER_URL is set, but broker adapters (RabbitMQ, NATS, Kafka) are not "
+            "part of this release yet; unset it to use the in-process bus"
+        )
+    return InProcessBus()
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Sequence[str] | None = None,
+        *,
+        specs: Sequence[ServiceSpec] = (),
+        run_workers: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.run_workers = run_workers
+        chosen = list(SERVICE_MODULES) if services is None else list(services)
+        self.specs = [load_spec(name) for name in chosen] + list(specs)
+        self.tokens = DevelopmentTokens(
+            settings.signing_secret.get_secret_value(),
+            settings.token_issuer,
+            settings.token_audience,
+        )
+        self.bus = build_bus(settings)
+        self.directory = Directory(settings, self.tokens)
+        self.runtimes: dict[str, ServiceRuntime] = {
+            spec.name: ServiceRuntime(spec, settings, self.bus, self.directory, self.tokens)
+            for spec in self.specs
+        }
+        self.service_apps: dict[str, FastAPI] = {
+            name: create_service_app(runtime, manage_lifecycle=False)
+            for name, runtime in self.runtimes.items()
+        }
+        self.routes = sorted(
+            (
+                (prefix, self.service_apps[spec.name])
+                for spec in self.specs
+                for prefix in spec.prefixes
+            ),
+            key=lambda item: -len(item[0]),
+        )
+        self.root = self._root_app()
+        self.directory.transport = httpx.ASGITransport(app=self)
+        self.directory.local = set(self.runtimes)
+        self._openapi: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            for prefix, app in self.routes:
+                if path == prefix or path.startswith(prefix + "/"):
+                    await app(scope, receive, send)
+                    return
+        await self.root(scope, receive, send)
+
+    async def migrate(self) -> None:
+        for runtime in self.runtimes.values():
+            await runtime.migrate()
+
+    async def seed_demo(self) -> None:
+        if self.settings.env == "production":
+            raise RuntimeError("demo data is refused when PAYMESH_ENV=production")
+        for runtime in self.runtimes.values():
+            if runtime.spec.seed_demo is not None:
+                await runtime.spec.seed_demo(runtime)
+
+    async def start(self) -> None:
+        for runtime in self.runtimes.values():
+            await runtime.start(run_workers=self.run_workers)
+
+    async def stop(self) -> None:
+        for runtime in reversed(self.runtimes.values()):
+            await runtime.stop()
+
+    def openapi(self) -> dict[str, Any]:
+        if self._openapi is None:
+            self._openapi = self._merged_openapi()
+        return self._openapi
+
+    def _merged_openapi(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "Paymesh",
+                "version": __version__,
+                "description": "Every Paymesh service served from one origin.",
+            },
+            "paths": {},
+            "components": {
+                "schemas": {},
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+            "tags": [],
+        }
+        for spec in self.specs:
+            document = self.service_apps[spec.name].openapi()
+            merged["tags"].append({"name": spec.name, "description": spec.description})
+            for path, item in document.get("paths", {}).items():
+                if path in ("/health", "/ready", "/metrics"):
+                    continue
+                merged["paths"][path] = item
+            schemas = document.get("components", {}).get("schemas", {})
+            for name, schema in schemas.items():
+                merged["components"]["schemas"].setdefault(name, schema)
+        root = self.root.openapi()
+        merged["paths"].update(root.get("paths", {}))
+        merged["components"]["schemas"].update(
+            root.get("components", {}).get("schemas", {})
+        )
+        return merged
+
+    def _root_app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(
+            title="Paymesh",
+            version=__version__,
+            lifespan=lifespan,
+            docs_url=None,
+            redoc_url=None,
+            openapi_url=None,
+        )
+        install_error_handlers(app)
+
+        async def checks() -> dict[str, str]:
+            return {
+                f"{name}.database": await database_check(runtime.database)
+                for name, runtime in self.runtimes.items()
+            }
+
+        add_operational_routes(app, checks)
+
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi() -> JSONResponse:
+            return JSONResponse(self.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="Paymesh API")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> dict[str, Any]:
+            return {
+                "name": "Paymesh",
+                "version": __version__,
+                "services": {spec.name: list(spec.prefixes) for spec in self.specs},
+                "docs": "/docs",
+            }
+
+        app.add_middleware(
+            RequestContextMiddleware, service="platform", access_log=self.settings.access_log
+        )
+        return app

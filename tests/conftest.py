@@ -1,0 +1,137 @@
+"""Test fixtures: every test gets a fresh, migrated database on the backend under test.
+
+`PAYMESH_TEST_DATABASE=sqlite` (default): a temporary directory of SQLite files per test.
+`PAYMESH_TEST_DATABASE=postgresql`: a database created for the run on the server at
+`PAYMESH_TEST_POSTGRES_URL` (default postgresql://postgres@127.0.0.1:5432/postgres); each
+test gets its schemas freshly migrated and dropped afterwards. With CI=true an unreachable
+PostgreSQL fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from paymesh.kernel.config import Settings
+from paymesh.kernel.runtime import ServiceSpec
+from paymesh.platform import Platform
+
+BACKEND = os.environ.get("PAYMESH_TEST_DATABASE", "sqlite")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PAYMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_report_header() -> str:
+    return f"paymesh database backend: {BACKEND}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (runs in the PostgreSQL pass)")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str | None]:
+    if BACKEND != "postgresql":
+        yield None
+        return
+    name = f"paymesh_test_{secrets.token_hex(4)}"
+    admin = _asyncpg_dsn(POSTGRES_ADMIN_URL)
+
+    async def execute(sql: str) -> None:
+        connection = await asyncpg.connect(admin, timeout=5)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as error:
+        message = f"PostgreSQL at {POSTGRES_ADMIN_URL} is not usable: {error!r}"
+        if IN_CI:
+            pytest.exit(message, returncode=1)
+        pytest.skip(message)
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, postgres_database: str | None) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env="test",
+        data_dir=tmp_path / "var",
+        database_url=postgres_database,
+        access_log=False,
+        events={"retry_base_seconds": 0.001, "relay_interval_seconds": 0.05},
+    )
+
+
+async def _drop_schemas(url: str, names: Sequence[str]) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        for name in names:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await connection.close()
+
+
+PlatformFactory = Callable[..., "asyncio.Future[Platform]"]
+
+
+@pytest.fixture
+async def make_platform(
+    settings: Settings, postgres_database: str | None
+) -> AsyncIterator[Callable[..., object]]:
+    """Build, migrate and start a platform: `await make_platform(["ledger"], specs=[...])`."""
+    started: list[Platform] = []
+
+    async def factory(
+        services: Sequence[str] = (),
+        *,
+        specs: Sequence[ServiceSpec] = (),
+        run_workers: bool = True,
+        settings_override: Settings | None = None,
+    ) -> Platform:
+        platform = Platform(
+            settings_override or settings, list(services), specs=specs, run_workers=run_workers
+        )
+        if postgres_database:
+            await _drop_schemas(postgres_database, list(platform.runtimes))
+        await platform.migrate()
+        await platform.start()
+        started.append(platform)
+        return platform
+
+    yield factory
+    for platform in started:
+        await platform.stop()
+    if postgres_database:
+        names = [name for platform in started for name in platform.runtimes]
+        await _drop_schemas(postgres_database, names)
+
+
+def http_client(platform: Platform) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=platform), base_url="http://paymesh.test"
+    )

@@ -1,0 +1,129 @@
+"""A tiny service used only by the kernel tests: notes, a counter fed by events, tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import Column, Integer, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.kernel.app import service_router
+from paymesh.kernel.db import service_metadata
+from paymesh.kernel.errors import PaymeshError
+from paymesh.kernel.events import CloudEvent
+from paymesh.kernel.ids import new_id
+from paymesh.kernel.money import AmountMinor, CurrencyCode
+from paymesh.kernel.routing import SessionDep
+from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime, ServiceSpec
+from paymesh.kernel.tables import KernelTables
+
+metadata = service_metadata()
+tables = KernelTables(metadata)
+notes = Table(
+    "note",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("text", String(200), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+)
+effects = Table(
+    "effect",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+
+class NoteCreate(BaseModel):
+    text: str = Field(min_length=1, max_length=200)
+    amount: AmountMinor
+    currency: CurrencyCode
+    fail: bool = False
+
+
+class Note(BaseModel):
+    id: str
+    text: str
+    amount: int
+    currency: str
+
+
+class NoteRejected(PaymeshError):
+    code = "note_rejected"
+    status = 409
+    title = "The note was rejected"
+
+
+router = service_router(prefix="/v1/sample")
+gate: dict[str, asyncio.Event] = {}
+
+
+@router.post("/notes", status_code=201)
+async def create_note(body: NoteCreate, session: SessionDep, request: Request) -> Note:
+    """Create a note and emit `sample.note.created` in the same transaction."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    note = Note(id=new_id("note"), text=body.text, amount=body.amount, currency=body.currency)
+    await session.execute(notes.insert().values(**note.model_dump()))
+    await runtime.outbox.add(session, "sample.note.created", note.model_dump(), subject=note.id)
+    if body.text in gate:
+        await gate[body.text].wait()
+    if body.fail:
+        raise NoteRejected(detail="asked to fail")
+    return note
+
+
+@router.get("/notes")
+async def list_notes(session: SessionDep) -> list[Note]:
+    rows = await session.execute(select(notes).order_by(notes.c.id))
+    return [Note(**row._mapping) for row in rows]
+
+
+@router.post("/crash")
+async def crash() -> Response:
+    raise RuntimeError("secret internal detail")
+
+
+async def count_effect(session: AsyncSession, name: str) -> None:
+    result = await session.execute(
+        update(effects).where(effects.c.name == name).values(count=effects.c.count + 1)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        await session.execute(effects.insert().values(name=name, count=1))
+
+
+async def on_note_created(session: AsyncSession, event: CloudEvent) -> None:
+    await count_effect(session, f"note:{event.data['id']}")
+
+
+async def poison(session: AsyncSession, event: CloudEvent) -> None:
+    if event.data.get("text") == "poison":
+        raise ValueError("cannot digest this note")
+
+
+async def task_count(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await count_effect(session, f"task:{payload['name']}")
+
+
+def _consumers(_runtime: ServiceRuntime) -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec("count-notes", ("sample.note.*",), on_note_created),
+        ConsumerSpec("picky", ("sample.note.created",), poison),
+    ]
+
+
+SPEC = ServiceSpec(
+    name="sample",
+    title="Sample",
+    description="Kernel test service.",
+    metadata=metadata,
+    tables=tables,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    consumers=_consumers,
+    task_handlers=lambda _runtime: {"count": task_count},
+)
