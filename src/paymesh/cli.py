@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -40,7 +40,7 @@ def _check_service(name: str) -> str:
     return name
 
 
-def _run(main: Callable[[], Awaitable[None]]) -> None:
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         import uvloop
 
@@ -65,9 +65,7 @@ def _announce(platform: Platform, origin: str, demo: bool) -> None:
         console.print("Demo data loaded; see README 'A tour' for requests to try.")
 
 
-async def _serve(
-    platform: Platform, host: str, port: int, *, migrate: bool, demo: bool
-) -> None:
+async def _serve(platform: Platform, host: str, port: int, *, migrate: bool, demo: bool) -> None:
     if migrate:
         await platform.migrate()
     if demo:
@@ -90,7 +88,9 @@ async def _serve(
 def up(
     host: HostOption = None,
     port: PortOption = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Seed demo data (not in production).")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed demo data (not in production).")
+    ] = False,
     no_migrate: NoMigrateOption = False,
 ) -> None:
     """Run every service in one process on one origin (the embedded shape)."""

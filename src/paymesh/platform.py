@@ -152,9 +152,7 @@ class Platform:
                 merged["components"]["schemas"].setdefault(name, schema)
         root = self.root.openapi()
         merged["paths"].update(root.get("paths", {}))
-        merged["components"]["schemas"].update(
-            root.get("components", {}).get("schemas", {})
-        )
+        merged["components"]["schemas"].update(root.get("components", {}).get("schemas", {}))
         return merged
 
     def _root_app(self) -> FastAPI:

@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     access_log: bool = True
     signing_secret: SecretStr = SecretStr(DEVELOPMENT_SIGNING_SECRET)
-    token_issuer: str = "paymesh"
-    token_audience: str = "paymesh"
+    token_issuer: str = "paymesh"  # noqa: S105 - an issuer name, not a secret
+    token_audience: str = "paymesh"  # noqa: S105 - an audience name, not a secret
     idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
     idempotency_lease_seconds: float = Field(default=60.0, gt=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -10,6 +10,7 @@ that keeps failing is written to the dead-letter table with its error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
@@ -245,10 +246,8 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox_relay_error")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
 

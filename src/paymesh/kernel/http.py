@@ -97,7 +97,9 @@ class ServiceClient:
         except _RetryableStatus as exhausted:
             response = exhausted.response
         except httpx.TransportError as error:
-            raise ServiceUnavailable(detail=f"{method} {path}: {error.__class__.__name__}") from None
+            raise ServiceUnavailable(
+                detail=f"{method} {path}: {error.__class__.__name__}"
+            ) from None
         if response.is_success:
             return response
         raise _remote_error(response)

@@ -197,6 +197,6 @@ RateDecimal = Annotated[
     Decimal,
     BeforeValidator(_refuse_float),
     AfterValidator(_check_rate),
-    PlainSerializer(lambda rate: str(rate), return_type=str),
-    Field(description="Decimal rate carried as a string, e.g. \"1.0842\"."),
+    PlainSerializer(str, return_type=str),
+    Field(description='Decimal rate carried as a string, e.g. "1.0842".'),
 ]

@@ -8,7 +8,7 @@ response is written in that same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -64,7 +64,7 @@ async def request_session(request: Request) -> AsyncSession:
 
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 class ServiceRoute(APIRoute):

@@ -8,6 +8,7 @@ scheduler and idempotency store, plus clients to the other services.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,10 +172,8 @@ class ServiceRuntime:
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await worker
-            except asyncio.CancelledError:
-                pass
         self._workers.clear()
         if self.spec.on_stop is not None:
             await self.spec.on_stop(self)
