@@ -32,6 +32,7 @@ class ServiceSettings(BaseModel):
 class LedgerSettings(ServiceSettings):
     batch_max_transfers: int = Field(default=8000, ge=1, le=8000)
     group_commit_max_transfers: int = Field(default=512, ge=1, le=8000)
+    writers: int = Field(default=3, ge=1, le=32, description="Group-commit writers (PostgreSQL).")
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
 
 

@@ -4,8 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paymesh.kernel.runtime import ServiceSpec
+from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
+from paymesh.ledger.api import router
+from paymesh.ledger.engine import TransferEngine
+from paymesh.ledger.jobs import periodic_jobs
 from paymesh.ledger.models import kernel_tables, metadata
+from paymesh.ledger.service import LedgerService
+
+
+def _setup(runtime: ServiceRuntime) -> None:
+    settings = runtime.settings.ledger
+    engine = TransferEngine(
+        runtime.database,
+        runtime.outbox,
+        writers=settings.writers if runtime.database.is_postgres else 1,
+        max_operations=settings.group_commit_max_transfers,
+    )
+    runtime.state["engine"] = engine
+    runtime.state["ledger"] = LedgerService(engine, runtime.outbox)
+
+
+async def _start(runtime: ServiceRuntime) -> None:
+    engine: TransferEngine = runtime.state["engine"]
+    await engine.start()
+
+
+async def _stop(runtime: ServiceRuntime) -> None:
+    engine: TransferEngine = runtime.state["engine"]
+    await engine.stop()
+
 
 SPEC = ServiceSpec(
     name="ledger",
@@ -14,5 +41,9 @@ SPEC = ServiceSpec(
     metadata=metadata,
     tables=kernel_tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[],
+    routers=[router],
+    setup=_setup,
+    on_start=_start,
+    on_stop=_stop,
+    periodic_jobs=periodic_jobs,
 )

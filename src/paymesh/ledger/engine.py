@@ -1,0 +1,180 @@
+"""Group commit: concurrent transfer requests share one database transaction.
+
+PostgreSQL's ceiling for one transfer per transaction is its commit rate. Like TigerBeetle's
+batching, the engine queues the operations of concurrent requests and lets a few writer
+tasks each take everything queued (up to `max_operations`), lock the rows involved in a
+fixed order (transfers, then accounts, by id), apply the rules in memory (`Posting`), write
+balances, transfers, entries and outbox events, and commit once. Each request's own
+result comes back through its future only after that commit.
+
+Requests keep their isolation: each single request is its own group, so one failing
+transfer never affects another; an atomic batch is one group that applies whole or not
+at all. If a shared transaction fails for an unexpected reason (a unique violation from a
+concurrent process, say), its groups are retried one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.events import Outbox
+from paymesh.ledger import repository
+from paymesh.ledger.posting import (
+    CreateTransfer,
+    Operation,
+    Outcome,
+    Posting,
+    Result,
+    TransferState,
+)
+
+log = structlog.get_logger("paymesh.ledger.engine")
+
+
+@dataclass
+class _Request:
+    operations: list[Operation]
+    atomic: bool
+    future: asyncio.Future[list[Result]] = field(repr=False)
+
+
+def transfer_event_data(transfer: TransferState) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "debit_account_id": transfer.debit_account_id,
+        "credit_account_id": transfer.credit_account_id,
+        "amount": transfer.amount,
+        "posted_amount": transfer.posted_amount,
+        "currency": transfer.currency,
+        "code": transfer.code,
+        "status": transfer.status,
+        "metadata": transfer.metadata,
+    }
+
+
+class TransferEngine:
+    def __init__(
+        self,
+        database: Database,
+        outbox: Outbox,
+        *,
+        writers: int = 2,
+        max_operations: int = 512,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.writers = writers
+        self.max_operations = max_operations
+        self._queue: deque[_Request] = deque()
+        self._ready = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._write_forever(), name=f"ledger-writer-{number}")
+                for number in range(self.writers)
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.cancel()
+
+    async def submit(self, operations: list[Operation], *, atomic: bool = False) -> list[Result]:
+        """Apply operations in order; returns each one's Outcome or LedgerError."""
+        if not self._tasks:
+            await self.start()
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(operations, atomic, future))
+        async with self._ready:
+            self._ready.notify()
+        return await future
+
+    def _take(self) -> list[_Request]:
+        taken: list[_Request] = []
+        count = 0
+        while self._queue and (not taken or count + len(self._queue[0].operations) <= self.max_operations):
+            request = self._queue.popleft()
+            taken.append(request)
+            count += len(request.operations)
+        return taken
+
+    async def _write_forever(self) -> None:
+        while True:
+            async with self._ready:
+                await self._ready.wait_for(lambda: bool(self._queue))
+                requests = self._take()
+                if self._queue:
+                    self._ready.notify()
+            await self._write(requests)
+
+    async def _write(self, requests: list[_Request]) -> None:
+        try:
+            results = await self._commit(requests)
+        except Exception as error:
+            if len(requests) == 1:
+                log.warning("ledger_write_failed", error=repr(error))
+                _fail(requests[0], error)
+                return
+            log.warning("ledger_group_commit_failed_retrying_alone", error=repr(error))
+            for request in requests:
+                await self._write([request])
+            return
+        for request, result in zip(requests, results, strict=True):
+            if not request.future.done():
+                request.future.set_result(result)
+
+    async def _commit(self, requests: list[_Request]) -> list[list[Result]]:
+        transfer_ids = {op.id for request in requests for op in request.operations}
+        account_ids = {
+            account
+            for request in requests
+            for op in request.operations
+            if isinstance(op, CreateTransfer)
+            for account in (op.debit_account_id, op.credit_account_id)
+        }
+        async with self.database.transaction() as session:
+            transfers = await repository.lock_transfers(session, transfer_ids)
+            account_ids.update(
+                account
+                for transfer in transfers.values()
+                for account in (transfer.debit_account_id, transfer.credit_account_id)
+            )
+            accounts = await repository.lock_accounts(session, account_ids)
+            posting = Posting(accounts, transfers, utcnow())
+            results = [
+                posting.apply_group(request.operations, request.atomic) for request in requests
+            ]
+            await repository.write_posting(session, posting)
+            await self.outbox.add_many(
+                session,
+                [
+                    self.outbox.event(event_type, transfer_event_data(transfer), transfer.id)
+                    for event_type, transfer in posting.events
+                ],
+            )
+        return results
+
+
+def _fail(request: _Request, error: Exception) -> None:
+    if not request.future.done():
+        request.future.set_exception(error)
+
+
+__all__ = ["Outcome", "TransferEngine"]

@@ -1,0 +1,277 @@
+"""Every query of the ledger."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.kernel.db import is_postgres
+from paymesh.kernel.jsonutil import dumps, loads
+from paymesh.ledger import errors
+from paymesh.ledger.models import Account, Entry, Transfer
+from paymesh.ledger.posting import AccountState, Posting, TransferState
+
+accounts = Account.__table__
+transfers = Transfer.__table__
+entries = Entry.__table__
+
+_TRANSFER_COLUMNS = (
+    "id",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "posted_amount",
+    "currency",
+    "code",
+    "status",
+    "pending",
+    "timeout_seconds",
+    "expires_at",
+    "metadata",
+    "created_at",
+    "resolved_at",
+)
+
+_update_account = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account_id"))
+    .values(
+        debits_pending=bindparam("new_debits_pending"),
+        debits_posted=bindparam("new_debits_posted"),
+        credits_pending=bindparam("new_credits_pending"),
+        credits_posted=bindparam("new_credits_posted"),
+    )
+)
+_update_transfer = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("transfer_id"))
+    .values(
+        status=bindparam("new_status"),
+        posted_amount=bindparam("new_posted_amount"),
+        resolved_at=bindparam("new_resolved_at"),
+    )
+)
+
+
+def encode_cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        values = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise errors.InvalidCursor() from None
+    if not isinstance(values, list) or len(values) != arity:
+        raise errors.InvalidCursor()
+    return values
+
+
+def transfer_state(row: Row[Any] | Any) -> TransferState:
+    mapping = row._mapping
+    return TransferState(**{key: mapping[key] for key in _TRANSFER_COLUMNS if key != "metadata"},
+                         metadata=mapping["metadata"])
+
+
+# -- the batch writer's queries ----------------------------------------------------------
+
+
+async def lock_transfers(session: AsyncSession, ids: Iterable[str]) -> dict[str, TransferState]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query = select(transfers).where(transfers.c.id.in_(wanted)).order_by(transfers.c.id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return {row.id: transfer_state(row) for row in await session.execute(query)}
+
+
+async def lock_accounts(session: AsyncSession, ids: Iterable[str]) -> dict[str, AccountState]:
+    """Lock in id order: every writer takes locks in the same order, so none deadlocks."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query = (
+        select(
+            accounts.c.id,
+            accounts.c.currency,
+            accounts.c.flags,
+            accounts.c.debits_pending,
+            accounts.c.debits_posted,
+            accounts.c.credits_pending,
+            accounts.c.credits_posted,
+        )
+        .where(accounts.c.id.in_(wanted))
+        .order_by(accounts.c.id)
+    )
+    if is_postgres(session):
+        query = query.with_for_update()
+    return {row.id: AccountState(*row) for row in await session.execute(query)}
+
+
+async def write_posting(session: AsyncSession, posting: Posting) -> None:
+    if posting.dirty_accounts:
+        await session.execute(
+            _update_account,
+            [
+                {
+                    "account_id": account.id,
+                    "new_debits_pending": account.debits_pending,
+                    "new_debits_posted": account.debits_posted,
+                    "new_credits_pending": account.credits_pending,
+                    "new_credits_posted": account.credits_posted,
+                }
+                for account in (posting.accounts[key] for key in sorted(posting.dirty_accounts))
+            ],
+        )
+    if posting.new_transfers:
+        await session.execute(
+            transfers.insert(),
+            [
+                {key: getattr(transfer, key) for key in _TRANSFER_COLUMNS}
+                for transfer in posting.new_transfers.values()
+            ],
+        )
+    resolved = [
+        transfer
+        for key, transfer in posting.resolved_transfers.items()
+        if key not in posting.new_transfers
+    ]
+    if resolved:
+        await session.execute(
+            _update_transfer,
+            [
+                {
+                    "transfer_id": transfer.id,
+                    "new_status": transfer.status,
+                    "new_posted_amount": transfer.posted_amount,
+                    "new_resolved_at": transfer.resolved_at,
+                }
+                for transfer in resolved
+            ],
+        )
+    if posting.entries:
+        await session.execute(entries.insert(), posting.entries)
+
+
+# -- accounts ----------------------------------------------------------------------------
+
+
+async def insert_account(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(accounts.insert().values(**values))
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Row[Any] | None:
+    return (await session.execute(select(accounts).where(accounts.c.id == account_id))).first()
+
+
+async def list_accounts(
+    session: AsyncSession, currency: str | None, code: int | None, limit: int, cursor: str | None
+) -> tuple[Sequence[Row[Any]], str | None]:
+    query = select(accounts)
+    if currency is not None:
+        query = query.where(accounts.c.currency == currency)
+    if code is not None:
+        query = query.where(accounts.c.code == code)
+    return await _page(session, query, accounts.c.created_at, accounts.c.id, limit, cursor)
+
+
+async def _page(
+    session: AsyncSession, query: Any, time_column: Any, id_column: Any, limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[Row[Any]], str | None]:
+    if cursor is not None:
+        created, last_id = decode_cursor(cursor, 2)
+        try:
+            after = dt.datetime.fromisoformat(created)
+        except (TypeError, ValueError):
+            raise errors.InvalidCursor() from None
+        query = query.where(
+            or_(time_column > after, (time_column == after) & (id_column > last_id))
+        )
+    rows = (await session.execute(query.order_by(time_column, id_column).limit(limit + 1))).all()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]._mapping
+    return rows[:limit], encode_cursor(last[time_column.name].isoformat(), last[id_column.name])
+
+
+# -- transfers ---------------------------------------------------------------------------
+
+
+async def get_transfer(session: AsyncSession, transfer_id: str) -> Row[Any] | None:
+    return (
+        await session.execute(select(transfers).where(transfers.c.id == transfer_id))
+    ).first()
+
+
+async def list_transfers(
+    session: AsyncSession, account_id: str | None, limit: int, cursor: str | None
+) -> tuple[Sequence[Row[Any]], str | None]:
+    query = select(transfers)
+    if account_id is not None:
+        query = query.where(
+            or_(
+                transfers.c.debit_account_id == account_id,
+                transfers.c.credit_account_id == account_id,
+            )
+        )
+    return await _page(session, query, transfers.c.created_at, transfers.c.id, limit, cursor)
+
+
+async def due_pending_transfers(session: AsyncSession, now: dt.datetime, limit: int) -> list[str]:
+    query = (
+        select(transfers.c.id)
+        .where(transfers.c.status == "pending", transfers.c.expires_at <= now)
+        .order_by(transfers.c.expires_at)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+# -- entries and balances ----------------------------------------------------------------
+
+
+async def list_entries(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> tuple[Sequence[Row[Any]], str | None]:
+    query = select(entries).where(entries.c.account_id == account_id)
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, 1)
+        if not isinstance(after, int):
+            raise errors.InvalidCursor()
+        query = query.where(entries.c.id > after)
+    rows = (await session.execute(query.order_by(entries.c.id).limit(limit + 1))).all()
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor(rows[limit - 1].id)
+
+
+async def balance_at(session: AsyncSession, account_id: str, at: dt.datetime) -> Row[Any] | None:
+    query = (
+        select(entries)
+        .where(entries.c.account_id == account_id, entries.c.created_at <= at)
+        .order_by(entries.c.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
+async def totals_by_currency(session: AsyncSession) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            accounts.c.currency,
+            func.coalesce(func.sum(accounts.c.debits_posted), 0).label("debits_posted"),
+            func.coalesce(func.sum(accounts.c.credits_posted), 0).label("credits_posted"),
+            func.coalesce(func.sum(accounts.c.debits_pending), 0).label("debits_pending"),
+            func.coalesce(func.sum(accounts.c.credits_pending), 0).label("credits_pending"),
+        )
+        .group_by(accounts.c.currency)
+        .order_by(accounts.c.currency)
+    )
+    return (await session.execute(query)).all()
