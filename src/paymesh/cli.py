@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +30,15 @@ NoMigrateOption = Annotated[
 
 
 def _settings() -> Settings:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        # A clear message instead of a traceback: bad configuration is the operator's to fix.
+        for problem in error.errors():
+            field = "_".join(str(part) for part in problem["loc"]).upper()
+            where = f"PAYMESH_{field}: " if field else ""
+            typer.echo(f"configuration error: {where}{problem['msg']}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
