@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from collections.abc import Callable, Coroutine
@@ -58,6 +59,13 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         asyncio.run(main())
 
 
+def _run_server(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    # Ctrl-C is how a server stops: uvicorn shuts down gracefully, then re-raises the
+    # signal; like `uvicorn.run`, treat that as a normal exit (code 0).
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(main)
+
+
 def _announce(platform: Platform, origin: str, demo: bool) -> None:
     table = Table(title=f"Paymesh {__version__} on {origin}")
     table.add_column("service")
@@ -105,7 +113,7 @@ def up(
     """Run every service in one process on one origin (the embedded shape)."""
     settings = _settings()
     platform = Platform(settings)
-    _run(
+    _run_server(
         lambda: _serve(
             platform,
             host or settings.host,
@@ -129,7 +137,7 @@ def serve(
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings()
     platform = Platform(settings, [service], run_workers=workers)
-    _run(
+    _run_server(
         lambda: _serve(
             platform,
             host or settings.host,
