@@ -78,7 +78,7 @@ def postgres_database() -> Iterator[str | None]:
 @pytest.fixture
 def settings(tmp_path: Path, postgres_database: str | None) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="test",
         data_dir=tmp_path / "var",
         database_url=postgres_database,
