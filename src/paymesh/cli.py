@@ -44,6 +44,15 @@ def _settings() -> Settings:
     return settings
 
 
+def _platform(settings: Settings, services: list[str] | None = None, **options: Any) -> Platform:
+    try:
+        return Platform(settings, services, **options)
+    except ValueError as error:
+        # e.g. PAYMESH_BROKER_URL (no adapters yet) or an unsupported database URL.
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _check_service(name: str) -> str:
     if name not in SERVICE_MODULES:
         raise typer.BadParameter(f"unknown service; choose from {', '.join(SERVICE_MODULES)}")
@@ -112,7 +121,7 @@ def up(
 ) -> None:
     """Run every service in one process on one origin (the embedded shape)."""
     settings = _settings()
-    platform = Platform(settings)
+    platform = _platform(settings, run_workers=settings.run_workers)
     _run_server(
         lambda: _serve(
             platform,
@@ -131,12 +140,17 @@ def serve(
     port: PortOption = None,
     no_migrate: NoMigrateOption = False,
     workers: Annotated[
-        bool, typer.Option("--workers/--no-workers", help="Also run its background workers.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--workers/--no-workers",
+            help="Also run its background workers (default: PAYMESH_RUN_WORKERS, true).",
+        ),
+    ] = None,
 ) -> None:
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings()
-    platform = Platform(settings, [service], run_workers=workers)
+    run_workers = settings.run_workers if workers is None else workers
+    platform = _platform(settings, [service], run_workers=run_workers)
     _run_server(
         lambda: _serve(
             platform,
@@ -155,7 +169,7 @@ def worker(
 ) -> None:
     """Run one service's background workers only: outbox relay, tasks, scheduled jobs."""
     settings = _settings()
-    platform = Platform(settings, [service])
+    platform = _platform(settings, [service])
 
     async def main() -> None:
         if not no_migrate:
@@ -182,7 +196,7 @@ def migrate(
     settings = _settings()
     for name in services or []:
         _check_service(name)
-    platform = Platform(settings, services or None, run_workers=False)
+    platform = _platform(settings, services or None, run_workers=False)
 
     async def main() -> None:
         try:
@@ -206,7 +220,7 @@ def token(
     settings = _settings()
     if settings.env == "production":
         raise typer.BadParameter("development tokens are refused in production")
-    platform_tokens = Platform(settings, [], run_workers=False).tokens
+    platform_tokens = _platform(settings, [], run_workers=False).tokens
     typer.echo(
         platform_tokens.issue(
             subject, roles=role or ["admin"], scopes=scope or [], ttl_seconds=ttl_seconds
