@@ -44,6 +44,9 @@ help:
 # --- environment -------------------------------------------------------------------------
 
 $(UV):
+	@command -v $(PYTHON) >/dev/null || { \
+	  echo "$(PYTHON) not found: install Python >= 3.11 or run make PYTHON=/path/to/python3"; \
+	  exit 1; }
 	@$(PYTHON) scripts/bootstrap_venv.py $(VENV) $(UV_VERSION)
 
 venv: $(UV)

@@ -30,6 +30,7 @@ import shutil  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -75,12 +76,13 @@ def wheel_platform_words() -> tuple[str, str]:
 
 
 def download_uv_binary(version: str, directory: Path) -> Path:
-    with urllib.request.urlopen(f"{PYPI}/pypi/uv/{version}/json", timeout=60) as response:
-        release = json.load(response)
+    index = f"{PYPI}/pypi/uv/json"
+    with urllib.request.urlopen(index, timeout=60) as response:
+        files = json.load(response)["releases"].get(version, [])
     family, machine = wheel_platform_words()
     candidates = [
         file
-        for file in release["urls"]
+        for file in files
         if file["filename"].endswith(".whl")
         and family in file["filename"]
         and machine in file["filename"]
@@ -89,7 +91,10 @@ def download_uv_binary(version: str, directory: Path) -> Path:
         raise SystemExit(f"bootstrap: PyPI has no uv {version} wheel for {family} {machine}")
     chosen = candidates[0]
     say(f"downloading {chosen['filename']}")
-    with urllib.request.urlopen(chosen["url"], timeout=300) as response:
+    # Mirrors may answer with URLs relative to the JSON document.
+    with urllib.request.urlopen(
+        urllib.parse.urljoin(index, chosen["url"]), timeout=300
+    ) as response:
         payload = response.read()
     if hashlib.sha256(payload).hexdigest() != chosen["digests"]["sha256"]:
         raise SystemExit("bootstrap: uv wheel sha256 does not match PyPI's; not using it")
