@@ -20,8 +20,13 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from paymesh import __version__
-from paymesh.kernel.app import add_operational_routes, create_service_app, database_check
-from paymesh.kernel.auth import DevelopmentTokens
+from paymesh.kernel.app import (
+    add_operational_routes,
+    create_service_app,
+    database_check,
+    service_asgi,
+)
+from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
@@ -71,17 +76,19 @@ class Platform:
         )
         self.bus = build_bus(settings)
         self.directory = Directory(settings, self.tokens)
+        verifier = CachedVerifier(self.tokens)
         self.runtimes: dict[str, ServiceRuntime] = {
-            spec.name: ServiceRuntime(spec, settings, self.bus, self.directory, self.tokens)
+            spec.name: ServiceRuntime(spec, settings, self.bus, self.directory, verifier)
             for spec in self.specs
         }
         self.service_apps: dict[str, FastAPI] = {
             name: create_service_app(runtime, manage_lifecycle=False)
             for name, runtime in self.runtimes.items()
         }
+        asgi = {name: service_asgi(app, self.runtimes[name]) for name, app in self.service_apps.items()}
         self.routes = sorted(
             (
-                (prefix, self.service_apps[spec.name])
+                (prefix, asgi[spec.name])
                 for spec in self.specs
                 for prefix in spec.prefixes
             ),

@@ -4,14 +4,16 @@ context, and the operational endpoints `/health`, `/ready` and `/metrics`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paymesh import __version__
 from paymesh.kernel.db import Database
@@ -19,6 +21,55 @@ from paymesh.kernel.errors import install_error_handlers, problem_response
 from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.routing import ServiceRoute
 from paymesh.kernel.runtime import ServiceRuntime
+
+
+FastHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class FastPaths:
+    """Serves a service's few hottest (method, path) pairs as plain ASGI handlers, without
+    FastAPI's routing and dependency machinery; everything else goes to the FastAPI app,
+    where the same route is declared for the OpenAPI document. A request that carries an
+    Idempotency-Key or a non-JSON body always takes the FastAPI route."""
+
+    def __init__(
+        self, app: FastAPI, handlers: dict[tuple[str, str], FastHandler], runtime: ServiceRuntime
+    ) -> None:
+        self.app = app
+        self.handlers = {
+            key: RequestContextMiddleware(
+                handler, service=runtime.name, access_log=runtime.settings.access_log
+            )
+            for key, handler in handlers.items()
+        }
+        self.routes = {key: SimpleNamespace(path=key[1]) for key in handlers}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            key = (scope["method"], scope["path"])
+            handler = self.handlers.get(key)
+            if handler is not None and _plain_json(scope):
+                scope["route"] = self.routes[key]
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _plain_json(scope: Scope) -> bool:
+    content_type = b""
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            return False
+        if name == b"content-type":
+            content_type = value
+    return content_type.split(b";")[0].strip().lower() == b"application/json"
+
+
+def service_asgi(app: FastAPI, runtime: ServiceRuntime) -> ASGIApp:
+    """The ASGI app that serves a service: its FastAPI app behind its fast paths."""
+    if runtime.spec.fast_paths is None:
+        return app
+    return FastPaths(app, runtime.spec.fast_paths(runtime), runtime)
 
 
 def service_router(**kwargs: Any) -> APIRouter:

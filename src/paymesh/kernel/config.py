@@ -40,7 +40,8 @@ class EventSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=0.05, ge=0)
     relay_interval_seconds: float = Field(default=0.5, gt=0)
-    relay_batch_size: int = Field(default=100, ge=1)
+    relay_batch_size: int = Field(default=500, ge=1)
+    outbox_retention_seconds: int = Field(default=7 * 86_400, ge=0)
     lease_seconds: float = Field(default=30.0, gt=0)
 
 

@@ -228,17 +228,19 @@ async def _handle_paymesh_error(request: Request, error: Exception) -> Response:
     return render_error(request, error)
 
 
+def validation_error(errors: Iterable[Any]) -> PaymeshError:
+    """400 for a body that is not JSON, 422 listing the fields otherwise."""
+    errors = list(errors)
+    if any(item.get("type") == "json_invalid" for item in errors):
+        return MalformedJson(detail=str(errors[0].get("msg")))
+    return ValidationFailed(
+        detail="One or more fields are invalid", errors=_validation_errors(errors)
+    )
+
+
 async def _handle_validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    errors = list(error.errors())
-    if any(item.get("type") == "json_invalid" for item in errors):
-        return render_error(request, MalformedJson(detail=str(errors[0].get("msg"))))
-    return render_error(
-        request,
-        ValidationFailed(
-            detail="One or more fields are invalid", errors=_validation_errors(errors)
-        ),
-    )
+    return render_error(request, validation_error(error.errors()))
 
 
 async def _handle_http_exception(request: Request, error: Exception) -> Response:

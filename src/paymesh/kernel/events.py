@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, is_postgres, utcnow
 from paymesh.kernel.ids import new_id
@@ -58,6 +58,10 @@ class EventBus(Protocol):
 
     async def publish(self, event: CloudEvent) -> None: ...
 
+    def wants(self, event_type: str) -> bool:
+        """False when no one can receive this type (the relay then only marks it sent)."""
+        ...
+
     def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None: ...
 
     async def start(self) -> None: ...
@@ -86,6 +90,9 @@ class InProcessBus:
             if subscription.matches(event.type):
                 await subscription.handler(event)
 
+    def wants(self, event_type: str) -> bool:
+        return any(subscription.matches(event_type) for subscription in self.subscriptions)
+
     def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None:
         self.subscriptions.append(_Subscription(name, tuple(patterns), handler))
 
@@ -102,6 +109,12 @@ class Outbox:
     def __init__(self, service: str, tables: KernelTables) -> None:
         self.source = f"/paymesh/{service}"
         self.table = tables.outbox
+        self.listeners: list[Callable[[], None]] = []
+
+    def committed(self) -> None:
+        """Tell the relay that events were committed outside a `Database.transaction()`."""
+        for listener in self.listeners:
+            listener()
 
     async def add(
         self,
@@ -114,7 +127,9 @@ class Outbox:
         await self.add_many(session, [event])
         return event
 
-    async def add_many(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    async def add_many(
+        self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]
+    ) -> None:
         if not events:
             return
         await session.execute(
@@ -134,6 +149,13 @@ class Outbox:
 
     def event(self, type: str, data: dict[str, Any], subject: str | None = None) -> CloudEvent:  # noqa: A002
         return CloudEvent(source=self.source, type=type, subject=subject, data=data)
+
+
+def _id_in(column: Any, ids: list[str], postgres: bool) -> Any:
+    """`= ANY(:ids)` on PostgreSQL: one prepared statement whatever the number of ids."""
+    if postgres:
+        return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
+    return column.in_(ids)
 
 
 class OutboxRelay:
@@ -160,6 +182,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.interval_seconds = interval_seconds
         self.lease_seconds = lease_seconds
+        self.debounce_seconds = min(0.05, interval_seconds)
         self._wake = asyncio.Event()
         database.on_commit(self._after_commit)
 
@@ -173,35 +196,48 @@ class OutboxRelay:
     async def _lease(self) -> list[dict[str, Any]]:
         now = utcnow()
         table = self.table
-        async with self.database.transaction() as session:
-            due = (
-                select(table.c.id)
-                .where(
-                    table.c.published_at.is_(None),
-                    or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+        due = (
+            select(table.c.id)
+            .where(
+                table.c.published_at.is_(None),
+                or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            )
+            .order_by(table.c.created_at, table.c.id)
+            .limit(self.batch_size)
+        )
+        if self.database.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        # One statement: claim and read the batch (UPDATE ... RETURNING on both databases).
+        lease = (
+            update(table)
+            .where(table.c.id.in_(due.scalar_subquery()))
+            .values(
+                locked_until=now + dt.timedelta(seconds=self.lease_seconds),
+                attempts=table.c.attempts + 1,
+            )
+            .returning(table.c.id, table.c.type, table.c.created_at)
+        )
+        async with self.database.engine.begin() as connection:
+            rows = [dict(row._mapping) for row in await connection.execute(lease)]
+            # Only events someone receives are read back and decoded.
+            wanted = [row["id"] for row in rows if self.bus.wants(row["type"])]
+            envelopes = (
+                dict(
+                    (
+                        await connection.execute(
+                            select(table.c.id, table.c.envelope).where(
+                                _id_in(table.c.id, wanted, self.database.is_postgres)
+                            )
+                        )
+                    ).all()
                 )
-                .order_by(table.c.created_at, table.c.id)
-                .limit(self.batch_size)
+                if wanted
+                else {}
             )
-            if is_postgres(session):
-                due = due.with_for_update(skip_locked=True)
-            ids = list((await session.execute(due)).scalars())
-            if not ids:
-                return []
-            await session.execute(
-                update(table)
-                .where(table.c.id.in_(ids))
-                .values(
-                    locked_until=now + dt.timedelta(seconds=self.lease_seconds),
-                    attempts=table.c.attempts + 1,
-                )
-            )
-            rows = await session.execute(
-                select(table.c.id, table.c.envelope)
-                .where(table.c.id.in_(ids))
-                .order_by(table.c.created_at, table.c.id)
-            )
-            return [dict(row._mapping) for row in rows]
+        for row in rows:
+            row["envelope"] = envelopes.get(row["id"])
+        rows.sort(key=lambda row: (row["created_at"], row["id"]))
+        return rows
 
     async def run_once(self) -> int:
         """Publish one leased batch; returns how many events were published."""
@@ -209,7 +245,8 @@ class OutboxRelay:
         published: list[str] = []
         try:
             for row in rows:
-                await self.bus.publish(CloudEvent.model_validate(row["envelope"]))
+                if row["envelope"] is not None:
+                    await self.bus.publish(CloudEvent.model_validate(row["envelope"]))
                 published.append(row["id"])
         except Exception as error:
             log.warning("outbox_publish_failed", error=repr(error), pending=len(rows))
@@ -220,11 +257,22 @@ class OutboxRelay:
                 await self._mark_published(published)
         return len(published)
 
+    async def purge_published(self, retention_seconds: float) -> int:
+        """Delete events published longer ago than the retention; returns how many."""
+        cutoff = utcnow() - dt.timedelta(seconds=retention_seconds)
+        async with self.database.engine.begin() as connection:
+            result = await connection.execute(
+                self.table.delete().where(
+                    self.table.c.published_at.is_not(None), self.table.c.published_at < cutoff
+                )
+            )
+            return int(result.rowcount)
+
     async def _mark_published(self, ids: list[str]) -> None:
-        async with self.database.transaction() as session:
-            await session.execute(
+        async with self.database.engine.begin() as connection:
+            await connection.execute(
                 update(self.table)
-                .where(self.table.c.id.in_(ids))
+                .where(_id_in(self.table.c.id, ids, self.database.is_postgres))
                 .values(published_at=utcnow(), locked_until=None)
             )
 

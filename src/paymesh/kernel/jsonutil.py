@@ -17,7 +17,7 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
 
 
 def loads(data: bytes | str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
+import random
 import sys
 import time
 from collections.abc import MutableMapping
@@ -77,8 +77,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     )
 
 
+def _random_hex(bits: int) -> str:
+    # Identifiers for correlation, not secrets: the fast PRNG is enough.
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
 def new_traceparent(trace_id: str | None = None) -> str:
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{trace_id or _random_hex(128)}-{_random_hex(64)}-01"
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
@@ -100,7 +105,7 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers") or ())
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID.match(request_id):
-            request_id = secrets.token_hex(12)
+            request_id = _random_hex(96)
         incoming_trace = trace_id_of(headers.get(b"traceparent", b"").decode("latin-1"))
         traceparent = new_traceparent(incoming_trace)
         scope.setdefault("state", {})["request_id"] = request_id

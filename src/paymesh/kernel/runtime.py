@@ -58,6 +58,7 @@ class ServiceSpec:
     seed_demo: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    fast_paths: Callable[[ServiceRuntime], dict[tuple[str, str], Any]] | None = None
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -123,6 +124,7 @@ class ServiceRuntime:
             interval_seconds=events.relay_interval_seconds,
             lease_seconds=events.lease_seconds,
         )
+        self.outbox.listeners.append(self.relay.wake)
         self.state: dict[str, Any] = {}
         if spec.setup is not None:
             spec.setup(self)
@@ -145,6 +147,13 @@ class ServiceRuntime:
         )
         jobs = spec.periodic_jobs(self) if spec.periodic_jobs else []
         jobs.append(PeriodicJob("purge_idempotency_records", 3600, self.idempotency.purge_expired))
+        jobs.append(
+            PeriodicJob(
+                "purge_published_events",
+                3600,
+                lambda: self.relay.purge_published(events.outbox_retention_seconds),
+            )
+        )
         self.scheduler = Scheduler(self.database, spec.tables, jobs)
         self._workers: list[asyncio.Task[None]] = []
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.api import router
 from paymesh.ledger.engine import TransferEngine
+from paymesh.ledger.fastpath import fast_paths
 from paymesh.ledger.jobs import periodic_jobs
 from paymesh.ledger.models import kernel_tables, metadata
 from paymesh.ledger.service import LedgerService
@@ -46,4 +47,5 @@ SPEC = ServiceSpec(
     on_start=_start,
     on_stop=_stop,
     periodic_jobs=periodic_jobs,
+    fast_paths=fast_paths,
 )

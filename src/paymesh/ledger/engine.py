@@ -149,26 +149,29 @@ class TransferEngine:
             if isinstance(op, CreateTransfer)
             for account in (op.debit_account_id, op.credit_account_id)
         }
-        async with self.database.transaction() as session:
-            transfers = await repository.lock_transfers(session, transfer_ids)
+        postgres = self.database.is_postgres
+        async with self.database.engine.begin() as connection:
+            transfers = await repository.lock_transfers(connection, transfer_ids, postgres)
             account_ids.update(
                 account
                 for transfer in transfers.values()
                 for account in (transfer.debit_account_id, transfer.credit_account_id)
             )
-            accounts = await repository.lock_accounts(session, account_ids)
+            accounts = await repository.lock_accounts(connection, account_ids, postgres)
             posting = Posting(accounts, transfers, utcnow())
             results = [
                 posting.apply_group(request.operations, request.atomic) for request in requests
             ]
-            await repository.write_posting(session, posting)
+            await repository.write_posting(connection, posting)
             await self.outbox.add_many(
-                session,
+                connection,
                 [
                     self.outbox.event(event_type, transfer_event_data(transfer), transfer.id)
                     for event_type, transfer in posting.events
                 ],
             )
+        if posting.events:
+            self.outbox.committed()
         return results
 
 

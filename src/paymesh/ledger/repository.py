@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ARRAY, Row, String, any_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import is_postgres
 from paymesh.kernel.jsonutil import dumps, loads
@@ -81,40 +81,60 @@ def transfer_state(row: Row[Any] | Any) -> TransferState:
 # -- the batch writer's queries ----------------------------------------------------------
 
 
-async def lock_transfers(session: AsyncSession, ids: Iterable[str]) -> dict[str, TransferState]:
+_ACCOUNT_STATE_COLUMNS = (
+    accounts.c.id,
+    accounts.c.currency,
+    accounts.c.flags,
+    accounts.c.debits_pending,
+    accounts.c.debits_posted,
+    accounts.c.credits_pending,
+    accounts.c.credits_posted,
+)
+
+# Built once. On PostgreSQL `= ANY(:ids)` keeps one prepared statement for any batch size
+# and the rows are locked in id order, so concurrent writers never deadlock; SQLite has a
+# single writer (BEGIN IMMEDIATE) and needs no row locks.
+_ids = bindparam("ids", type_=ARRAY(String))
+_LOCK_TRANSFERS_POSTGRES = (
+    select(transfers).where(transfers.c.id == any_(_ids)).order_by(transfers.c.id).with_for_update()
+)
+_LOCK_ACCOUNTS_POSTGRES = (
+    select(*_ACCOUNT_STATE_COLUMNS)
+    .where(accounts.c.id == any_(_ids))
+    .order_by(accounts.c.id)
+    .with_for_update()
+)
+_READ_TRANSFERS_SQLITE = select(transfers).where(
+    transfers.c.id.in_(bindparam("ids", expanding=True))
+)
+_READ_ACCOUNTS_SQLITE = select(*_ACCOUNT_STATE_COLUMNS).where(
+    accounts.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+async def lock_transfers(
+    connection: AsyncConnection, ids: Iterable[str], postgres: bool
+) -> dict[str, TransferState]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    query = select(transfers).where(transfers.c.id.in_(wanted)).order_by(transfers.c.id)
-    if is_postgres(session):
-        query = query.with_for_update()
-    return {row.id: transfer_state(row) for row in await session.execute(query)}
+    query = _LOCK_TRANSFERS_POSTGRES if postgres else _READ_TRANSFERS_SQLITE
+    rows = await connection.execute(query, {"ids": wanted})
+    return {row.id: transfer_state(row) for row in rows}
 
 
-async def lock_accounts(session: AsyncSession, ids: Iterable[str]) -> dict[str, AccountState]:
-    """Lock in id order: every writer takes locks in the same order, so none deadlocks."""
+async def lock_accounts(
+    connection: AsyncConnection, ids: Iterable[str], postgres: bool
+) -> dict[str, AccountState]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    query = (
-        select(
-            accounts.c.id,
-            accounts.c.currency,
-            accounts.c.flags,
-            accounts.c.debits_pending,
-            accounts.c.debits_posted,
-            accounts.c.credits_pending,
-            accounts.c.credits_posted,
-        )
-        .where(accounts.c.id.in_(wanted))
-        .order_by(accounts.c.id)
-    )
-    if is_postgres(session):
-        query = query.with_for_update()
-    return {row.id: AccountState(*row) for row in await session.execute(query)}
+    query = _LOCK_ACCOUNTS_POSTGRES if postgres else _READ_ACCOUNTS_SQLITE
+    rows = await connection.execute(query, {"ids": wanted})
+    return {row.id: AccountState(*row) for row in rows}
 
 
-async def write_posting(session: AsyncSession, posting: Posting) -> None:
+async def write_posting(session: AsyncConnection, posting: Posting) -> None:
     if posting.dirty_accounts:
         await session.execute(
             _update_account,
