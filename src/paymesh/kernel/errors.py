@@ -254,8 +254,10 @@ async def _handle_http_exception(request: Request, error: Exception) -> Response
         mapped = BadRequest(detail=str(error.detail))
         document = mapped.problem(request.url.path)
         document["status"] = error.status_code
-        return problem_response(document)
-    return render_error(request, mapped)
+        return problem_response(document, error.headers)
+    response = render_error(request, mapped)
+    response.headers.update(error.headers or {})  # e.g. the Allow header a 405 must carry
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
