@@ -8,6 +8,7 @@ response is written in that same transaction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from paymesh.kernel.auth import authenticate
-from paymesh.kernel.errors import PaymeshError, render_error
+from paymesh.kernel.errors import PaymeshError, ValidationFailed, render_error
 from paymesh.kernel.idempotency import (
     REPLAYED_HEADERS,
     StoredResponse,
@@ -72,12 +73,29 @@ class ServiceRoute(APIRoute):
         endpoint = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
+            refuse_nul_characters(request, await request.body())
             key = request.headers.get("idempotency-key")
             if key is not None and request.method == "POST":
                 return await _idempotent(request, endpoint, check_key(key))
             return await _in_unit_of_work(request, endpoint)
 
         return handler
+
+
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A `\\u0000` escape that is not itself escaped (`\\\\u0000` is a backslash and `u0000`)."""
+
+
+def refuse_nul_characters(request: Request, body: bytes) -> None:
+    """PostgreSQL cannot store U+0000 in text or JSONB; refuse it as bad input, not a 500."""
+    form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+    if (
+        "\x00" in request.url.path
+        or b"%00" in request.scope.get("query_string", b"")
+        or _JSON_NUL.search(body)
+        or (form and b"%00" in body)
+    ):
+        raise ValidationFailed(detail="Text may not contain the NUL character (U+0000)")
 
 
 async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
