@@ -1,19 +1,29 @@
-"""A tiny service used only by the kernel tests: notes, a counter fed by events, tasks."""
+"""A tiny service used only by the kernel tests: notes, a counter fed by events, tasks.
+
+Module-level switches let a test steer it; `reset()` puts them back between tests:
+
+* `gate[text]`: a note with this text waits for the event before touching the database
+  (so on SQLite it holds no write lock) and sets `arrived[text]` when it gets there.
+* `crash_once`: a note whose text is in it writes, then raises an unhandled error once.
+* `cured`: once set, the `picky` consumer digests "poison" notes instead of failing.
+* `flaky_failures[name]`: how many more times the `flaky` task fails before it succeeds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.app import service_router
+from paymesh.kernel.auth import Caller, require
 from paymesh.kernel.db import service_metadata
-from paymesh.kernel.errors import PaymeshError
+from paymesh.kernel.errors import NotFound, PaymeshError
 from paymesh.kernel.events import CloudEvent
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.money import AmountMinor, CurrencyCode
@@ -61,17 +71,33 @@ class NoteRejected(PaymeshError):
 
 router = service_router(prefix="/v1/sample")
 gate: dict[str, asyncio.Event] = {}
+arrived: dict[str, asyncio.Event] = {}
+crash_once: set[str] = set()
+cured: set[str] = set()
+flaky_failures: dict[str, int] = {}
+
+
+def reset() -> None:
+    gate.clear()
+    arrived.clear()
+    crash_once.clear()
+    cured.clear()
+    flaky_failures.clear()
 
 
 @router.post("/notes", status_code=201)
 async def create_note(body: NoteCreate, session: SessionDep, request: Request) -> Note:
     """Create a note and emit `sample.note.created` in the same transaction."""
     runtime: ServiceRuntime = request.app.state.runtime
+    if body.text in gate:
+        arrived.setdefault(body.text, asyncio.Event()).set()
+        await gate[body.text].wait()
     note = Note(id=new_id("note"), text=body.text, amount=body.amount, currency=body.currency)
     await session.execute(notes.insert().values(**note.model_dump()))
     await runtime.outbox.add(session, "sample.note.created", note.model_dump(), subject=note.id)
-    if body.text in gate:
-        await gate[body.text].wait()
+    if body.text in crash_once:
+        crash_once.discard(body.text)
+        raise RuntimeError("crashed after writing the note")
     if body.fail:
         raise NoteRejected(detail="asked to fail")
     return note
@@ -81,6 +107,24 @@ async def create_note(body: NoteCreate, session: SessionDep, request: Request) -
 async def list_notes(session: SessionDep) -> list[Note]:
     rows = await session.execute(select(notes).order_by(notes.c.id))
     return [Note(**row._mapping) for row in rows]
+
+
+@router.get("/notes/{note_id}")
+async def get_note(note_id: str, session: SessionDep, text: str | None = None) -> Note:
+    """One note; `text`, when given, must match it."""
+    query = select(notes).where(notes.c.id == note_id)
+    if text is not None:
+        query = query.where(notes.c.text == text)
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        raise NotFound(detail=f"no note {note_id}")
+    return Note(**row._mapping)
+
+
+@router.get("/admin/whoami")
+async def whoami(caller: Annotated[Caller, Depends(require(roles=["admin"]))]) -> dict[str, Any]:
+    """Only admins may call this; it says who they are."""
+    return {"subject": caller.subject, "roles": sorted(caller.roles)}
 
 
 @router.post("/crash")
@@ -101,12 +145,25 @@ async def on_note_created(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def poison(session: AsyncSession, event: CloudEvent) -> None:
-    if event.data.get("text") == "poison":
+    if event.data.get("text") == "poison" and "poison" not in cured:
         raise ValueError("cannot digest this note")
+    await count_effect(session, f"picky:{event.data['id']}")
 
 
 async def task_count(session: AsyncSession, payload: dict[str, Any]) -> None:
     await count_effect(session, f"task:{payload['name']}")
+
+
+async def task_explode(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await count_effect(session, f"task:{payload['name']}")
+    raise RuntimeError(f"task {payload['name']} exploded")
+
+
+async def task_flaky(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await count_effect(session, f"task:{payload['name']}")
+    if flaky_failures.get(payload["name"], 0) > 0:
+        flaky_failures[payload["name"]] -= 1
+        raise RuntimeError(f"task {payload['name']} failed, will work later")
 
 
 def _consumers(_runtime: ServiceRuntime) -> list[ConsumerSpec]:
@@ -125,5 +182,9 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     consumers=_consumers,
-    task_handlers=lambda _runtime: {"count": task_count},
+    task_handlers=lambda _runtime: {
+        "count": task_count,
+        "explode": task_explode,
+        "flaky": task_flaky,
+    },
 )
