@@ -1,0 +1,291 @@
+"""The Idempotency-Key contract, exercised over HTTP on the sample service."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import httpx
+from sqlalchemy import update
+
+from paymesh.kernel.db import utcnow
+from paymesh.platform import Platform
+from tests.kernel.sample import app as sample_app
+from tests.kernel.support import NOTE, bearer, note_count, runtime_of, table_rows
+
+NOTES = "/v1/sample/notes"
+
+
+def headers(token: str, key: str) -> dict[str, str]:
+    return {**bearer(token), "idempotency-key": key}
+
+
+class TestIdempotentReplay:
+    async def test_identical_request_replays_status_and_body(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        first = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-replay"))
+        second = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-replay"))
+
+        assert first.status_code == 201, first.text
+        assert "idempotent-replayed" not in first.headers
+        assert second.status_code == 201
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.content == first.content
+        assert second.headers["content-type"] == first.headers["content-type"]
+
+    async def test_replay_creates_no_second_note_or_event(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        for _ in range(3):
+            response = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-once"))
+            assert response.status_code == 201
+
+        assert await note_count(sample) == 1
+        outbox = await table_rows(sample, "outbox_event")
+        assert [row["type"] for row in outbox] == ["sample.note.created"]
+
+    async def test_key_order_in_the_json_body_does_not_matter(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        first = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-order"))
+        reordered = dict(reversed(list(NOTE.items())))
+        second = await client.post(NOTES, json=reordered, headers=headers(admin_token, "k-order"))
+
+        assert second.status_code == 201
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.json() == first.json()
+
+    async def test_without_a_key_every_post_creates(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        for _ in range(2):
+            response = await client.post(NOTES, json=NOTE, headers=bearer(admin_token))
+            assert response.status_code == 201
+            assert "idempotent-replayed" not in response.headers
+
+        assert await note_count(sample) == 2
+
+
+class TestIdempotencyKeyReuse:
+    async def test_same_key_different_body_is_422(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        first = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-reuse"))
+        other = {**NOTE, "amount": NOTE["amount"] + 1}
+        second = await client.post(NOTES, json=other, headers=headers(admin_token, "k-reuse"))
+
+        assert first.status_code == 201
+        assert second.status_code == 422
+        assert second.headers["content-type"] == "application/problem+json"
+        assert second.json()["code"] == "idempotency_key_reused"
+        assert await note_count(sample) == 1
+
+    async def test_same_key_on_another_path_is_422(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        first = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-path"))
+        second = await client.post(
+            "/v1/sample/crash", json=NOTE, headers=headers(admin_token, "k-path")
+        )
+
+        assert first.status_code == 201
+        assert second.status_code == 422
+        assert second.json()["code"] == "idempotency_key_reused"
+
+
+class TestIdempotencyInFlight:
+    async def test_same_key_while_first_runs_is_409_then_first_replays(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        body = {**NOTE, "text": "held"}
+        sample_app.gate["held"] = asyncio.Event()
+        sample_app.arrived["held"] = asyncio.Event()
+        first = asyncio.create_task(
+            client.post(NOTES, json=body, headers=headers(admin_token, "k-flight"))
+        )
+        await asyncio.wait_for(sample_app.arrived["held"].wait(), timeout=10)
+
+        second = await asyncio.wait_for(
+            client.post(NOTES, json=body, headers=headers(admin_token, "k-flight")), timeout=10
+        )
+        assert not first.done()
+        sample_app.gate["held"].set()
+        first_response = await asyncio.wait_for(first, timeout=10)
+        third = await client.post(NOTES, json=body, headers=headers(admin_token, "k-flight"))
+
+        assert second.status_code == 409
+        assert second.headers["content-type"] == "application/problem+json"
+        assert second.json()["code"] == "idempotency_request_in_progress"
+        assert first_response.status_code == 201, first_response.text
+        assert third.status_code == 201
+        assert third.headers["idempotent-replayed"] == "true"
+        assert third.json() == first_response.json()
+        assert await note_count(sample) == 1
+
+    async def test_a_different_key_is_not_blocked_by_one_in_flight(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        body = {**NOTE, "text": "held"}
+        sample_app.gate["held"] = asyncio.Event()
+        sample_app.arrived["held"] = asyncio.Event()
+        first = asyncio.create_task(
+            client.post(NOTES, json=body, headers=headers(admin_token, "k-slow"))
+        )
+        await asyncio.wait_for(sample_app.arrived["held"].wait(), timeout=10)
+
+        other = await asyncio.wait_for(
+            client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-fast")), timeout=10
+        )
+        sample_app.gate["held"].set()
+        first_response = await asyncio.wait_for(first, timeout=10)
+
+        assert other.status_code == 201
+        assert first_response.status_code == 201
+        assert await note_count(sample) == 2
+
+
+class TestIdempotencyScope:
+    async def test_keys_are_scoped_per_caller(
+        self, sample: Platform, client: httpx.AsyncClient
+    ) -> None:
+        alice = sample.tokens.issue("usr_alice", roles=["customer"])
+        bob = sample.tokens.issue("usr_bob", roles=["customer"])
+
+        first = await client.post(NOTES, json=NOTE, headers=headers(alice, "k-shared"))
+        second = await client.post(NOTES, json=NOTE, headers=headers(bob, "k-shared"))
+
+        assert first.status_code == 201
+        assert second.status_code == 201
+        assert "idempotent-replayed" not in second.headers
+        assert first.json()["id"] != second.json()["id"]
+        assert await note_count(sample) == 2
+
+    async def test_a_new_token_for_the_same_caller_replays(
+        self, sample: Platform, client: httpx.AsyncClient
+    ) -> None:
+        morning = sample.tokens.issue("usr_alice", roles=["customer"])
+        evening = sample.tokens.issue("usr_alice", roles=["customer"])
+        assert morning != evening
+
+        first = await client.post(NOTES, json=NOTE, headers=headers(morning, "k-alice"))
+        second = await client.post(NOTES, json=NOTE, headers=headers(evening, "k-alice"))
+
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.json() == first.json()
+
+
+class TestIdempotencyOutcomes:
+    async def test_a_4xx_outcome_is_stored_and_replayed(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        body = {**NOTE, "fail": True}
+        first = await client.post(NOTES, json=body, headers=headers(admin_token, "k-4xx"))
+        second = await client.post(NOTES, json=body, headers=headers(admin_token, "k-4xx"))
+
+        assert first.status_code == 409
+        assert first.json()["code"] == "note_rejected"
+        assert second.status_code == 409
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.headers["content-type"] == "application/problem+json"
+        assert second.content == first.content
+        assert await note_count(sample) == 0
+        records = await table_rows(sample, "idempotency_record")
+        assert [(row["state"], row["response_status"]) for row in records] == [("completed", 409)]
+
+    async def test_an_unhandled_5xx_releases_the_key_so_a_retry_runs(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        body = {**NOTE, "text": "crashy"}
+        sample_app.crash_once.add("crashy")
+
+        first = await client.post(NOTES, json=body, headers=headers(admin_token, "k-5xx"))
+        assert first.status_code == 500
+        assert await note_count(sample) == 0
+        assert await table_rows(sample, "idempotency_record") == []
+
+        retry = await client.post(NOTES, json=body, headers=headers(admin_token, "k-5xx"))
+        assert retry.status_code == 201, retry.text
+        assert "idempotent-replayed" not in retry.headers
+        assert await note_count(sample) == 1
+
+
+class TestIdempotencyExpiry:
+    async def test_an_expired_record_is_treated_as_new(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        first = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-old"))
+        runtime = runtime_of(sample)
+        table = runtime.tables.idempotency
+        async with runtime.database.transaction() as session:
+            await session.execute(
+                update(table).values(expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
+
+        second = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-old"))
+
+        assert second.status_code == 201
+        assert "idempotent-replayed" not in second.headers
+        assert second.json()["id"] != first.json()["id"]
+        assert await note_count(sample) == 2
+
+    async def test_records_are_kept_at_least_24_hours(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-kept"))
+
+        [record] = await table_rows(sample, "idempotency_record")
+        assert record["key"] == "k-kept"
+        assert record["expires_at"] - record["created_at"] >= dt.timedelta(hours=24)
+
+    async def test_purge_removes_only_expired_records(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-expired"))
+        await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k-fresh"))
+        runtime = runtime_of(sample)
+        table = runtime.tables.idempotency
+        async with runtime.database.transaction() as session:
+            await session.execute(
+                update(table)
+                .where(table.c.key == "k-expired")
+                .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
+
+        purged = await runtime.idempotency.purge_expired()
+
+        assert purged == 1
+        assert [row["key"] for row in await table_rows(sample, "idempotency_record")] == ["k-fresh"]
+
+
+class TestIdempotencyKeyFormat:
+    async def test_a_key_with_spaces_is_400(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        response = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "bad key"))
+
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "invalid_idempotency_key"
+        assert await note_count(sample) == 0
+
+    async def test_a_key_longer_than_255_characters_is_400(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        response = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k" * 256))
+
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_idempotency_key"
+
+    async def test_an_empty_key_is_400(self, client: httpx.AsyncClient, admin_token: str) -> None:
+        response = await client.post(NOTES, json=NOTE, headers=headers(admin_token, ""))
+
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_idempotency_key"
+
+    async def test_a_255_character_key_is_accepted(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        response = await client.post(NOTES, json=NOTE, headers=headers(admin_token, "k" * 255))
+
+        assert response.status_code == 201
