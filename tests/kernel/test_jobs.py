@@ -1,0 +1,275 @@
+"""Background work claimed from the database: the task queue and the periodic scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from paymesh.kernel.db import Database
+from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskQueue
+from paymesh.platform import Platform
+from tests.kernel.sample import app as sample_app
+from tests.kernel.support import effect_count, effects_like, eventually, runtime_of, table_rows
+
+
+class Rollback(Exception):
+    pass
+
+
+async def enqueue(platform: Platform, kind: str, name: str, **options: Any) -> str:
+    runtime = runtime_of(platform)
+    async with runtime.database.transaction() as session:
+        return await runtime.tasks.enqueue(session, kind, {"name": name}, **options)
+
+
+async def task_row(platform: Platform, task_id: str) -> dict[str, Any]:
+    [row] = [row for row in await table_rows(platform, "scheduled_task") if row["id"] == task_id]
+    return row
+
+
+def eager_queue(platform: Platform, database: Database | None = None, **options: Any) -> TaskQueue:
+    """A worker on the sample's tasks that retries at once instead of backing off."""
+    runtime = runtime_of(platform)
+    return TaskQueue(
+        database or runtime.database,
+        runtime.tables,
+        runtime.tasks.handlers,
+        retry_base_seconds=0,
+        **options,
+    )
+
+
+class TestEnqueueTask:
+    async def test_a_task_enqueued_in_a_rolled_back_transaction_never_runs(
+        self, idle_sample: Platform
+    ) -> None:
+        runtime = runtime_of(idle_sample)
+        with pytest.raises(Rollback):
+            async with runtime.database.transaction() as session:
+                await runtime.tasks.enqueue(session, "count", {"name": "ghost"})
+                raise Rollback
+        kept = await enqueue(idle_sample, "count", "kept")
+
+        assert await runtime.tasks.run_once() == 1
+        assert await runtime.tasks.run_once() == 0
+        assert await effects_like(idle_sample, "task:") == {"task:kept": 1}
+        assert [row["id"] for row in await table_rows(idle_sample, "scheduled_task")] == [kept]
+
+    async def test_an_unknown_kind_is_refused(self, idle_sample: Platform) -> None:
+        with pytest.raises(ValueError, match="no handler"):
+            await enqueue(idle_sample, "nonexistent", "x")
+
+    async def test_the_background_worker_runs_a_committed_task(self, sample: Platform) -> None:
+        task_id = await enqueue(sample, "count", "background")
+
+        done = await eventually(lambda: task_row(sample, task_id), lambda r: r["state"] == "done")
+        assert done["attempts"] == 1
+        assert done["finished_at"] is not None
+        assert await effect_count(sample, "task:background") == 1
+
+
+class TestRunTask:
+    async def test_a_failing_task_is_retried_until_it_succeeds(self, idle_sample: Platform) -> None:
+        sample_app.flaky_failures["wobbly"] = 2
+        task_id = await enqueue(idle_sample, "flaky", "wobbly", max_attempts=5)
+        queue = eager_queue(idle_sample)
+
+        assert await queue.run_once() == 1
+        retrying = await task_row(idle_sample, task_id)
+        assert (retrying["state"], retrying["attempts"]) == ("pending", 1)
+        assert "will work later" in retrying["last_error"]
+        while await queue.run_once():
+            pass
+
+        done = await task_row(idle_sample, task_id)
+        assert (done["state"], done["attempts"]) == ("done", 3)
+        # The two failed attempts rolled back their effects with them.
+        assert await effect_count(idle_sample, "task:wobbly") == 1
+
+    async def test_a_task_that_keeps_failing_is_marked_failed_after_max_attempts(
+        self, idle_sample: Platform
+    ) -> None:
+        task_id = await enqueue(idle_sample, "explode", "boom", max_attempts=3)
+        queue = eager_queue(idle_sample)
+
+        runs = 0
+        while await queue.run_once():
+            runs += 1
+            assert runs <= 3, "a failed task must not be claimed again"
+
+        failed = await task_row(idle_sample, task_id)
+        assert runs == 3
+        assert failed["state"] == "failed"
+        assert failed["attempts"] == 3
+        assert failed["finished_at"] is not None
+        assert failed["locked_until"] is None
+        assert "task boom exploded" in failed["last_error"]
+        assert await effect_count(idle_sample, "task:boom") == 0
+
+    async def test_a_failed_attempt_backs_off_before_the_retry(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        task_id = await enqueue(idle_sample, "explode", "later", max_attempts=3)
+
+        assert await runtime.tasks.run_once() == 1
+        assert await runtime.tasks.run_once() == 0
+
+        row = await task_row(idle_sample, task_id)
+        assert row["state"] == "pending"
+        assert row["run_at"] > row["created_at"]
+
+    async def test_a_task_whose_worker_died_is_resumed_after_its_lease(
+        self, idle_sample: Platform
+    ) -> None:
+        task_id = await enqueue(idle_sample, "count", "orphan")
+        dead_worker = eager_queue(idle_sample, worker="dead", lease_seconds=0.05)
+        [claimed] = await dead_worker.claim()  # claims, then "crashes" without running it
+        assert claimed["id"] == task_id
+        survivor = eager_queue(idle_sample, worker="survivor")
+        assert await survivor.run_once() == 0  # the lease still holds
+
+        await asyncio.sleep(0.1)  # let the 50 ms lease run out
+        assert await survivor.run_once() == 1
+
+        row = await task_row(idle_sample, task_id)
+        assert (row["state"], row["locked_by"], row["attempts"]) == ("done", "survivor", 2)
+        assert await effect_count(idle_sample, "task:orphan") == 1
+
+
+async def _drain(queue: TaskQueue, done: asyncio.Event) -> None:
+    while not done.is_set():
+        if not await queue.run_once(limit=5):
+            await asyncio.sleep(0.005)
+
+
+class TestConcurrentWorkers:
+    @pytest.mark.postgres_only
+    async def test_two_workers_process_every_task_exactly_once(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        total = 300
+        async with runtime.database.transaction() as session:
+            for number in range(total):
+                await runtime.tasks.enqueue(session, "count", {"name": f"t{number:03}"})
+        # Two workers as two processes would be: each with its own engine and pool.
+        databases = [Database.for_service(idle_sample.settings, "sample") for _ in range(2)]
+        workers = [
+            eager_queue(idle_sample, database, worker=f"worker-{index}")
+            for index, database in enumerate(databases)
+        ]
+        done = asyncio.Event()
+        # Several loops per worker keep claims overlapping, as busy processes would.
+        runs = [asyncio.create_task(_drain(worker, done)) for worker in workers for _ in range(4)]
+        try:
+            await eventually(
+                lambda: effects_like(idle_sample, "task:"),
+                lambda counts: sum(counts.values()) >= total,
+                timeout_seconds=30,
+            )
+            await asyncio.sleep(0.05)  # a double claim would show up as an extra run now
+        finally:
+            done.set()
+            await asyncio.gather(*runs)
+            for database in databases:
+                await database.dispose()
+
+        counts = await effects_like(idle_sample, "task:")
+        assert len(counts) == total
+        assert [name for name, count in counts.items() if count != 1] == []
+        tasks = await table_rows(idle_sample, "scheduled_task")
+        assert {(row["state"], row["attempts"]) for row in tasks} == {("done", 1)}
+        by_worker = {name: 0 for name in ("worker-0", "worker-1")}
+        for row in tasks:
+            by_worker[row["locked_by"]] += 1
+        assert all(count > 0 for count in by_worker.values()), by_worker
+
+
+class Probe:
+    """A periodic job that measures how many copies of itself run at once."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.running = 0
+        self.max_running = 0
+        self.runs: list[tuple[float, float]] = []
+
+    async def __call__(self) -> None:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.running -= 1
+            self.runs.append((started, time.monotonic()))
+
+
+class TestScheduler:
+    async def test_two_schedulers_never_run_a_job_concurrently(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        probe = Probe(seconds=0.05)
+        job = PeriodicJob("probe", interval_seconds=0.2, run=probe)
+        databases = [Database.for_service(idle_sample.settings, "sample") for _ in range(2)]
+        schedulers = [
+            Scheduler(database, runtime.tables, [job], tick_seconds=0.005, worker=f"s{index}")
+            for index, database in enumerate(databases)
+        ]
+        loops = [asyncio.create_task(scheduler.run_forever()) for scheduler in schedulers]
+        try:
+            await eventually(lambda: _runs(probe), lambda n: n >= 3, timeout_seconds=10)
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            for database in databases:
+                await database.dispose()
+
+        assert probe.max_running == 1
+        for (_, ended), (started, _) in zip(probe.runs, probe.runs[1:], strict=False):
+            assert started - ended >= 0.2 - 0.02  # waits its interval after each run
+
+    async def test_a_due_job_runs_again_after_its_interval(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        probe = Probe(seconds=0)
+        scheduler = Scheduler(
+            runtime.database,
+            runtime.tables,
+            [PeriodicJob("again", interval_seconds=0.1, run=probe)],
+        )
+        await scheduler._register()
+
+        assert await scheduler.run_due() == ["again"]
+        assert await scheduler.run_due() == []  # not due yet
+        await asyncio.sleep(0.15)
+        assert await scheduler.run_due() == ["again"]
+        assert len(probe.runs) == 2
+
+    async def test_a_failing_job_records_its_error_and_is_rescheduled(
+        self, idle_sample: Platform
+    ) -> None:
+        runtime = runtime_of(idle_sample)
+
+        async def broken() -> None:
+            raise RuntimeError("job broke")
+
+        scheduler = Scheduler(
+            runtime.database,
+            runtime.tables,
+            [PeriodicJob("broken", interval_seconds=60, run=broken)],
+        )
+        await scheduler._register()
+
+        assert await scheduler.run_due() == ["broken"]
+
+        table = runtime.tables.job_lease
+        async with runtime.database.transaction() as session:
+            row = (await session.execute(select(table).where(table.c.name == "broken"))).one()
+        assert "job broke" in row.last_error
+        assert row.holder is None
+        assert row.next_run_at > row.last_run_at
+
+
+async def _runs(probe: Probe) -> int:
+    return len(probe.runs)
