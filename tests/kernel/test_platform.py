@@ -1,0 +1,123 @@
+"""The platform's operational endpoints, merged API docs, request ids and trace context."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.kernel.support import NOTE, bearer
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+INCOMING = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+
+
+class TestHealth:
+    async def test_health_is_200(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/health")
+
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+
+
+class TestReady:
+    async def test_ready_is_200_with_a_check_per_database(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/ready")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "ready", "checks": {"sample.database": "ok"}}
+
+
+class TestMetrics:
+    async def test_metrics_count_http_requests(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        await client.post("/v1/sample/notes", json=NOTE, headers=bearer(admin_token))
+
+        response = await client.get("/metrics")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "paymesh_http_requests_total" in response.text
+        sample_line = re.search(
+            r'^paymesh_http_requests_total\{[^}]*route="/v1/sample/notes"[^}]*status="201"[^}]*\}'
+            r" (\d+(\.\d+)?)$",
+            response.text,
+            re.MULTILINE,
+        )
+        assert sample_line is not None
+        assert float(sample_line.group(1)) >= 1
+
+
+class TestApiDocuments:
+    async def test_openapi_has_the_sample_paths(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/openapi.json")
+
+        assert response.status_code == 200
+        document = response.json()
+        assert document["openapi"].startswith("3.1")
+        assert {"/v1/sample/notes", "/v1/sample/admin/whoami"} <= set(document["paths"])
+        assert {"get", "post"} <= set(document["paths"]["/v1/sample/notes"])
+        assert "NoteCreate" in document["components"]["schemas"]
+
+    async def test_docs_is_an_html_page_pointing_at_the_document(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/docs")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert "/openapi.json" in response.text
+
+
+class TestRequestId:
+    async def test_a_response_carries_a_fresh_request_id(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/v1/sample/notes")
+        second = await client.get("/v1/sample/notes")
+
+        assert first.headers["x-request-id"]
+        assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+    async def test_a_valid_incoming_request_id_is_echoed(self, client: httpx.AsyncClient) -> None:
+        for path in ("/v1/sample/notes", "/health"):
+            response = await client.get(path, headers={"x-request-id": "client-req-7"})
+
+            assert response.headers["x-request-id"] == "client-req-7"
+
+    async def test_an_invalid_incoming_request_id_is_replaced(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for bad in ("has spaces in it", "x" * 129, "<script>"):
+            response = await client.get("/v1/sample/notes", headers={"x-request-id": bad})
+
+            assert response.headers["x-request-id"] != bad
+            assert re.match(r"^[A-Za-z0-9._:\-]{1,128}$", response.headers["x-request-id"])
+
+
+class TestTraceContext:
+    async def test_an_incoming_trace_is_continued_with_a_new_span(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for path in ("/v1/sample/notes", "/health"):
+            response = await client.get(path, headers={"traceparent": INCOMING})
+
+            match = TRACEPARENT.match(response.headers["traceparent"])
+            assert match is not None
+            assert match.group(1) == TRACE_ID
+            assert match.group(2) != "00f067aa0ba902b7"
+
+    async def test_without_a_trace_a_new_one_is_started(self, client: httpx.AsyncClient) -> None:
+        first = TRACEPARENT.match((await client.get("/health")).headers["traceparent"])
+        second = TRACEPARENT.match((await client.get("/health")).headers["traceparent"])
+
+        assert first is not None
+        assert second is not None
+        assert first.group(1) != second.group(1)
+
+    async def test_a_malformed_traceparent_starts_a_new_trace(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/health", headers={"traceparent": "00-nothex-zz-01"})
+
+        assert TRACEPARENT.match(response.headers["traceparent"])
