@@ -85,13 +85,11 @@ class Platform:
             name: create_service_app(runtime, manage_lifecycle=False)
             for name, runtime in self.runtimes.items()
         }
-        asgi = {name: service_asgi(app, self.runtimes[name]) for name, app in self.service_apps.items()}
+        asgi = {
+            name: service_asgi(app, self.runtimes[name]) for name, app in self.service_apps.items()
+        }
         self.routes = sorted(
-            (
-                (prefix, asgi[spec.name])
-                for spec in self.specs
-                for prefix in spec.prefixes
-            ),
+            ((prefix, asgi[spec.name]) for spec in self.specs for prefix in spec.prefixes),
             key=lambda item: -len(item[0]),
         )
         self.root = self._root_app()

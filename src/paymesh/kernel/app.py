@@ -22,7 +22,6 @@ from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.routing import ServiceRoute
 from paymesh.kernel.runtime import ServiceRuntime
 
-
 FastHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 

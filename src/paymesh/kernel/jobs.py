@@ -22,6 +22,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, is_postgres, utcnow
+from paymesh.kernel.events import pause
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.tables import KernelTables
 
@@ -68,6 +69,7 @@ class TaskQueue:
         self.retry_base_seconds = retry_base_seconds
         self.interval_seconds = interval_seconds
         self.worker = worker or worker_name()
+        self.stopping = asyncio.Event()
 
     async def enqueue(
         self,
@@ -159,16 +161,17 @@ class TaskQueue:
                     )
                 )
 
+    def stop(self) -> None:
+        self.stopping.set()
+
     async def run_forever(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
-                while await self.run_once():
+                while await self.run_once() and not self.stopping.is_set():
                     pass
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("task_queue_error")
-            await asyncio.sleep(self.interval_seconds)
+            await pause(self.stopping, self.interval_seconds)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class Scheduler:
         self.jobs = {job.name: job for job in jobs}
         self.tick_seconds = tick_seconds
         self.worker = worker or worker_name()
+        self.stopping = asyncio.Event()
 
     async def _register(self) -> None:
         async with self.database.transaction() as session:
@@ -248,9 +252,8 @@ class Scheduler:
                 continue
             error = None
             try:
-                await asyncio.wait_for(job.run(), timeout=job.timeout_seconds)
-            except asyncio.CancelledError:
-                raise
+                async with asyncio.timeout(job.timeout_seconds):
+                    await job.run()
             except Exception as failure:
                 error = repr(failure)[:4000]
                 log.exception("periodic_job_failed", job=job.name)
@@ -258,13 +261,14 @@ class Scheduler:
             ran.append(job.name)
         return ran
 
+    def stop(self) -> None:
+        self.stopping.set()
+
     async def run_forever(self) -> None:
         await self._register()
-        while True:
+        while not self.stopping.is_set():
             try:
                 await self.run_due()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("scheduler_error")
-            await asyncio.sleep(self.tick_seconds)
+            await pause(self.stopping, self.tick_seconds)

@@ -9,8 +9,8 @@ document carrying the request id while the details go to the log.
 from __future__ import annotations
 
 import logging
-import re
 import random
+import re
 import sys
 import time
 from collections.abc import MutableMapping

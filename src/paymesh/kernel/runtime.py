@@ -177,12 +177,17 @@ class ServiceRuntime:
         ):
             self._workers.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
 
-    async def stop(self) -> None:
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+    async def stop(self, grace_seconds: float = 15.0) -> None:
+        """Let the workers finish what they hold, then stop; cancel only stragglers."""
+        for loop in (self.relay, self.tasks, self.scheduler):
+            loop.stop()
+        if self._workers:
+            _done, stragglers = await asyncio.wait(self._workers, timeout=grace_seconds)
+            for worker in stragglers:
+                worker.cancel()
+            for worker in stragglers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
         self._workers.clear()
         if self.spec.on_stop is not None:
             await self.spec.on_stop(self)

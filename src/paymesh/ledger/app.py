@@ -11,14 +11,22 @@ from paymesh.ledger.fastpath import fast_paths
 from paymesh.ledger.jobs import periodic_jobs
 from paymesh.ledger.models import kernel_tables, metadata
 from paymesh.ledger.service import LedgerService
+from paymesh.ledger.writer import BatchWriter, PostgresWriter, SqlAlchemyWriter
 
 
 def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.ledger
+    database = runtime.database
+    writers = settings.writers if database.is_postgres else 1
+    writer: BatchWriter = (
+        PostgresWriter(database, runtime.outbox, connections=writers)
+        if database.is_postgres
+        else SqlAlchemyWriter(database, runtime.outbox)
+    )
     engine = TransferEngine(
-        runtime.database,
+        writer,
         runtime.outbox,
-        writers=settings.writers if runtime.database.is_postgres else 1,
+        writers=writers,
         max_operations=settings.group_commit_max_transfers,
     )
     runtime.state["engine"] = engine

@@ -16,23 +16,21 @@ concurrent process, say), its groups are retried one transaction each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
-from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.events import Outbox
-from paymesh.ledger import repository
 from paymesh.ledger.posting import (
     CreateTransfer,
     Operation,
     Outcome,
     Posting,
     Result,
-    TransferState,
 )
+from paymesh.ledger.writer import BatchWriter
 
 log = structlog.get_logger("paymesh.ledger.engine")
 
@@ -44,53 +42,47 @@ class _Request:
     future: asyncio.Future[list[Result]] = field(repr=False)
 
 
-def transfer_event_data(transfer: TransferState) -> dict[str, Any]:
-    return {
-        "id": transfer.id,
-        "debit_account_id": transfer.debit_account_id,
-        "credit_account_id": transfer.credit_account_id,
-        "amount": transfer.amount,
-        "posted_amount": transfer.posted_amount,
-        "currency": transfer.currency,
-        "code": transfer.code,
-        "status": transfer.status,
-        "metadata": transfer.metadata,
-    }
-
-
 class TransferEngine:
     def __init__(
         self,
-        database: Database,
+        writer: BatchWriter,
         outbox: Outbox,
         *,
         writers: int = 2,
         max_operations: int = 512,
     ) -> None:
-        self.database = database
+        self.writer = writer
         self.outbox = outbox
         self.writers = writers
         self.max_operations = max_operations
         self._queue: deque[_Request] = deque()
         self._ready = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> None:
+        self._stopping = False
         if not self._tasks:
+            await self.writer.open()
             self._tasks = [
                 asyncio.create_task(self._write_forever(), name=f"ledger-writer-{number}")
                 for number in range(self.writers)
             ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+    async def stop(self, grace_seconds: float = 15.0) -> None:
+        """Finish what is queued, then stop the writers (cancelling only stragglers)."""
+        self._stopping = True
+        async with self._ready:
+            self._ready.notify_all()
+        if self._tasks:
+            _done, stragglers = await asyncio.wait(self._tasks, timeout=grace_seconds)
+            for task in stragglers:
+                task.cancel()
+            for task in stragglers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
+        await self.writer.close()
         while self._queue:
             request = self._queue.popleft()
             if not request.future.done():
@@ -109,7 +101,9 @@ class TransferEngine:
     def _take(self) -> list[_Request]:
         taken: list[_Request] = []
         count = 0
-        while self._queue and (not taken or count + len(self._queue[0].operations) <= self.max_operations):
+        while self._queue and (
+            not taken or count + len(self._queue[0].operations) <= self.max_operations
+        ):
             request = self._queue.popleft()
             taken.append(request)
             count += len(request.operations)
@@ -118,7 +112,9 @@ class TransferEngine:
     async def _write_forever(self) -> None:
         while True:
             async with self._ready:
-                await self._ready.wait_for(lambda: bool(self._queue))
+                await self._ready.wait_for(lambda: bool(self._queue) or self._stopping)
+                if not self._queue:
+                    return
                 requests = self._take()
                 if self._queue:
                     self._ready.notify()
@@ -149,27 +145,11 @@ class TransferEngine:
             if isinstance(op, CreateTransfer)
             for account in (op.debit_account_id, op.credit_account_id)
         }
-        postgres = self.database.is_postgres
-        async with self.database.engine.begin() as connection:
-            transfers = await repository.lock_transfers(connection, transfer_ids, postgres)
-            account_ids.update(
-                account
-                for transfer in transfers.values()
-                for account in (transfer.debit_account_id, transfer.credit_account_id)
-            )
-            accounts = await repository.lock_accounts(connection, account_ids, postgres)
-            posting = Posting(accounts, transfers, utcnow())
-            results = [
-                posting.apply_group(request.operations, request.atomic) for request in requests
-            ]
-            await repository.write_posting(connection, posting)
-            await self.outbox.add_many(
-                connection,
-                [
-                    self.outbox.event(event_type, transfer_event_data(transfer), transfer.id)
-                    for event_type, transfer in posting.events
-                ],
-            )
+
+        def apply(posting: Posting) -> list[list[Result]]:
+            return [posting.apply_group(request.operations, request.atomic) for request in requests]
+
+        results, posting = await self.writer.commit(transfer_ids, account_ids, apply)
         if posting.events:
             self.outbox.committed()
         return results

@@ -30,7 +30,9 @@ class Account(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3))
     code: Mapped[int] = mapped_column(Integer)
-    flags: Mapped[int] = mapped_column(Integer, comment="bit 1: debits<=credits, bit 2: credits<=debits")
+    flags: Mapped[int] = mapped_column(
+        Integer, comment="bit 1: debits<=credits, bit 2: credits<=debits"
+    )
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON_TYPE)
     debits_pending: Mapped[int] = mapped_column(BigInteger)
     debits_posted: Mapped[int] = mapped_column(BigInteger)

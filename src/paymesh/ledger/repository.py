@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import ARRAY, Row, String, any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from paymesh.kernel.db import is_postgres
 from paymesh.kernel.jsonutil import dumps, loads
 from paymesh.ledger import errors
 from paymesh.ledger.models import Account, Entry, Transfer
@@ -74,8 +73,10 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
 
 def transfer_state(row: Row[Any] | Any) -> TransferState:
     mapping = row._mapping
-    return TransferState(**{key: mapping[key] for key in _TRANSFER_COLUMNS if key != "metadata"},
-                         metadata=mapping["metadata"])
+    return TransferState(
+        **{key: mapping[key] for key in _TRANSFER_COLUMNS if key != "metadata"},
+        metadata=mapping["metadata"],
+    )
 
 
 # -- the batch writer's queries ----------------------------------------------------------
@@ -202,7 +203,11 @@ async def list_accounts(
 
 
 async def _page(
-    session: AsyncSession, query: Any, time_column: Any, id_column: Any, limit: int,
+    session: AsyncSession,
+    query: Any,
+    time_column: Any,
+    id_column: Any,
+    limit: int,
     cursor: str | None,
 ) -> tuple[Sequence[Row[Any]], str | None]:
     if cursor is not None:
@@ -225,9 +230,7 @@ async def _page(
 
 
 async def get_transfer(session: AsyncSession, transfer_id: str) -> Row[Any] | None:
-    return (
-        await session.execute(select(transfers).where(transfers.c.id == transfer_id))
-    ).first()
+    return (await session.execute(select(transfers).where(transfers.c.id == transfer_id))).first()
 
 
 async def list_transfers(

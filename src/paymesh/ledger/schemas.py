@@ -8,8 +8,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from paymesh.kernel.ids import ID_PATTERN
-from paymesh.kernel.money import MAX_AMOUNT_MINOR, CurrencyCode
 from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.money import MAX_AMOUNT_MINOR, CurrencyCode
 
 MAX_METADATA_BYTES = 4096
 

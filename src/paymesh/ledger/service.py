@@ -100,7 +100,9 @@ class LedgerService:
 
     # -- accounts ------------------------------------------------------------------------
 
-    async def create_account(self, session: AsyncSession, data: AccountCreate) -> tuple[Account, bool]:
+    async def create_account(
+        self, session: AsyncSession, data: AccountCreate
+    ) -> tuple[Account, bool]:
         """Create an account; returns (account, created). Same id and fields: not created."""
         flags = _flags_bits(data.flags)
         values = {
@@ -142,7 +144,11 @@ class LedgerService:
         return account_from_row(row)
 
     async def list_accounts(
-        self, session: AsyncSession, currency: str | None, code: int | None, limit: int,
+        self,
+        session: AsyncSession,
+        currency: str | None,
+        code: int | None,
+        limit: int,
         cursor: str | None,
     ) -> Page[Account]:
         rows, next_cursor = await repository.list_accounts(session, currency, code, limit, cursor)
@@ -219,7 +225,10 @@ class LedgerService:
         account = await self.get_account(session, account_id)
         row = await repository.balance_at(session, account_id, at)
         balances = (
-            {key: 0 for key in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")}
+            {
+                key: 0
+                for key in ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+            }
             if row is None
             else {
                 "debits_pending": row.debits_pending,

@@ -1,0 +1,287 @@
+"""How one group-commit batch reaches the database.
+
+Both writers do the same, in one transaction: lock the transfers the batch names, then
+their accounts and the accounts of new transfers (always in id order, so writers never
+deadlock), hand them to `apply` (the in-memory `Posting`), then write balances, new and
+resolved transfers, entries and outbox events.
+
+* `SqlAlchemyWriter` works on any database (SQLite in the embedded shape).
+* `PostgresWriter` speaks asyncpg directly on PostgreSQL: two locking SELECTs and one
+  statement that writes everything through `unnest` arrays, whatever the batch size, with
+  statements prepared once per connection. It exists for throughput; the rules live in
+  `Posting` either way, and the test suite runs both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+import orjson
+from sqlalchemy.engine import URL
+
+from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.events import Outbox
+from paymesh.ledger import repository
+from paymesh.ledger.posting import AccountState, Posting, TransferState
+
+T = TypeVar("T")
+Apply = Callable[[Posting], T]
+
+
+class BatchWriter(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def commit(
+        self, transfer_ids: set[str], account_ids: set[str], apply: Apply[T]
+    ) -> tuple[T, Posting]: ...
+
+
+def event_envelopes(outbox: Outbox, posting: Posting) -> list[dict[str, Any]]:
+    return [
+        outbox.envelope(event_type, transfer_event_data(transfer), transfer.id, posting.now)
+        for event_type, transfer in posting.events
+    ]
+
+
+def transfer_event_data(transfer: TransferState) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "debit_account_id": transfer.debit_account_id,
+        "credit_account_id": transfer.credit_account_id,
+        "amount": transfer.amount,
+        "posted_amount": transfer.posted_amount,
+        "currency": transfer.currency,
+        "code": transfer.code,
+        "status": transfer.status,
+        "metadata": transfer.metadata,
+    }
+
+
+def _accounts_of(transfers: dict[str, TransferState]) -> set[str]:
+    return {
+        account
+        for transfer in transfers.values()
+        for account in (transfer.debit_account_id, transfer.credit_account_id)
+    }
+
+
+class SqlAlchemyWriter:
+    def __init__(self, database: Database, outbox: Outbox) -> None:
+        self.database = database
+        self.outbox = outbox
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def commit(
+        self, transfer_ids: set[str], account_ids: set[str], apply: Apply[T]
+    ) -> tuple[T, Posting]:
+        postgres = self.database.is_postgres
+        async with self.database.engine.begin() as connection:
+            transfers = await repository.lock_transfers(connection, transfer_ids, postgres)
+            accounts = await repository.lock_accounts(
+                connection, account_ids | _accounts_of(transfers), postgres
+            )
+            posting = Posting(accounts, transfers, utcnow())
+            results = apply(posting)
+            await repository.write_posting(connection, posting)
+            envelopes = event_envelopes(self.outbox, posting)
+            if envelopes:
+                await connection.execute(
+                    self.outbox.table.insert(), self.outbox.envelope_rows(envelopes)
+                )
+        return results, posting
+
+
+_TRANSFER_COLUMNS = (
+    "id, debit_account_id, credit_account_id, amount, posted_amount, currency, code, status, "
+    "pending, timeout_seconds, expires_at, metadata, created_at, resolved_at"
+)
+_LOCK_TRANSFERS = (
+    f"SELECT {_TRANSFER_COLUMNS} FROM ledger_transfer WHERE id = ANY($1::text[]) "
+    "ORDER BY id FOR UPDATE"
+)
+_LOCK_ACCOUNTS = (
+    "SELECT id, currency, flags, debits_pending, debits_posted, credits_pending, credits_posted "
+    "FROM ledger_account WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+)
+_WRITE = f"""
+WITH updated_accounts AS (
+    UPDATE ledger_account AS account
+    SET debits_pending = v.debits_pending, debits_posted = v.debits_posted,
+        credits_pending = v.credits_pending, credits_posted = v.credits_posted
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+        AS v(id, debits_pending, debits_posted, credits_pending, credits_posted)
+    WHERE account.id = v.id
+    RETURNING 1
+), new_transfers AS (
+    INSERT INTO ledger_transfer ({_TRANSFER_COLUMNS})
+    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[],
+        $11::text[], $12::int[], $13::text[], $14::bool[], $15::int[], $16::timestamptz[],
+        $17::jsonb[], $18::timestamptz[], $19::timestamptz[])
+    RETURNING 1
+), resolved_transfers AS (
+    UPDATE ledger_transfer AS transfer
+    SET status = v.status, posted_amount = v.posted_amount, resolved_at = v.resolved_at
+    FROM unnest($20::text[], $21::text[], $22::bigint[], $23::timestamptz[])
+        AS v(id, status, posted_amount, resolved_at)
+    WHERE transfer.id = v.id
+    RETURNING 1
+), new_entries AS (
+    INSERT INTO ledger_entry (account_id, transfer_id, side, kind, amount, debits_pending,
+        debits_posted, credits_pending, credits_posted, created_at)
+    SELECT account_id, transfer_id, side, kind, amount, debits_pending, debits_posted,
+        credits_pending, credits_posted, created_at
+    FROM unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[],
+        $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::timestamptz[])
+        WITH ORDINALITY AS v(account_id, transfer_id, side, kind, amount, debits_pending,
+            debits_posted, credits_pending, credits_posted, created_at, position)
+    ORDER BY position
+    RETURNING 1
+)
+INSERT INTO outbox_event (id, type, subject, envelope, created_at)
+SELECT * FROM unnest($34::text[], $35::text[], $36::text[], $37::jsonb[], $38::timestamptz[])
+"""
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _write_arguments(posting: Posting, envelopes: list[dict[str, Any]]) -> list[list[Any]]:
+    accounts = [
+        (
+            account.id,
+            account.debits_pending,
+            account.debits_posted,
+            account.credits_pending,
+            account.credits_posted,
+        )
+        for account in (posting.accounts[key] for key in sorted(posting.dirty_accounts))
+    ]
+    new = [
+        (
+            t.id,
+            t.debit_account_id,
+            t.credit_account_id,
+            t.amount,
+            t.posted_amount,
+            t.currency,
+            t.code,
+            t.status,
+            t.pending,
+            t.timeout_seconds,
+            t.expires_at,
+            t.metadata,
+            t.created_at,
+            t.resolved_at,
+        )
+        for t in posting.new_transfers.values()
+    ]
+    resolved = [
+        (t.id, t.status, t.posted_amount, t.resolved_at)
+        for key, t in posting.resolved_transfers.items()
+        if key not in posting.new_transfers
+    ]
+    entries = [
+        (
+            e["account_id"],
+            e["transfer_id"],
+            e["side"],
+            e["kind"],
+            e["amount"],
+            e["debits_pending"],
+            e["debits_posted"],
+            e["credits_pending"],
+            e["credits_posted"],
+            e["created_at"],
+        )
+        for e in posting.entries
+    ]
+    events = [
+        (envelope["id"], envelope["type"], envelope["subject"], envelope, posting.now)
+        for envelope in envelopes
+    ]
+    return [
+        *_columns(accounts, 5),
+        *_columns(new, 14),
+        *_columns(resolved, 4),
+        *_columns(entries, 10),
+        *_columns(events, 5),
+    ]
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            name,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+def asyncpg_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresWriter:
+    def __init__(self, database: Database, outbox: Outbox, connections: int) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.connections = connections
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.database.url),
+                min_size=1,
+                max_size=self.connections,
+                init=_init_connection,
+                server_settings={"search_path": self.database.schema or "public"},
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
+
+    async def commit(
+        self, transfer_ids: set[str], account_ids: set[str], apply: Apply[T]
+    ) -> tuple[T, Posting]:
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        async with self._pool.acquire() as connection, connection.transaction():
+            transfers: dict[str, TransferState] = {}
+            if transfer_ids:
+                rows = await connection.fetch(_LOCK_TRANSFERS, sorted(transfer_ids))
+                transfers = {row["id"]: TransferState(**dict(row)) for row in rows}
+            wanted = sorted(account_ids | _accounts_of(transfers))
+            rows = await connection.fetch(_LOCK_ACCOUNTS, wanted)
+            accounts = {row["id"]: AccountState(*row) for row in rows}
+            posting = Posting(accounts, transfers, utcnow())
+            results = apply(posting)
+            if posting.entries or posting.dirty_accounts:
+                envelopes = event_envelopes(self.outbox, posting)
+                await connection.execute(_WRITE, *_write_arguments(posting, envelopes))
+        return results, posting
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.astimezone(dt.UTC) if value is not None else None
