@@ -88,7 +88,10 @@ def new_traceparent(trace_id: str | None = None) -> str:
 
 def trace_id_of(traceparent: str | None) -> str | None:
     match = _TRACEPARENT.match(traceparent or "")
-    return match.group(1) if match else None
+    # W3C Trace Context: an all-zero trace-id or parent-id is invalid and must be ignored.
+    if match is None or not match.group(1).strip("0") or not match.group(2).strip("0"):
+        return None
+    return match.group(1)
 
 
 class RequestContextMiddleware:
