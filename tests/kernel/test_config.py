@@ -52,6 +52,19 @@ class TestServiceDatabaseUrl:
 
         assert load().ledger.batch_max_transfers == 123
 
+    def test_event_settings_and_plain_names_with_underscores_are_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PAYMESH_EVENTS_MAX_ATTEMPTS", "9")
+        monkeypatch.setenv("PAYMESH_LOG_LEVEL", "DEBUG")
+        monkeypatch.setenv("PAYMESH_HTTP_TIMEOUT_SECONDS", "2.5")
+
+        settings = load()
+
+        assert settings.events.max_attempts == 9
+        assert settings.log_level == "DEBUG"
+        assert settings.http_timeout_seconds == 2.5
+
 
 class TestSqliteDatabases:
     def test_by_default_each_service_gets_its_own_file_under_the_data_dir(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from tests.kernel.support import NOTE, bearer
+from paymesh.kernel.db import Database
+from paymesh.platform import Platform
+from tests.kernel.support import NOTE, bearer, runtime_of
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -28,6 +31,27 @@ class TestReady:
         assert response.status_code == 200
         assert response.json() == {"status": "ready", "checks": {"sample.database": "ok"}}
 
+    async def test_ready_is_503_when_a_database_does_not_answer(
+        self, sample: Platform, client: httpx.AsyncClient
+    ) -> None:
+        runtime = runtime_of(sample)
+        working = runtime.database
+        # Nothing listens on port 1: connecting fails at once.
+        runtime.database = Database(
+            "sample", make_url("postgresql+asyncpg://nobody@127.0.0.1:1/none"), "sample"
+        )
+        try:
+            response = await client.get("/ready")
+        finally:
+            await runtime.database.dispose()
+            runtime.database = working
+
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["code"] == "not_ready"
+        assert problem["checks"]["sample.database"].startswith("failed")
+
 
 class TestMetrics:
     async def test_metrics_count_http_requests(
@@ -48,6 +72,14 @@ class TestMetrics:
         )
         assert sample_line is not None
         assert float(sample_line.group(1)) >= 1
+
+    async def test_unknown_paths_share_one_label(self, client: httpx.AsyncClient) -> None:
+        await client.get("/v1/sample/random-f00d-1234")
+
+        response = await client.get("/metrics")
+
+        assert "random-f00d-1234" not in response.text
+        assert 'route="unmatched"' in response.text
 
 
 class TestApiDocuments:
@@ -121,3 +153,12 @@ class TestTraceContext:
         response = await client.get("/health", headers={"traceparent": "00-nothex-zz-01"})
 
         assert TRACEPARENT.match(response.headers["traceparent"])
+
+    async def test_an_all_zero_trace_id_is_ignored(self, client: httpx.AsyncClient) -> None:
+        # W3C Trace Context: an all-zero trace-id or parent-id is invalid and MUST be ignored.
+        for invalid in (f"00-{'0' * 32}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-{'0' * 16}-01"):
+            response = await client.get("/health", headers={"traceparent": invalid})
+
+            match = TRACEPARENT.match(response.headers["traceparent"])
+            assert match is not None
+            assert match.group(1) not in ("0" * 32, TRACE_ID)
