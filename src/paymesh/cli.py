@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -110,6 +111,49 @@ async def _serve(platform: Platform, host: str, port: int, *, migrate: bool, dem
     await server.serve()
 
 
+def platform_from_environment() -> Platform:
+    """uvicorn factory for `serve --processes N`: each process builds its own platform."""
+    settings = _settings()
+    services = os.environ["PAYMESH_SERVE_SERVICES"].split(",")
+    return Platform(settings, services, run_workers=settings.run_workers)
+
+
+def _serve_processes(
+    platform: Platform,
+    service: str,
+    host: str,
+    port: int,
+    *,
+    processes: int,
+    migrate: bool,
+    run_workers: bool,
+) -> None:
+    async def prepare() -> None:
+        try:
+            if migrate:
+                await platform.migrate()
+        finally:
+            for runtime in platform.runtimes.values():
+                await runtime.database.dispose()
+
+    _run(prepare)
+    os.environ["PAYMESH_SERVE_SERVICES"] = service
+    os.environ["PAYMESH_RUN_WORKERS"] = "true" if run_workers else "false"
+    _announce(platform, f"http://{host}:{port}", demo=False)
+    console.print(f"{processes} server processes share the port")
+    uvicorn.run(
+        "paymesh.cli:platform_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
 @app.command()
 def up(
     host: HostOption = None,
@@ -146,11 +190,25 @@ def serve(
             help="Also run its background workers (default: PAYMESH_RUN_WORKERS, true).",
         ),
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes sharing the port (replicas).")
+    ] = 1,
 ) -> None:
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings()
     run_workers = settings.run_workers if workers is None else workers
     platform = _platform(settings, [service], run_workers=run_workers)
+    if processes > 1:
+        _serve_processes(
+            platform,
+            service,
+            host or settings.host,
+            port or settings.port,
+            processes=processes,
+            migrate=not no_migrate,
+            run_workers=run_workers,
+        )
+        return
     _run_server(
         lambda: _serve(
             platform,
