@@ -27,6 +27,7 @@ from paymesh.kernel.app import (
     service_asgi,
 )
 from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
+from paymesh.kernel.cache import build_cache
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
@@ -75,10 +76,13 @@ class Platform:
             settings.token_audience,
         )
         self.bus = build_bus(settings)
+        self.cache = build_cache(settings.redis_url)
         self.directory = Directory(settings, self.tokens)
         verifier = CachedVerifier(self.tokens)
         self.runtimes: dict[str, ServiceRuntime] = {
-            spec.name: ServiceRuntime(spec, settings, self.bus, self.directory, verifier)
+            spec.name: ServiceRuntime(
+                spec, settings, self.bus, self.directory, verifier, cache=self.cache
+            )
             for spec in self.specs
         }
         self.service_apps: dict[str, FastAPI] = {
@@ -124,6 +128,7 @@ class Platform:
     async def stop(self) -> None:
         for runtime in reversed(self.runtimes.values()):
             await runtime.stop()
+        await self.cache.close()
 
     def openapi(self) -> dict[str, Any]:
         if self._openapi is None:
@@ -180,10 +185,13 @@ class Platform:
         install_error_handlers(app)
 
         async def checks() -> dict[str, str]:
-            return {
+            results = {
                 f"{name}.database": await database_check(runtime.database)
                 for name, runtime in self.runtimes.items()
             }
+            if self.settings.redis_url:
+                results["redis"] = "ok" if await self.cache.ping() else "failed"
+            return results
 
         add_operational_routes(app, checks)
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from sqlalchemy import MetaData
 
 from paymesh.kernel.auth import DevelopmentTokens, TokenVerifier
+from paymesh.kernel.cache import Cache, MemoryCache
 from paymesh.kernel.config import Settings
 from paymesh.kernel.db import Database
 from paymesh.kernel.events import Consumer, ConsumerHandler, EventBus, Outbox, OutboxRelay
@@ -99,8 +100,10 @@ class ServiceRuntime:
         bus: EventBus,
         directory: Directory,
         token_verifier: TokenVerifier,
+        cache: Cache | None = None,
     ) -> None:
         self.spec = spec
+        self.cache: Cache = cache or MemoryCache()
         self.name = spec.name
         self.settings = settings
         self.bus = bus
