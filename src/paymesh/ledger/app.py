@@ -6,6 +6,7 @@ from pathlib import Path
 
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.api import router
+from paymesh.ledger.demo import seed_demo
 from paymesh.ledger.engine import TransferEngine
 from paymesh.ledger.fastpath import fast_paths
 from paymesh.ledger.jobs import periodic_jobs
@@ -56,4 +57,5 @@ SPEC = ServiceSpec(
     on_stop=_stop,
     periodic_jobs=periodic_jobs,
     fast_paths=fast_paths,
+    seed_demo=seed_demo,
 )
