@@ -238,12 +238,9 @@ async def list_transfers(
 ) -> tuple[Sequence[Row[Any]], str | None]:
     query = select(transfers)
     if account_id is not None:
-        query = query.where(
-            or_(
-                transfers.c.debit_account_id == account_id,
-                transfers.c.credit_account_id == account_id,
-            )
-        )
+        # Through the entries' (account_id, id) index: no extra index on the hot insert path.
+        touching = select(entries.c.transfer_id).where(entries.c.account_id == account_id)
+        query = query.where(transfers.c.id.in_(touching))
     return await _page(session, query, transfers.c.created_at, transfers.c.id, limit, cursor)
 
 
