@@ -5,11 +5,25 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
+from paymesh.kernel.observability import configure_logging
 from paymesh.platform import Platform
 from tests.conftest import http_client
 from tests.kernel.sample import app as sample_app
 from tests.kernel.sample.app import SPEC
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _production_logging() -> Iterator[None]:
+    """Log as production does (JSON lines, plain tracebacks), not structlog's default of
+    rich tracebacks with locals, which costs over a second per logged exception."""
+    previous = structlog.get_config()
+    configure_logging("INFO", "json")
+    # Cached loggers would keep this configuration after the package is done.
+    structlog.configure(cache_logger_on_first_use=False)
+    yield
+    structlog.configure(**previous)
 
 
 @pytest.fixture(autouse=True)

@@ -220,9 +220,9 @@ class TestScheduler:
         try:
             await eventually(lambda: _runs(probe), lambda n: n >= 3, timeout_seconds=10)
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            for scheduler in schedulers:
+                scheduler.stop()
+            await asyncio.wait_for(asyncio.gather(*loops), timeout=10)
             for database in databases:
                 await database.dispose()
 

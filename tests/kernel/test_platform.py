@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import json
 import re
+import sys
+from collections.abc import Iterator
 
 import httpx
+import pytest
+import structlog
 from sqlalchemy.engine import make_url
 
 from paymesh.kernel.db import Database
+from paymesh.kernel.observability import configure_logging
 from paymesh.platform import Platform
 from tests.kernel.support import NOTE, bearer, runtime_of
 
@@ -162,3 +170,45 @@ class TestTraceContext:
             match = TRACEPARENT.match(response.headers["traceparent"])
             assert match is not None
             assert match.group(1) not in ("0" * 32, TRACE_ID)
+
+
+@pytest.fixture
+def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """What the production logging configuration writes, captured."""
+    previous = structlog.get_config()
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO", "json")
+    structlog.configure(cache_logger_on_first_use=False)
+    yield stream
+    structlog.configure(**previous)
+
+
+class TestLogs:
+    async def test_logs_are_json_lines_with_request_and_trace_ids(
+        self, client: httpx.AsyncClient, log_stream: io.StringIO
+    ) -> None:
+        response = await client.post(
+            "/v1/sample/crash", headers={"x-request-id": "req-log-1", "traceparent": INCOMING}
+        )
+
+        assert response.status_code == 500
+        lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+        [error] = [line for line in lines if line["event"] == "unhandled_error"]
+        assert error["request_id"] == "req-log-1"
+        assert error["trace_id"] == TRACE_ID
+        assert error["service"] == "sample"
+        assert error["level"] == "error"
+        assert "secret internal detail" in error["exception"]  # details go to the log
+        assert dt.datetime.fromisoformat(error["timestamp"]).utcoffset() == dt.timedelta(0)
+
+    def test_secrets_are_redacted(self, log_stream: io.StringIO) -> None:
+        structlog.get_logger("test").info(
+            "login", user="usr_1", password="hunter2", card_number="4111111111111111"
+        )
+
+        [line] = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+        assert line["user"] == "usr_1"
+        assert line["password"] == "[redacted]"
+        assert line["card_number"] == "[redacted]"
+        assert "hunter2" not in log_stream.getvalue()
