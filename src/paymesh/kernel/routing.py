@@ -116,7 +116,8 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
     store = runtime.idempotency
     caller = authenticate(request)
     scope = caller.idempotency_scope if caller else "anonymous"
-    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    fingerprint = request_fingerprint(request.method, target, await request.body())
     stored = await store.begin(scope, key, fingerprint)
     if stored is not None:
         return _replay(stored)
@@ -129,6 +130,11 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
             if error.status >= 500:
                 raise
             response = render_error(request, error)
+        if response.status_code >= 500:
+            # Not an outcome: release the key so the client may retry.
+            await unit.close()
+            await store.release(scope, key)
+            return response
         outcome = _stored(response)
         if response.status_code < 400:
             await store.complete(await unit.session(), scope, key, outcome)
