@@ -339,7 +339,11 @@ class OutboxRelay:
     async def run_forever(self) -> None:
         while not self.stopping.is_set():
             try:
-                while await self.run_once() and not self.stopping.is_set():
+                # Go straight on only while batches come back full; otherwise wait for
+                # the next commit (and a short debounce) so batches stay large.
+                while (
+                    await self.run_once() >= self.batch_size and not self.stopping.is_set()
+                ):
                     pass
             except Exception:
                 log.exception("outbox_relay_error")
