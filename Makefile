@@ -82,25 +82,40 @@ run: install
 
 # --- tests ---------------------------------------------------------------------------------
 
-# One pytest pass on backend $(1). Exit code 5 (nothing collected) is a failure, said aloud.
+# One pytest pass on backend $(1), in a subshell so a failing pass does not stop the next.
+# Exit code 5 (nothing collected) is a failure, said aloud. Output is also kept in
+# $(TEST_LOGS)/$(1).log so the summary lines can be repeated at the end.
+TEST_LOGS := $(VENV)/test-logs
 define pytest_pass
-	echo "==> pytest on $(1)"; \
-	rc=0; PAYMESH_TEST_DATABASE=$(1) $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "FAIL: the $(1) pass collected no tests"; exit 5; fi; \
-	if [ $$rc -ne 0 ]; then echo "FAIL: the $(1) pass failed (pytest exit code $$rc)"; exit $$rc; fi
+( set +e; mkdir -p $(TEST_LOGS); echo "==> pytest on $(1)"; \
+  color=; if [ -t 1 ]; then color=--color=yes; fi; \
+  PAYMESH_TEST_DATABASE=$(1) $(PY) -m pytest $$color $(PYTEST_ARGS) 2>&1 \
+    | tee $(TEST_LOGS)/$(1).log; rc=$${PIPESTATUS[0]}; \
+  line=$$(sed 's/\x1b\[[0-9;]*m//g' $(TEST_LOGS)/$(1).log \
+    | grep -E '^(=+ )?([0-9]+ [a-z]+|no tests ran).* in [0-9.]+s' | tail -n 1 \
+    | sed -E 's/^=+ //; s/ =+$$//'); \
+  if [ $$rc -eq 5 ]; then verdict="FAIL (no tests collected)"; \
+  elif [ $$rc -ne 0 ]; then verdict="FAIL (pytest exit code $$rc)"; else verdict="ok"; fi; \
+  echo "$(1): $$verdict $${line:-(no summary line)}" >> $(TEST_LOGS)/summary; \
+  [ "$$verdict" = ok ] || echo "FAIL: the $(1) pass: $$verdict"; \
+  exit $$rc )
 endef
 
-
+# Both passes always run; the target fails if either failed (or PostgreSQL is missing in CI).
 test: install
-	@$(call pytest_pass,sqlite)
-	@if $(PY) scripts/postgres_ready.py; then \
-	  $(call pytest_pass,postgresql); \
+	@rm -f $(TEST_LOGS)/summary; failed=0; \
+	$(call pytest_pass,sqlite) || failed=1; \
+	if $(PY) scripts/postgres_ready.py; then \
+	  $(call pytest_pass,postgresql) || failed=1; \
 	elif [[ "$${CI:-}" =~ ^(1|true|TRUE|True|yes)$$ ]]; then \
-	  echo "FAIL: CI=true and PostgreSQL is not reachable; the PostgreSQL pass is required"; \
-	  exit 1; \
+	  echo "postgresql: FAIL (CI=true and PostgreSQL is not reachable)" >> $(TEST_LOGS)/summary; \
+	  failed=1; \
 	else \
-	  echo "SKIPPED: the PostgreSQL pass (server not reachable; CI=true makes this fail)"; \
-	fi
+	  echo "postgresql: SKIPPED (server not reachable; CI=true makes this fail)" \
+	    >> $(TEST_LOGS)/summary; \
+	fi; \
+	echo; echo "==> test summary"; cat $(TEST_LOGS)/summary; \
+	exit $$failed
 
 test-sqlite: install
 	@$(call pytest_pass,sqlite)
