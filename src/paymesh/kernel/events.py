@@ -341,9 +341,7 @@ class OutboxRelay:
             try:
                 # Go straight on only while batches come back full; otherwise wait for
                 # the next commit (and a short debounce) so batches stay large.
-                while (
-                    await self.run_once() >= self.batch_size and not self.stopping.is_set()
-                ):
+                while await self.run_once() >= self.batch_size and not self.stopping.is_set():
                     pass
             except Exception:
                 log.exception("outbox_relay_error")
