@@ -125,10 +125,14 @@ test-postgresql: install
 
 # --- quality -------------------------------------------------------------------------------
 
+# All three checks run; the target fails if any of them failed.
 lint: install
-	$(VENV)/bin/ruff check $(LINT_PATHS)
-	$(VENV)/bin/ruff format --check $(LINT_PATHS)
-	$(VENV)/bin/mypy
+	@failed=(); \
+	echo "==> ruff check"; $(VENV)/bin/ruff check $(LINT_PATHS) || failed+=("ruff check"); \
+	echo "==> ruff format --check"; \
+	$(VENV)/bin/ruff format --check $(LINT_PATHS) || failed+=("ruff format"); \
+	echo "==> mypy"; $(VENV)/bin/mypy || failed+=(mypy); \
+	if [ $${#failed[@]} -gt 0 ]; then echo "FAIL: $${failed[*]}"; exit 1; fi
 
 format: install
 	$(VENV)/bin/ruff format $(LINT_PATHS)
