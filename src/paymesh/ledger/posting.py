@@ -165,8 +165,10 @@ class Posting:
         self.transfers.clear()
         self.transfers.update(transfers)
         self.dirty_accounts = dirty
-        self.new_transfers = new
-        self.resolved_transfers = resolved
+        # The marked dicts point at objects this group may have changed since; point them
+        # at the restored copies instead, or the writer would store the undone changes.
+        self.new_transfers = {key: self.transfers[key] for key in new}
+        self.resolved_transfers = {key: self.transfers[key] for key in resolved}
         del self.entries[entries:]
         del self.events[events:]
 
@@ -191,7 +193,7 @@ class Posting:
         existing = self.transfers.get(op.id)
         if existing is not None:
             if _same_fields(existing, op):
-                return Outcome(existing, created=False)
+                return Outcome(replace(existing), created=False)
             raise errors.ExistsWithDifferentFields(detail=f"transfer {op.id} exists")
         debit = self._account(op.debit_account_id, "debit")
         credit = self._account(op.credit_account_id, "credit")
@@ -232,14 +234,13 @@ class Posting:
         self.new_transfers[op.id] = transfer
         kind = "pending" if op.pending else "posted"
         self._record(transfer, debit, credit, kind, op.amount)
-        self.events.append((f"ledger.transfer.{transfer.status}", transfer))
-        return Outcome(transfer, created=True)
+        return self._applied(f"ledger.transfer.{transfer.status}", transfer)
 
     def post(self, op: PostPending) -> Outcome:
         transfer = self._pending(op.id)
         if transfer.status == "posted":
             if op.amount is None or op.amount == transfer.posted_amount:
-                return Outcome(transfer, created=False)
+                return Outcome(replace(transfer), created=False)
             raise errors.PendingTransferAlreadyPosted()
         self._check_still_pending(transfer)
         amount = transfer.amount if op.amount is None else op.amount
@@ -261,14 +262,13 @@ class Posting:
         transfer.resolved_at = self.now
         self.resolved_transfers[transfer.id] = transfer
         self._record(transfer, debit, credit, "post", amount)
-        self.events.append(("ledger.transfer.posted", transfer))
-        return Outcome(transfer, created=True)
+        return self._applied("ledger.transfer.posted", transfer)
 
     def resolve(self, transfer_id: str, status: str) -> Outcome:
         """Void (or expire) a pending transfer: release its reservation on both accounts."""
         transfer = self._pending(transfer_id)
         if transfer.status == status:
-            return Outcome(transfer, created=False)
+            return Outcome(replace(transfer), created=False)
         if status == "voided":
             self._check_still_pending(transfer)
         elif transfer.status != "pending":
@@ -284,8 +284,14 @@ class Posting:
         self.resolved_transfers[transfer.id] = transfer
         kind = "void" if status == "voided" else "expire"
         self._record(transfer, debit, credit, kind, transfer.amount)
-        self.events.append((f"ledger.transfer.{status}", transfer))
-        return Outcome(transfer, created=True)
+        return self._applied(f"ledger.transfer.{status}", transfer)
+
+    def _applied(self, event_type: str, transfer: TransferState) -> Outcome:
+        """The event and the answer carry a snapshot: a later operation of the same commit
+        (another request's post or void) must not change what this one reports."""
+        snapshot = replace(transfer)
+        self.events.append((event_type, snapshot))
+        return Outcome(snapshot, created=True)
 
     # -- checks --------------------------------------------------------------------------
 
