@@ -92,7 +92,7 @@ def refuse_nul_characters(request: Request, body: bytes) -> None:
     if (
         "\x00" in request.url.path
         or b"%00" in request.scope.get("query_string", b"")
-        or _JSON_NUL.search(body)
+        or (b"\\u0000" in body and _JSON_NUL.search(body))
         or (form and b"%00" in body)
     ):
         raise ValidationFailed(detail="Text may not contain the NUL character (U+0000)")

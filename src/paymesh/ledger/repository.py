@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Row, String, any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from paymesh.kernel.db import is_postgres
 from paymesh.kernel.jsonutil import dumps, loads
 from paymesh.ledger import errors
 from paymesh.ledger.models import Account, Entry, Transfer
@@ -282,16 +283,40 @@ async def balance_at(session: AsyncSession, account_id: str, at: dt.datetime) ->
     return (await session.execute(query)).first()
 
 
-async def totals_by_currency(session: AsyncSession) -> Sequence[Row[Any]]:
+_BALANCES = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+_HALF = 2**32
+
+
+async def totals_by_currency(session: AsyncSession) -> list[dict[str, Any]]:
+    """Exact per-currency sums of the four balances.
+
+    PostgreSQL sums bigints into numeric. SQLite's integers stop at 2^63-1, which a sum of
+    balances can pass, so there each balance is summed as high and low 32-bit halves (each
+    sum fits for up to 2^31 accounts) and recombined in Python."""
+    if is_postgres(session):
+        columns = [func.coalesce(func.sum(accounts.c[name]), 0).label(name) for name in _BALANCES]
+    else:
+        columns = [
+            part
+            for name in _BALANCES
+            for part in (
+                func.coalesce(func.sum(accounts.c[name] // _HALF), 0).label(f"{name}_high"),
+                func.coalesce(func.sum(accounts.c[name] % _HALF), 0).label(f"{name}_low"),
+            )
+        ]
     query = (
-        select(
-            accounts.c.currency,
-            func.coalesce(func.sum(accounts.c.debits_posted), 0).label("debits_posted"),
-            func.coalesce(func.sum(accounts.c.credits_posted), 0).label("credits_posted"),
-            func.coalesce(func.sum(accounts.c.debits_pending), 0).label("debits_pending"),
-            func.coalesce(func.sum(accounts.c.credits_pending), 0).label("credits_pending"),
-        )
+        select(accounts.c.currency, *columns)
         .group_by(accounts.c.currency)
         .order_by(accounts.c.currency)
     )
-    return (await session.execute(query)).all()
+    totals = []
+    for row in (await session.execute(query)).all():
+        mapping = row._mapping
+        total: dict[str, Any] = {"currency": mapping["currency"]}
+        for name in _BALANCES:
+            if name in mapping:
+                total[name] = int(mapping[name])
+            else:
+                total[name] = int(mapping[f"{name}_high"]) * _HALF + int(mapping[f"{name}_low"])
+        totals.append(total)
+    return totals

@@ -242,13 +242,9 @@ class LedgerService:
     async def trial_balance(self, session: AsyncSession) -> TrialBalance:
         totals = [
             CurrencyTotals(
-                currency=row.currency,
-                debits_posted=int(row.debits_posted),
-                credits_posted=int(row.credits_posted),
-                debits_pending=int(row.debits_pending),
-                credits_pending=int(row.credits_pending),
-                balanced=int(row.debits_posted) == int(row.credits_posted)
-                and int(row.debits_pending) == int(row.credits_pending),
+                **row,
+                balanced=row["debits_posted"] == row["credits_posted"]
+                and row["debits_pending"] == row["credits_pending"],
             )
             for row in await repository.totals_by_currency(session)
         ]
