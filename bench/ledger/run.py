@@ -93,8 +93,19 @@ def seed_sqlite(path: Path) -> None:
 def run_c1() -> dict[str, float]:
     result = subprocess.run(
         [
-            "pgbench", "-n", "-c", "8", "-j", "2", "-T", str(SECONDS), "-D",
-            f"naccounts={ACCOUNTS}", "-f", str(HERE / "c1.sql"), f"{ADMIN_URL}/{DATABASE}",
+            "pgbench",
+            "-n",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            str(SECONDS),
+            "-D",
+            f"naccounts={ACCOUNTS}",
+            "-f",
+            str(HERE / "c1.sql"),
+            f"{ADMIN_URL}/{DATABASE}",
         ],
         check=True,
         capture_output=True,
@@ -121,7 +132,7 @@ class Server:
             [BIN / "paymesh", "serve", "ledger", "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=open(Path(tempfile.gettempdir()) / "paymesh-bench-server.log", "wb"),  # noqa: SIM115
+            stderr=open(Path(tempfile.gettempdir()) / "paymesh-bench-server.log", "wb"),
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -163,8 +174,16 @@ def run_wrk(port: int, name: str, *, batch: int = 0, hot: int = 0) -> dict[str, 
     }
     result = subprocess.run(
         [
-            "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "--timeout", "10s",
-            "-s", str(HERE / "transfers.lua"), f"http://127.0.0.1:{port}",
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{SECONDS}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "transfers.lua"),
+            f"http://127.0.0.1:{port}",
         ],
         check=True,
         capture_output=True,
@@ -209,7 +228,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         env = {"PAYMESH_DATA_DIR": data_dir, "PAYMESH_DATABASE_URL": ""}
         subprocess.run(
-            [BIN / "paymesh", "migrate", "ledger"], check=True, env={**os.environ, **env},
+            [BIN / "paymesh", "migrate", "ledger"],
+            check=True,
+            env={**os.environ, **env},
             capture_output=True,
         )
         seed_sqlite(Path(data_dir) / "ledger.db")
@@ -226,8 +247,10 @@ def report(results: dict[str, dict[str, float]], balanced: bool) -> None:
         "api_hot10_postgres": (0.6, 50.0),
     }
     print(f"\nLedger benchmark: {SECONDS}s each, {CONNECTIONS} connections, {ACCOUNTS} accounts")
-    print(f"{'scenario':<24}{'transfers/s':>12}{'x C1':>7}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'non-2xx':>9}  target")
+    print(
+        f"{'scenario':<24}{'transfers/s':>12}{'x C1':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'non-2xx':>9}  target"
+    )
     for name, row in results.items():
         ratio = row["transfers_per_second"] / c1
         target = targets.get(name)
@@ -236,8 +259,10 @@ def report(results: dict[str, dict[str, float]], balanced: bool) -> None:
             goal = f">= {target[0]} x C1" + (f", p99 <= {target[1]} ms" if target[1] else "")
         p50 = row.get("latency_ms_p50", row.get("latency_ms_avg", 0.0))
         p99 = row.get("latency_ms_p99", float("nan"))
-        print(f"{name:<24}{row['transfers_per_second']:>12.0f}{ratio:>7.2f}{p50:>9.2f}"
-              f"{p99:>9.2f}{row.get('non_2xx', 0):>9.0f}  {goal}")
+        print(
+            f"{name:<24}{row['transfers_per_second']:>12.0f}{ratio:>7.2f}{p50:>9.2f}"
+            f"{p99:>9.2f}{row.get('non_2xx', 0):>9.0f}  {goal}"
+        )
     print(f"trial balance after the PostgreSQL runs: {'balanced' if balanced else 'NOT BALANCED'}")
     line = {"benchmark": "ledger", "c1": c1, "balanced": balanced, "results": results}
     print(json.dumps(line))

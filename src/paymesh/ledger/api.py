@@ -4,7 +4,7 @@ call the ledger directly; wallets and payments do."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
@@ -58,6 +58,11 @@ async def ledger(request: Request) -> LedgerService:
 Ledger = Annotated[LedgerService, Depends(ledger)]
 
 
+def also(status: int, model: type[Any], description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entry for a second success status."""
+    return {status: {"model": model, "description": description}}
+
+
 def _transfer_response(outcome: Outcome, created_status: int) -> Response:
     """Serialise the state directly (its fields are `Transfer`'s): the hot path skips
     building and re-validating a response model."""
@@ -72,7 +77,7 @@ def _transfer_response(outcome: Outcome, created_status: int) -> Response:
     "/accounts",
     status_code=201,
     response_model=Account,
-    responses={200: {"model": Account, "description": "Already existed with the same fields"}}
+    responses=also(200, Account, "Already existed with the same fields")
     | problem_responses(errors.ExistsWithDifferentFields, errors.FlagsAreMutuallyExclusive),
 )
 async def create_account(
@@ -148,7 +153,7 @@ async def get_balance(
     "/transfers",
     status_code=201,
     response_model=Transfer,
-    responses={200: {"model": Transfer, "description": "Same id and fields: the original"}}
+    responses=also(200, Transfer, "Same id and fields: the original")
     | problem_responses(*errors.TRANSFER_ERRORS),
 )
 async def create_transfer(body: TransferCreate, service: Ledger, _caller: Writer) -> Response:

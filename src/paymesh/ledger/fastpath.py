@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from paymesh.kernel.auth import Unauthenticated, authenticate, check_access
-from paymesh.kernel.errors import PaymeshError, render_error, validation_error
+from paymesh.kernel.auth import authenticate, check_access
+from paymesh.kernel.errors import PaymeshError, Unauthenticated, render_error, validation_error
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.routing import refuse_nul_characters
 from paymesh.kernel.runtime import ServiceRuntime

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ARRAY, Row, String, any_, bindparam, func, or_, select, update
+from sqlalchemy import ARRAY, Row, String, Table, any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import is_postgres
@@ -16,9 +16,9 @@ from paymesh.ledger import errors
 from paymesh.ledger.models import Account, Entry, Transfer
 from paymesh.ledger.posting import AccountState, Posting, TransferState
 
-accounts = Account.__table__
-transfers = Transfer.__table__
-entries = Entry.__table__
+accounts = cast(Table, Account.__table__)
+transfers = cast(Table, Transfer.__table__)
+entries = cast(Table, Entry.__table__)
 
 _TRANSFER_COLUMNS = (
     "id",

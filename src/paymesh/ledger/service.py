@@ -13,7 +13,6 @@ from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.ledger import errors, repository
 from paymesh.ledger.engine import TransferEngine
-from paymesh.ledger.models import Account as AccountRow
 from paymesh.ledger.posting import (
     CREDITS_MUST_NOT_EXCEED_DEBITS,
     DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -105,8 +104,9 @@ class LedgerService:
     ) -> tuple[Account, bool]:
         """Create an account; returns (account, created). Same id and fields: not created."""
         flags = _flags_bits(data.flags)
-        values = {
-            "id": data.id or new_id("acc"),
+        account_id = data.id or new_id("acc")
+        values: dict[str, Any] = {
+            "id": account_id,
             "currency": data.currency,
             "code": data.code,
             "flags": flags,
@@ -117,10 +117,10 @@ class LedgerService:
             "credits_posted": 0,
             "created_at": utcnow(),
         }
-        table = AccountRow.__table__
+        table = repository.accounts
         inserted = await session.execute(insert_ignoring_conflicts(session, table).values(**values))
         if not inserted.rowcount:  # type: ignore[attr-defined]
-            existing = await repository.get_account(session, values["id"])
+            existing = await repository.get_account(session, account_id)
             assert existing is not None
             same = (
                 existing.currency == data.currency
@@ -129,7 +129,7 @@ class LedgerService:
                 and existing.metadata == data.metadata
             )
             if not same:
-                raise errors.ExistsWithDifferentFields(detail=f"account {values['id']} exists")
+                raise errors.ExistsWithDifferentFields(detail=f"account {account_id} exists")
             return account_from_row(existing), False
         account = Account(**{**values, "flags": data.flags})
         await self.outbox.add(
