@@ -35,7 +35,7 @@ RUN_ARGS ?=
 BENCH_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: help install venv run test test-sqlite test-postgresql lint format bench lock lock-check \
+.PHONY: bench-tools help install venv run test test-sqlite test-postgresql lint format bench lock lock-check \
 	clean distclean
 
 help:
@@ -138,11 +138,19 @@ format: install
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
-bench: install
-	@if [ -f bench/run.py ]; then \
-	  $(PY) bench/run.py $(BENCH_ARGS); \
-	else \
-	  echo "bench/run.py does not exist yet; nothing to benchmark"; \
+bench: install bench-tools
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The load generator (wrk) and PostgreSQL's pgbench/psql, from Debian, when absent.
+bench-tools:
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
+	command -v pgbench >/dev/null || missing="$$missing postgresql-contrib"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 # --- housekeeping --------------------------------------------------------------------------
