@@ -18,12 +18,15 @@ from tests.ledger.factories import (
     balances,
     collect_pages,
     create_account,
+    currency_totals,
     fund,
     get_transfer,
+    post_pending,
     post_transfer,
     transfer,
     transfer_body,
     unique_id,
+    void_pending,
 )
 
 
@@ -314,9 +317,9 @@ class TestCreateTransfer:
 
         trial = await assert_trial_balanced(ledger)
 
-        kwd = next(item for item in trial["currencies"] if item["currency"] == "KWD")
-        assert kwd["debits_posted"] >= 1_400
-        assert kwd["debits_pending"] >= 1
+        kwd = currency_totals(trial, "KWD")
+        assert (kwd["debits_posted"], kwd["credits_posted"]) == (1_400, 1_400)
+        assert (kwd["debits_pending"], kwd["credits_pending"]) == (1, 1)
 
 
 class TestGetTransfer:
@@ -345,6 +348,25 @@ class TestListTransfers:
         assert [len(page) for page in pages] == [3, 3, 1]
         seen = [item["id"] for page in pages for item in page]
         assert seen == touching  # creation order, no duplicates, none missing
+
+    async def test_a_resolved_pending_transfer_is_listed_once(
+        self, ledger: httpx.AsyncClient
+    ) -> None:
+        account, other = await _pair(ledger)
+        posted = await transfer(ledger, other, account, 5, pending=True)
+        voided = await transfer(ledger, account, other, 3, pending=True)
+        assert_status(await post_pending(ledger, posted["id"], 4), 200)
+        assert_status(await void_pending(ledger, voided["id"]), 200)
+
+        pages = await collect_pages(
+            ledger, "/v1/ledger/transfers", {"account_id": account}, limit=1
+        )
+
+        listed = [item for page in pages for item in page]
+        assert [(item["id"], item["status"]) for item in listed] == [
+            (posted["id"], "posted"),
+            (voided["id"], "voided"),
+        ]
 
     async def test_all_transfers_without_a_filter(self, ledger: httpx.AsyncClient) -> None:
         debit, credit = await _pair(ledger)
