@@ -35,6 +35,7 @@ from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
 
 SERVICE_MODULES: dict[str, str] = {
+    "identity": "paymesh.identity.app",
     "ledger": "paymesh.ledger.app",
 }
 

@@ -1,0 +1,227 @@
+"""The identity service's tables: users and their roles, TOTP factors and recovery codes,
+OAuth2 clients, authorization codes, refresh tokens, revoked access tokens, browser
+sessions, signing keys, and failed-login counters.
+
+Secrets are never stored as given: passwords are Argon2 hashes (pwdlib); client secrets,
+authorization codes, refresh tokens, session ids and recovery codes are stored as hashes
+(`paymesh.identity.security`); signing keys are encrypted at rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from paymesh.kernel.db import JSON_TYPE, UTCDateTime, service_metadata
+from paymesh.kernel.tables import KernelTables
+
+metadata = service_metadata()
+kernel_tables = KernelTables(metadata)
+
+ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin")
+"""Roles a user may hold. `service` is reserved for client-credentials service accounts."""
+
+USER_STATUSES = ("active", "disabled")
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class User(Base):
+    __tablename__ = "identity_user"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, comment="usr_<ulid>")
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    given_name: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    family_name: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True, comment="E.164")
+    status: Mapped[str] = mapped_column(String(16), comment="active | disabled")
+    password_hash: Mapped[str | None] = mapped_column(
+        Text, nullable=True, comment="Argon2id (pwdlib); null: no password login"
+    )
+    external_id: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, comment="SCIM externalId"
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_identity_user_created_at_id", "created_at", "id"),)
+
+
+class UserRole(Base):
+    __tablename__ = "identity_user_role"
+
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_identity_user_role_role", "role"),)
+
+
+class TotpFactor(Base):
+    """A user's TOTP (RFC 6238) secret; login asks for a code once `confirmed`."""
+
+    __tablename__ = "identity_totp_factor"
+
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(Text, comment="base32 secret, encrypted at rest")
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_used_step: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, comment="time step of the last accepted code (no replays)"
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RecoveryCode(Base):
+    __tablename__ = "identity_recovery_code"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_user.id", ondelete="CASCADE")
+    )
+    code_hash: Mapped[str] = mapped_column(String(128), comment="SHA-256 hex")
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_identity_recovery_code_user_id", "user_id"),)
+
+
+class Client(Base):
+    """An OAuth2 client. No secret: a public client (PKCE only). Roles on a client that may
+    use client_credentials make it a service account."""
+
+    __tablename__ = "identity_client"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True, comment="client_id")
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    grant_types: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    scopes: Mapped[list[str]] = mapped_column(JSON_TYPE, comment="scopes it may ask for")
+    roles: Mapped[list[str]] = mapped_column(JSON_TYPE, comment="service-account roles")
+    audience: Mapped[list[str]] = mapped_column(JSON_TYPE, comment="extra token audiences")
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_grant_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), comment="active | disabled")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "identity_authorization_code"
+
+    code_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(40))
+    session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8), comment="S256 only")
+    auth_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    amr: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    family_id: Mapped[str | None] = mapped_column(
+        String(40), nullable=True, comment="refresh family issued for it (revoked on reuse)"
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RefreshToken(Base):
+    """One refresh token. Rotation makes a new one in the same family; presenting a
+    rotated one again is reuse, and revokes the whole family."""
+
+    __tablename__ = "identity_refresh_token"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    family_id: Mapped[str] = mapped_column(String(40))
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(40))
+    session_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    amr: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_identity_refresh_token_family_id", "family_id"),
+        Index("ix_identity_refresh_token_user_id", "user_id"),
+    )
+
+
+class RevokedAccessToken(Base):
+    """Access tokens revoked before they expire (RFC 7009), by `jti`; introspection
+    reports them inactive. Rows are purged once the token would have expired anyway."""
+
+    __tablename__ = "identity_revoked_access_token"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class LoginSession(Base):
+    """A browser's signed-in session at the provider (single sign-on, end-session)."""
+
+    __tablename__ = "identity_login_session"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, comment="sid claim")
+    secret_hash: Mapped[str] = mapped_column(String(128), unique=True, comment="cookie value")
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_user.id", ondelete="CASCADE")
+    )
+    amr: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    auth_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_identity_login_session_user_id", "user_id"),)
+
+
+class SigningKey(Base):
+    """A token signing key. New tokens are signed with the newest active key; a retired
+    key stays in JWKS until `expires_at`, after every token it signed has expired."""
+
+    __tablename__ = "identity_signing_key"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    private_jwk: Mapped[str] = mapped_column(Text, comment="encrypted (AES-GCM) private JWK")
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON_TYPE)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="no longer signs from here on"
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, comment="leaves JWKS from here on"
+    )
+
+
+class LoginFailure(Base):
+    """Failed logins counted per user (`user:<id>`) and per address (`address:<ip>`)."""
+
+    __tablename__ = "identity_login_failure"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_failed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
