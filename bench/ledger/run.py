@@ -193,7 +193,7 @@ def run_wrk(port: int, name: str, *, batch: int = 0, hot: int = 0) -> dict[str, 
     out = result.stdout
     requests = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", out, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
     if "50" not in percentiles or "99" not in percentiles:
         raise RuntimeError(f"could not read wrk's latency distribution:\n{out}\n{result.stderr}")
     return {
