@@ -261,29 +261,29 @@ class OutboxRelay:
                 locked_until=now + dt.timedelta(seconds=self.lease_seconds),
                 attempts=table.c.attempts + 1,
             )
-            .returning(table.c.id, table.c.type, table.c.created_at)
+            .returning(table.c.id, table.c.type)
         )
         async with self.database.engine.begin() as connection:
-            rows = [dict(row._mapping) for row in await connection.execute(lease)]
-            # Only events someone receives are read back and decoded.
-            wanted = [row["id"] for row in rows if self.bus.wants(row["type"])]
+            rows = [(row.id, row.type) for row in await connection.execute(lease)]
+            # Only events someone receives are read back, decoded and published, in order.
+            wanted_types = {kind for kind in {kind for _, kind in rows} if self.bus.wants(kind)}
+            wanted = [event_id for event_id, kind in rows if kind in wanted_types]
             envelopes = (
-                dict(
-                    (
-                        await connection.execute(
-                            select(table.c.id, table.c.envelope).where(
-                                _id_in(table.c.id, wanted, self.database.is_postgres)
-                            )
-                        )
-                    ).all()
-                )
+                (
+                    await connection.execute(
+                        select(table.c.id, table.c.envelope)
+                        .where(_id_in(table.c.id, wanted, self.database.is_postgres))
+                        .order_by(table.c.created_at, table.c.id)
+                    )
+                ).all()
                 if wanted
-                else {}
+                else []
             )
-        for row in rows:
-            row["envelope"] = envelopes.get(row["id"])
-        rows.sort(key=lambda row: (row["created_at"], row["id"]))
-        return rows
+        published = {event_id for event_id, _ in rows}
+        return [{"id": row.id, "envelope": row.envelope} for row in envelopes] + [
+            {"id": event_id, "envelope": None}
+            for event_id in published.difference(row.id for row in envelopes)
+        ]
 
     async def run_once(self) -> int:
         """Publish one leased batch; returns how many events were published."""
