@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paymesh.kernel.db import BIGINT, JSON_TYPE, UTCDateTime, service_metadata
@@ -54,8 +54,10 @@ class Transfer(Base):
     __tablename__ = "ledger_transfer"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    debit_account_id: Mapped[str] = mapped_column(String(128), ForeignKey("ledger_account.id"))
-    credit_account_id: Mapped[str] = mapped_column(String(128), ForeignKey("ledger_account.id"))
+    # No foreign keys on the hot insert path (migration 0003): the writer locks and checks
+    # both accounts in the transaction that inserts the transfer.
+    debit_account_id: Mapped[str] = mapped_column(String(128))
+    credit_account_id: Mapped[str] = mapped_column(String(128))
     amount: Mapped[int] = mapped_column(BigInteger, comment="minor units")
     posted_amount: Mapped[int] = mapped_column(BigInteger, comment="minor units posted so far")
     currency: Mapped[str] = mapped_column(String(3))
@@ -86,8 +88,8 @@ class Entry(Base):
     __tablename__ = "ledger_entry"
 
     id: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(String(128), ForeignKey("ledger_account.id"))
-    transfer_id: Mapped[str] = mapped_column(String(128), ForeignKey("ledger_transfer.id"))
+    account_id: Mapped[str] = mapped_column(String(128))
+    transfer_id: Mapped[str] = mapped_column(String(128))
     side: Mapped[str] = mapped_column(String(6), comment="debit | credit")
     kind: Mapped[str] = mapped_column(String(16), comment="posted|pending|post|void|expire")
     amount: Mapped[int] = mapped_column(BigInteger)
