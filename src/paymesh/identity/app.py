@@ -5,8 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paymesh.identity.api import oauth, router, well_known
+from paymesh.identity.demo import seed_demo
+from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
-from paymesh.kernel.runtime import ServiceSpec
+from paymesh.identity.provider.state import ProviderState
+from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
+
+
+def _setup(runtime: ServiceRuntime) -> None:
+    runtime.state["provider"] = ProviderState.build(runtime.settings, runtime.database)
+
+
+async def _start(runtime: ServiceRuntime) -> None:
+    state: ProviderState = runtime.state["provider"]
+    await state.keys.ensure()
+
 
 SPEC = ServiceSpec(
     name="identity",
@@ -15,6 +29,10 @@ SPEC = ServiceSpec(
     metadata=metadata,
     tables=kernel_tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[],
+    routers=[well_known, oauth, router],
     path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2"),
+    setup=_setup,
+    on_start=_start,
+    periodic_jobs=periodic_jobs,
+    seed_demo=seed_demo,
 )

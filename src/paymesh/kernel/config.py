@@ -11,14 +11,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SIGNING_SECRET = "paymesh-development-signing-secret-change-me"  # noqa: S105
 
 
+def _blank_is_unset(value: object) -> object:
+    """`PAYMESH_DATABASE_URL=` (empty) means "not set", as in most twelve-factor apps."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class ServiceSettings(BaseModel):
     """Settings every service section carries."""
+
+    _blank_urls = field_validator("database_url", "url", mode="before")(_blank_is_unset)
 
     database_url: str | None = Field(
         default=None, description="Overrides PAYMESH_DATABASE_URL for this service only."
@@ -27,6 +34,11 @@ class ServiceSettings(BaseModel):
         default=None,
         description="Where other processes reach this service in the distributed shape.",
     )
+    client_secret: SecretStr | None = Field(
+        default=None,
+        description="This service's client secret at identity (client id `service:<name>`); "
+        "derived from PAYMESH_SIGNING_SECRET when unset.",
+    )
 
 
 class LedgerSettings(ServiceSettings):
@@ -34,6 +46,25 @@ class LedgerSettings(ServiceSettings):
     group_commit_max_transfers: int = Field(default=512, ge=1, le=8000)
     writers: int = Field(default=3, ge=1, le=32, description="Group-commit writers (PostgreSQL).")
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class IdentitySettings(ServiceSettings):
+    issuer: str | None = Field(
+        default=None, description="`iss` of identity's tokens; defaults to the platform origin."
+    )
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    id_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    authorization_code_ttl_seconds: int = Field(default=60, ge=10, le=600)
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    signing_algorithm: Literal["RS256", "ES256"] = "RS256"
+    lockout_user_threshold: int = Field(default=5, ge=1, description="Failures per user.")
+    lockout_address_threshold: int = Field(default=20, ge=1, description="Failures per address.")
+    lockout_window_seconds: int = Field(default=900, ge=1)
+    lockout_seconds: int = Field(default=900, ge=1)
+    jwks_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often verifiers re-read the identity JWKS."
+    )
 
 
 class EventSettings(BaseModel):
@@ -81,6 +112,11 @@ class Settings(BaseSettings):
     run_workers: bool = True
     events: EventSettings = EventSettings()
     ledger: LedgerSettings = LedgerSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    _blank_urls = field_validator(
+        "database_url", "redis_url", "broker_url", "public_url", mode="before"
+    )(_blank_is_unset)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
@@ -93,6 +129,11 @@ class Settings(BaseSettings):
                 "set a secret of your own before running with PAYMESH_ENV=production"
             )
         return self
+
+    @property
+    def issuer(self) -> str:
+        """`iss` of the tokens the identity service issues."""
+        return (self.identity.issuer or self.origin).rstrip("/")
 
     @property
     def origin(self) -> str:

@@ -1,0 +1,239 @@
+"""Identity's HTTP API: the OpenID Connect discovery document and the OAuth2 endpoints at
+the paths WSO2 Identity Server uses (`/oauth2/token`, `/oauth2/authorize`, `/oauth2/jwks`,
+...). The OAuth2 endpoints answer errors in RFC 6749's JSON format, as clients expect.
+`/v1/identity` (users, clients, TOTP, SCIM) lives beside them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from paymesh.identity import repository
+from paymesh.identity.provider import authorize as authorization
+from paymesh.identity.provider import pages
+from paymesh.identity.provider.state import SESSION_COOKIE, ProviderState
+from paymesh.identity.security import secret_hash
+from paymesh.identity.service import USER_SCOPES, user_claims
+from paymesh.kernel.app import service_router
+from paymesh.kernel.db import utcnow
+from paymesh.kernel.errors import Unauthenticated
+
+well_known = service_router(prefix="/.well-known", tags=["identity"])
+oauth = service_router(prefix="/oauth2", tags=["identity"])
+router = service_router(prefix="/v1/identity", tags=["identity"])
+
+
+async def provider_state(request: Request) -> ProviderState:
+    state: ProviderState = request.app.state.runtime.state["provider"]
+    await state.keys.reload_if_stale()
+    return state
+
+
+State = Annotated[ProviderState, Depends(provider_state)]
+
+
+def discovery_document(state: ProviderState) -> dict[str, Any]:
+    issuer = state.issuer
+    methods = ["client_secret_basic", "client_secret_post", "none"]
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "jwks_uri": f"{issuer}/oauth2/jwks",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "end_session_endpoint": f"{issuer}/oauth2/logout",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+        ],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [state.settings.identity.signing_algorithm],
+        "token_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods[:2],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": list(USER_SCOPES),
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "sid",
+            "amr",
+            "preferred_username",
+            "name",
+            "given_name",
+            "family_name",
+            "email",
+            "email_verified",
+            "phone_number",
+            "updated_at",
+        ],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
+
+
+@well_known.get("/openid-configuration", summary="OpenID Connect discovery")
+async def openid_configuration(state: State) -> dict[str, Any]:
+    """The provider's metadata (OpenID Connect Discovery 1.0)."""
+    return discovery_document(state)
+
+
+@well_known.get("/oauth-authorization-server", summary="OAuth 2.0 server metadata (RFC 8414)")
+async def authorization_server_metadata(state: State) -> dict[str, Any]:
+    """The same metadata under the RFC 8414 name."""
+    return discovery_document(state)
+
+
+@oauth.get("/jwks", summary="The public keys that verify identity's tokens")
+async def jwks(state: State) -> Response:
+    """JWKS (RFC 7517): the current signing key and retired ones whose tokens may still
+    be valid. Cache it, and fetch it again when a token names an unknown `kid`."""
+    return JSONResponse(state.keys.jwks(), headers={"cache-control": "public, max-age=60"})
+
+
+@oauth.get("/authorize", summary="Authorization endpoint (login and consent pages)")
+async def authorize_get(request: Request, state: State) -> Response:
+    """Authorization code flow with PKCE (S256). Shows the login form, then consent for
+    clients that are not first-party, then redirects to the registered redirect URI."""
+    return await authorization.authorize(state, request, list(request.query_params.multi_items()))
+
+
+@oauth.post("/authorize", summary="Login and consent form submissions", include_in_schema=False)
+async def authorize_post(request: Request, state: State) -> Response:
+    return await authorization.submit(state, request)
+
+
+async def _form_items(request: Request) -> list[tuple[str, str]]:
+    form = await request.form()
+    return [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+
+
+async def _endpoint(
+    state: ProviderState, request: Request, path: str, name: str | None
+) -> Response:
+    data = state.request_data(request, path, await _form_items(request))
+    exchange = state.exchange(request)
+    server = state.server
+    try:
+        if name is None:
+            response: Response = await exchange.call(lambda: server.create_token_response(data))
+        else:
+            response = await exchange.call(lambda: server.create_endpoint_response(name, data))
+    except BaseException:
+        await exchange.finish(commit=False)
+        raise
+    await exchange.finish(commit=response.status_code < 400)
+    return response
+
+
+@oauth.post("/token", summary="Token endpoint")
+async def token(request: Request, state: State) -> Response:
+    """Grants: `authorization_code` (PKCE S256 required), `refresh_token` (rotated; a
+    reused one revokes its family), `client_credentials`, and `password` for clients
+    flagged for it. Errors follow RFC 6749 5.2."""
+    return await _endpoint(state, request, "/oauth2/token", None)
+
+
+@oauth.post("/introspect", summary="Token introspection (RFC 7662)")
+async def introspect(request: Request, state: State) -> Response:
+    """For confidential clients: their own tokens; service accounts: any token."""
+    return await _endpoint(state, request, "/oauth2/introspect", "introspection")
+
+
+@oauth.post("/revoke", summary="Token revocation (RFC 7009)")
+async def revoke(request: Request, state: State) -> Response:
+    """Revoke an access token (by its `jti`) or a refresh token (its whole family)."""
+    return await _endpoint(state, request, "/oauth2/revoke", "revocation")
+
+
+def _bearer_error(error: str, description: str, status: int = 401) -> Response:
+    header = f'Bearer error="{error}", error_description="{description}"'
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"www-authenticate": header, "cache-control": "no-store"},
+    )
+
+
+@oauth.api_route("/userinfo", methods=["GET", "POST"], summary="OpenID Connect UserInfo")
+async def userinfo(request: Request, state: State) -> Response:
+    """The signed-in user's claims, as released by the token's scopes (`openid` needed)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return _bearer_error("invalid_request", "a bearer access token is required")
+    try:
+        claims = state.signer.verify_access_token(value.strip())
+    except Unauthenticated:
+        return _bearer_error("invalid_token", "the access token is not valid")
+    scopes = set(str(claims.get("scope") or "").split())
+    if "openid" not in scopes:
+        return _bearer_error("insufficient_scope", "the openid scope is required", 403)
+    async with state.database.transaction() as session:
+        if await repository.access_token_revoked(session, str(claims.get("jti"))):
+            return _bearer_error("invalid_token", "the access token was revoked")
+        user = await repository.get_user(session, str(claims["sub"]))
+    if user is None or user.status != "active":
+        return _bearer_error("invalid_token", "the user no longer exists or is disabled")
+    return JSONResponse(user_claims(user, scopes), headers={"cache-control": "no-store"})
+
+
+@oauth.api_route("/logout", methods=["GET", "POST"], summary="RP-initiated logout")
+async def logout(request: Request, state: State) -> Response:
+    """Ends the browser's session at the provider and revokes the refresh tokens issued
+    in it. With a valid `id_token_hint`, redirects to a registered
+    `post_logout_redirect_uri`; without one, asks the user to confirm (CSRF-protected)."""
+    params = dict(request.query_params)
+    if request.method == "POST":
+        params.update(dict(await _form_items(request)))
+    hint = params.get("id_token_hint")
+    client_id = state.signer.id_token_client(hint) if hint else None
+    confirmed = request.method == "POST" and authorization.csrf_valid(
+        request, params.get("csrf_token")
+    )
+    if client_id is None and not confirmed:
+        csrf = state.csrf_token(request)
+        page = pages.logout_confirm_page(action="/oauth2/logout", csrf=csrf)
+        state.set_cookie(page, "paymesh_csrf", csrf, max_age=3600)
+        return page
+    await _end_session(state, request)
+    target = params.get("post_logout_redirect_uri")
+    response: Response = pages.logged_out_page()
+    if target and client_id:
+        async with state.database.transaction() as session:
+            client = await repository.get_client(session, client_id)
+        if client is not None and target in client.post_logout_redirect_uris:
+            if params.get("state"):
+                separator = "&" if "?" in target else "?"
+                target += separator + urlencode({"state": params["state"]})
+            response = RedirectResponse(target, status_code=302)
+    response.delete_cookie(SESSION_COOKIE, path="/oauth2")
+    return response
+
+
+async def _end_session(state: ProviderState, request: Request) -> None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return
+    async with state.database.transaction() as session:
+        login = await repository.get_login_session(session, secret_hash(cookie[:256]))
+        if login is not None:
+            now = utcnow()
+            await repository.end_login_session(session, login.id, now)
+            await repository.revoke_session_tokens(session, login.id, now)
