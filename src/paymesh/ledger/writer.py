@@ -250,7 +250,13 @@ class PostgresWriter:
                 min_size=1,
                 max_size=self.connections,
                 init=_init_connection,
-                server_settings={"search_path": self.database.schema or "public"},
+                server_settings={
+                    "search_path": self.database.schema or "public",
+                    # Every statement here looks rows up by primary key. Without fresh
+                    # statistics (a new ledger, autovacuum off) the planner would scan
+                    # whole tables for `id = ANY($1)`, and cached plans would keep doing so.
+                    "enable_seqscan": "off",
+                },
             )
 
     async def close(self) -> None:
