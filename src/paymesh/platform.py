@@ -32,6 +32,13 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
 from paymesh.kernel.observability import RequestContextMiddleware
+from paymesh.kernel.oidc import (
+    ClientCredentialsTokens,
+    CompositeVerifier,
+    JwksVerifier,
+    service_client_id,
+    service_client_secret,
+)
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
 
 SERVICE_MODULES: dict[str, str] = {
@@ -79,7 +86,9 @@ class Platform:
         self.bus = build_bus(settings)
         self.cache = build_cache(settings.redis_url)
         self.directory = Directory(settings, self.tokens)
-        verifier = CachedVerifier(self.tokens)
+        self.jwks = self._jwks_verifier(chosen)
+        development = None if settings.env == "production" else self.tokens
+        verifier = CachedVerifier(CompositeVerifier(self.jwks, development))
         self.runtimes: dict[str, ServiceRuntime] = {
             spec.name: ServiceRuntime(
                 spec, settings, self.bus, self.directory, verifier, cache=self.cache
@@ -100,7 +109,43 @@ class Platform:
         self.root = self._root_app()
         self.directory.transport = httpx.ASGITransport(app=self)
         self.directory.local = set(self.runtimes)
+        if self.jwks is not None:
+            self.directory.service_tokens = self._service_token
+        self._service_credentials: dict[str, ClientCredentialsTokens] = {}
         self._openapi: dict[str, Any] | None = None
+
+    def _jwks_verifier(self, services: list[str]) -> JwksVerifier | None:
+        """Identity's tokens are accepted when identity runs here or has a URL."""
+        settings = self.settings
+        if "identity" not in services and settings.identity.url is None:
+            return None
+
+        async def fetch() -> dict[str, Any]:
+            async with self.directory.http("identity") as client:
+                response = await client.get("/oauth2/jwks")
+                response.raise_for_status()
+                document: dict[str, Any] = response.json()
+                return document
+
+        return JwksVerifier(
+            fetch,
+            issuer=settings.issuer,
+            audience=settings.token_audience,
+            refresh_seconds=settings.identity.jwks_refresh_seconds,
+        )
+
+    async def _service_token(self, caller: str, service: str) -> str:
+        """A client-credentials token of `caller`'s service account for calling `service`."""
+        credentials = self._service_credentials.get(caller)
+        if credentials is None:
+            credentials = ClientCredentialsTokens(
+                lambda: self.directory.http("identity"),
+                "/oauth2/token",
+                service_client_id(caller),
+                service_client_secret(self.settings, caller),
+            )
+            self._service_credentials[caller] = credentials
+        return await credentials.token([service])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -125,6 +170,8 @@ class Platform:
     async def start(self) -> None:
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
+        if self.jwks is not None and "identity" in self.runtimes:
+            await self.jwks.refresh(force=True)
 
     async def stop(self) -> None:
         for runtime in reversed(self.runtimes.values()):

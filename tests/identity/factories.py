@@ -17,7 +17,7 @@ from paymesh.identity.schemas import ClientCreate, ClientCreated, User, UserCrea
 from paymesh.platform import Platform
 
 ISSUER = "http://127.0.0.1:8000"
-PASSWORD = "correct horse battery staple"  # noqa: S105
+PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
 
 

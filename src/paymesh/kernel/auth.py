@@ -2,8 +2,9 @@
 
 Tokens are RFC 9068-shaped JWTs (`typ: at+jwt`; `iss`, `sub`, `aud`, `exp`, `iat`, `jti`,
 `client_id`, `scope`, `roles`). Until the identity service issues real ones, a development
-signer (HS256 with `PAYMESH_SIGNING_SECRET`) mints and verifies them; the identity issue
-swaps in a JWKS-backed verifier behind the same `TokenVerifier` protocol.
+signer (HS256 with `PAYMESH_SIGNING_SECRET`) mints and verifies them in development; the
+identity service's tokens are verified against its JWKS (`kernel/oidc.py`) behind the same
+`TokenVerifier` protocol.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ class CachedVerifier:
         self.max_entries = max_entries
         self._verified: dict[str, Caller] = {}
 
+    async def prepare(self, token: str) -> None:
+        if token not in self._verified:
+            await prepare_verifier(self.verifier, token)
+
     def verify(self, token: str) -> Caller:
         caller = self._verified.get(token)
         now = time.time()
@@ -146,8 +151,22 @@ def authenticate(request: Request, verifier: TokenVerifier | None = None) -> Cal
     return caller
 
 
+async def prepare_verifier(verifier: TokenVerifier, token: str) -> None:
+    """Give a verifier that needs I/O (a JWKS fetch) its chance before the sync `verify`."""
+    prepare = getattr(verifier, "prepare", None)
+    if prepare is not None:
+        await prepare(token)
+
+
+async def prepare_request(request: Request) -> None:
+    token = bearer_token(request)
+    if token is not None and not isinstance(getattr(request.state, "caller", None), Caller):
+        await prepare_verifier(request.app.state.token_verifier, token)
+
+
 async def current_caller(request: Request) -> Caller:
     """FastAPI dependency: the authenticated caller, or 401."""
+    await prepare_request(request)
     caller = authenticate(request)
     if caller is None:
         raise Unauthenticated()

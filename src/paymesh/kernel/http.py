@@ -8,7 +8,8 @@ repeat: GET/HEAD/PUT/DELETE/OPTIONS, or POST carrying an Idempotency-Key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -39,7 +40,7 @@ class ServiceClient:
         base_url: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        token: Callable[[], str] | None = None,
+        token: Callable[[], str | Awaitable[str]] | None = None,
         timeout_seconds: float = 10.0,
         retries: int = 3,
     ) -> None:
@@ -52,14 +53,17 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
+    async def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers = {"accept": "application/json"}
         if (request_id := request_id_var.get()) is not None:
             headers["x-request-id"] = request_id
         if (traceparent := traceparent_var.get()) is not None:
             headers["traceparent"] = traceparent
         if self._token is not None:
-            headers["authorization"] = f"Bearer {self._token()}"
+            token = self._token()
+            if inspect.isawaitable(token):
+                token = await token
+            headers["authorization"] = f"Bearer {token}"
         if idempotency_key is not None:
             headers["idempotency-key"] = idempotency_key
         return headers
@@ -90,7 +94,7 @@ class ServiceClient:
                         path,
                         json=json,
                         params=params,
-                        headers=self._headers(idempotency_key),
+                        headers=await self._headers(idempotency_key),
                     )
                     if response.status_code in RETRYABLE_STATUSES and safe:
                         raise _RetryableStatus(response)

@@ -23,7 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 
-from paymesh.kernel.auth import Caller, DevelopmentTokens, TokenVerifier
+from paymesh.kernel.auth import Caller, DevelopmentTokens
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import ServiceUnavailable, Unauthenticated
 
@@ -32,6 +32,8 @@ log = structlog.get_logger("paymesh.oidc")
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 CLOCK_SKEW_SECONDS = 30
+MAX_FORCED_FETCHES = 20
+FORCED_WINDOW_SECONDS = 10.0
 
 JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -108,6 +110,8 @@ class JwksVerifier:
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._missed: set[str] = set()
+        self._forced: list[float] = []
 
     @property
     def kids(self) -> frozenset[str]:
@@ -126,11 +130,29 @@ class JwksVerifier:
                 log.warning("jwks_fetch_failed", error=error.__class__.__name__)
 
     async def prepare(self, token: str) -> None:
-        """Make sure the key the token names is loaded (async; `verify` is sync)."""
-        stale = time.monotonic() - self._fetched_at > self.refresh_seconds
+        """Make sure the key the token names is loaded (async; `verify` is sync). A key id
+        seen for the first time forces a fetch (a rotation must work at once); bursts of
+        made-up key ids are capped at `MAX_FORCED_FETCHES` per `FORCED_WINDOW_SECONDS`."""
         kid = token_header(token).get("kid")
-        if stale or (isinstance(kid, str) and kid not in self.kids):
+        if isinstance(kid, str) and kid not in self.kids:
+            async with self._lock:
+                pass  # a fetch in flight may bring the key
+            if kid not in self.kids:
+                await self.refresh(force=self._may_force(kid))
+                return
+        if time.monotonic() - self._fetched_at > self.refresh_seconds:
             await self.refresh()
+
+    def _may_force(self, kid: str) -> bool:
+        now = time.monotonic()
+        self._forced = [at for at in self._forced if now - at < FORCED_WINDOW_SECONDS]
+        if kid in self._missed or len(self._forced) >= MAX_FORCED_FETCHES:
+            return False
+        if len(self._missed) > 1000:
+            self._missed.clear()
+        self._missed.add(kid)
+        self._forced.append(now)
+        return True
 
     def verify(self, token: str) -> Caller:
         if self._keys is None:
@@ -175,13 +197,6 @@ class CompositeVerifier:
         if self.jwks is None:
             raise Unauthenticated(detail="no identity issuer is configured")
         return self.jwks.verify(token)
-
-
-async def prepare_verifier(verifier: TokenVerifier, token: str) -> None:
-    """Give a verifier that needs I/O (JWKS) its chance before the sync `verify`."""
-    prepare = getattr(verifier, "prepare", None)
-    if prepare is not None:
-        await prepare(token)
 
 
 # --- service accounts --------------------------------------------------------------------

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from paymesh.kernel.auth import authenticate
+from paymesh.kernel.auth import authenticate, prepare_request
 from paymesh.kernel.errors import PaymeshError, ValidationFailed, render_error
 from paymesh.kernel.idempotency import (
     REPLAYED_HEADERS,
@@ -114,6 +114,7 @@ async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
 async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
     store = runtime.idempotency
+    await prepare_request(request)
     caller = authenticate(request)
     scope = caller.idempotency_scope if caller else "anonymous"
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -74,6 +74,26 @@ class Directory:
     tokens: DevelopmentTokens
     transport: httpx.AsyncBaseTransport | None = None
     local: set[str] = field(default_factory=set)
+    service_tokens: Callable[[str, str], Awaitable[str]] | None = None
+    """`(caller, service) -> access token`: client-credentials tokens from identity when it
+    is part of the platform; development tokens otherwise."""
+
+    def http(self, service: str) -> httpx.AsyncClient:
+        """A bare HTTP client on `service` (in process or over the network)."""
+        if service in self.local and self.transport is not None:
+            return httpx.AsyncClient(base_url="http://paymesh.internal", transport=self.transport)
+        base_url = self.settings.service(service).url or self.settings.origin
+        return httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(self.settings.http_timeout_seconds)
+        )
+
+    def _token(self, service: str, caller: str) -> Callable[[], str | Awaitable[str]]:
+        service_tokens = self.service_tokens
+        if service_tokens is not None:
+            return lambda: service_tokens(caller, service)
+        return lambda: self.tokens.issue(
+            f"service:{caller}", roles=["service"], scopes=[service], client_id=caller
+        )
 
     def client(self, service: str, caller: str) -> ServiceClient:
         transport = self.transport if service in self.local else None
@@ -84,9 +104,7 @@ class Directory:
         return ServiceClient(
             base_url,
             transport=transport,
-            token=lambda: self.tokens.issue(
-                f"service:{caller}", roles=["service"], scopes=[service], client_id=caller
-            ),
+            token=self._token(service, caller),
             timeout_seconds=self.settings.http_timeout_seconds,
             retries=self.settings.http_retries,
         )

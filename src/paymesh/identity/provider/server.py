@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ class RequestData:
 
     method: str
     uri: str
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     items: list[tuple[str, str]]
 
 

@@ -73,8 +73,8 @@ class ProviderState:
         self, request: Request, path: str, items: list[tuple[str, str]]
     ) -> RequestData:
         """What Authlib sees. The URI comes from the configured issuer, not the Host header."""
-        headers = {name: value for name, value in request.headers.items()}
-        return RequestData(request.method, f"{self.issuer}{path}", headers, items)
+        # Starlette's Headers are case-insensitive, as Authlib expects ("Authorization").
+        return RequestData(request.method, f"{self.issuer}{path}", request.headers, items)
 
     def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
         response.set_cookie(
