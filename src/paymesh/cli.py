@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paymesh import __version__
+from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
 from paymesh.kernel.observability import configure_logging
 from paymesh.platform import SERVICE_MODULES, Platform
@@ -43,6 +44,9 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+app.add_typer(identity_commands.build(_settings), name="identity")
 
 
 def _platform(settings: Settings, services: list[str] | None = None, **options: Any) -> Platform:
