@@ -35,7 +35,7 @@ RUN_ARGS ?=
 BENCH_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: bench-tools help install venv run test test-sqlite test-postgresql lint format bench lock lock-check \
+.PHONY: bench-tools help install venv rp-deps run test test-sqlite test-postgresql lint format bench lock lock-check \
 	clean distclean
 
 help:
@@ -101,8 +101,20 @@ define pytest_pass
   exit $$rc )
 endef
 
+# The independent OpenID Connect relying party the identity tests drive (npm, pinned by
+# its package-lock.json); installed when node is present (CI has node 20).
+RP_DIR := tests/identity/rp
+$(RP_DIR)/node_modules/.installed: $(RP_DIR)/package.json $(RP_DIR)/package-lock.json
+	npm ci --prefix $(RP_DIR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+rp-deps:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  $(MAKE) --no-print-directory $(RP_DIR)/node_modules/.installed; \
+	else echo "node not found: the relying-party test will be skipped (fails with CI=true)"; fi
+
 # Both passes always run; the target fails if either failed (or PostgreSQL is missing in CI).
-test: install
+test: install rp-deps
 	@rm -f $(TEST_LOGS)/summary; failed=0; \
 	$(call pytest_pass,sqlite) || failed=1; \
 	if $(PY) scripts/postgres_ready.py; then \
@@ -117,10 +129,10 @@ test: install
 	echo; echo "==> test summary"; cat $(TEST_LOGS)/summary; \
 	exit $$failed
 
-test-sqlite: install
+test-sqlite: install rp-deps
 	@$(call pytest_pass,sqlite)
 
-test-postgresql: install
+test-postgresql: install rp-deps
 	@$(call pytest_pass,postgresql)
 
 # --- quality -------------------------------------------------------------------------------
@@ -160,4 +172,4 @@ clean:
 	find src tests $(wildcard bench scripts) -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(RP_DIR)/node_modules
