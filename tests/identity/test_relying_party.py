@@ -27,7 +27,7 @@ from tests.test_cli import PAYMESH, cli_env, free_port, run_cli
 pytestmark = pytest.mark.slow
 
 RP = Path(__file__).parent / "rp"
-PASSWORD = "rp-test-password-9"  # noqa: S105
+PASSWORD = "rp-test-password-9"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
