@@ -52,91 +52,100 @@ def _validated(model: Any, **fields: Any) -> Any:
         raise typer.Exit(2) from None
 
 
+commands = typer.Typer(help="Identity: users, OAuth2 clients, signing keys.")
+_loader: list[Callable[[], Settings]] = []
+
+
+def _load_settings() -> Settings:
+    return _loader[0]() if _loader else Settings()
+
+
 def build(load_settings: Callable[[], Settings]) -> typer.Typer:
-    commands = typer.Typer(help="Identity: users, OAuth2 clients, signing keys.")
-
-    @commands.command("create-user")
-    def create_user(
-        username: Annotated[str, typer.Option(help="Login name (case-insensitive).")],
-        password: Annotated[str, typer.Option(help="At least 8 characters.")],
-        role: Annotated[list[str], typer.Option(help="Role; repeatable.")],
-        email: Annotated[str | None, typer.Option(help="Email address.")] = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Create a user with a password and roles."""
-        data = _validated(UserCreate, username=username, password=password, roles=role, email=email)
-
-        async def work(database: Database) -> Any:
-            async with database.transaction() as session:
-                return await service.create_user(session, data)
-
-        user = _run(load_settings(), work)
-        if as_json:
-            typer.echo(user.model_dump_json())
-        else:
-            typer.echo(
-                f"created user {user.username} ({user.id}) with roles {', '.join(user.roles)}"
-            )
-
-    @commands.command("create-client")
-    def create_client(
-        name: Annotated[str, typer.Option(help="Display name.")],
-        grant: Annotated[list[str], typer.Option(help="Grant type; repeatable.")],
-        public: Annotated[
-            bool, typer.Option("--public/--confidential", help="Public (PKCE, no secret).")
-        ],
-        redirect_uri: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
-        scope: Annotated[list[str] | None, typer.Option(help="Allowed scope; repeatable.")] = None,
-        role: Annotated[list[str] | None, typer.Option(help="Service-account role.")] = None,
-        client_id: Annotated[str | None, typer.Option(help="Fixed client id.")] = None,
-        first_party: Annotated[bool, typer.Option(help="Skip the consent page.")] = False,
-        allow_password_grant: Annotated[bool, typer.Option(help="Legacy clients only.")] = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        """Register an OAuth2 client. A confidential client's secret is printed once."""
-        scopes = [part for item in scope or [] for part in item.split()]
-        data = _validated(
-            ClientCreate,
-            name=name,
-            client_id=client_id,
-            public=public,
-            redirect_uris=redirect_uri or [],
-            grant_types=grant,
-            scopes=scopes,
-            roles=role or [],
-            first_party=first_party,
-            password_grant_allowed=allow_password_grant,
-        )
-
-        async def work(database: Database) -> Any:
-            async with database.transaction() as session:
-                return await service.create_client(session, data)
-
-        client = _run(load_settings(), work)
-        if as_json:
-            typer.echo(client.model_dump_json())
-            return
-        typer.echo(f"client_id: {client.client_id}")
-        if client.client_secret:
-            typer.echo(f"client_secret: {client.client_secret}")
-            typer.echo("(the secret is shown once; only its hash is stored)", err=True)
-
-    @commands.command("rotate-keys")
-    def rotate_keys(as_json: JsonOption = False) -> None:
-        """Publish a new signing key; older keys stay in JWKS until their tokens expire."""
-        settings = load_settings()
-
-        async def work(database: Database) -> dict[str, Any]:
-            keys = KeyStore(
-                database, Cipher(settings.signing_secret.get_secret_value()), settings.identity
-            )
-            kid = await keys.rotate()
-            return {"kid": kid, "published": [key["kid"] for key in keys.jwks()["keys"]]}
-
-        result = _run(settings, work)
-        if as_json:
-            typer.echo(json.dumps(result))
-        else:
-            typer.echo(f"new signing key {result['kid']}; JWKS: {', '.join(result['published'])}")
-
+    """The `identity` command group, reading settings with `load_settings`."""
+    _loader[:] = [load_settings]
     return commands
+
+
+@commands.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Option(help="Login name (case-insensitive).")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.")],
+    role: Annotated[list[str], typer.Option(help="Role; repeatable.")],
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a user with a password and roles."""
+    data = _validated(UserCreate, username=username, password=password, roles=role, email=email)
+
+    async def work(database: Database) -> Any:
+        async with database.transaction() as session:
+            return await service.create_user(session, data)
+
+    user = _run(_load_settings(), work)
+    if as_json:
+        typer.echo(user.model_dump_json())
+    else:
+        typer.echo(f"created user {user.username} ({user.id}) with roles {', '.join(user.roles)}")
+
+
+@commands.command("create-client")
+def create_client(
+    name: Annotated[str, typer.Option(help="Display name.")],
+    grant: Annotated[list[str], typer.Option(help="Grant type; repeatable.")],
+    public: Annotated[
+        bool, typer.Option("--public/--confidential", help="Public (PKCE, no secret).")
+    ],
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Allowed scope; repeatable.")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Service-account role.")] = None,
+    client_id: Annotated[str | None, typer.Option(help="Fixed client id.")] = None,
+    first_party: Annotated[bool, typer.Option(help="Skip the consent page.")] = False,
+    allow_password_grant: Annotated[bool, typer.Option(help="Legacy clients only.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an OAuth2 client. A confidential client's secret is printed once."""
+    scopes = [part for item in scope or [] for part in item.split()]
+    data = _validated(
+        ClientCreate,
+        name=name,
+        client_id=client_id,
+        public=public,
+        redirect_uris=redirect_uri or [],
+        grant_types=grant,
+        scopes=scopes,
+        roles=role or [],
+        first_party=first_party,
+        password_grant_allowed=allow_password_grant,
+    )
+
+    async def work(database: Database) -> Any:
+        async with database.transaction() as session:
+            return await service.create_client(session, data)
+
+    client = _run(_load_settings(), work)
+    if as_json:
+        typer.echo(client.model_dump_json())
+        return
+    typer.echo(f"client_id: {client.client_id}")
+    if client.client_secret:
+        typer.echo(f"client_secret: {client.client_secret}")
+        typer.echo("(the secret is shown once; only its hash is stored)", err=True)
+
+
+@commands.command("rotate-keys")
+def rotate_keys(as_json: JsonOption = False) -> None:
+    """Publish a new signing key; older keys stay in JWKS until their tokens expire."""
+    settings = _load_settings()
+
+    async def work(database: Database) -> dict[str, Any]:
+        keys = KeyStore(
+            database, Cipher(settings.signing_secret.get_secret_value()), settings.identity
+        )
+        kid = await keys.rotate()
+        return {"kid": kid, "published": [key["kid"] for key in keys.jwks()["keys"]]}
+
+    result = _run(settings, work)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"new signing key {result['kid']}; JWKS: {', '.join(result['published'])}")
