@@ -48,6 +48,25 @@ class TransferState:
     created_at: dt.datetime
     resolved_at: dt.datetime | None = None
 
+    def snapshot(self) -> TransferState:
+        """A copy (faster than dataclasses.replace on the hot path)."""
+        return TransferState(
+            self.id,
+            self.debit_account_id,
+            self.credit_account_id,
+            self.amount,
+            self.posted_amount,
+            self.currency,
+            self.code,
+            self.status,
+            self.pending,
+            self.timeout_seconds,
+            self.expires_at,
+            self.metadata,
+            self.created_at,
+            self.resolved_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CreateTransfer:
@@ -193,7 +212,7 @@ class Posting:
         existing = self.transfers.get(op.id)
         if existing is not None:
             if _same_fields(existing, op):
-                return Outcome(replace(existing), created=False)
+                return Outcome(existing.snapshot(), created=False)
             raise errors.ExistsWithDifferentFields(detail=f"transfer {op.id} exists")
         debit = self._account(op.debit_account_id, "debit")
         credit = self._account(op.credit_account_id, "credit")
@@ -240,7 +259,7 @@ class Posting:
         transfer = self._pending(op.id)
         if transfer.status == "posted":
             if op.amount is None or op.amount == transfer.posted_amount:
-                return Outcome(replace(transfer), created=False)
+                return Outcome(transfer.snapshot(), created=False)
             raise errors.PendingTransferAlreadyPosted()
         self._check_still_pending(transfer)
         amount = transfer.amount if op.amount is None else op.amount
@@ -268,7 +287,7 @@ class Posting:
         """Void (or expire) a pending transfer: release its reservation on both accounts."""
         transfer = self._pending(transfer_id)
         if transfer.status == status:
-            return Outcome(replace(transfer), created=False)
+            return Outcome(transfer.snapshot(), created=False)
         if status == "voided":
             self._check_still_pending(transfer)
         elif transfer.status != "pending":
@@ -289,7 +308,7 @@ class Posting:
     def _applied(self, event_type: str, transfer: TransferState) -> Outcome:
         """The event and the answer carry a snapshot: a later operation of the same commit
         (another request's post or void) must not change what this one reports."""
-        snapshot = replace(transfer)
+        snapshot = transfer.snapshot()
         self.events.append((event_type, snapshot))
         return Outcome(snapshot, created=True)
 

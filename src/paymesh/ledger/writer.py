@@ -114,119 +114,110 @@ _LOCK_ACCOUNTS = (
     "SELECT id, currency, flags, debits_pending, debits_posted, credits_pending, credits_posted "
     "FROM ledger_account WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 )
+# Everything a batch writes travels as one JSON document (`$1`), unpacked by PostgreSQL:
+# one parameter to encode instead of thousands of array elements (asyncpg type-checks
+# each element of an array parameter in Python).
 _WRITE = f"""
-WITH updated_accounts AS (
+WITH batch AS (SELECT $1::jsonb AS document),
+updated_accounts AS (
     UPDATE ledger_account AS account
-    SET debits_pending = v.debits_pending, debits_posted = v.debits_posted,
-        credits_pending = v.credits_pending, credits_posted = v.credits_posted
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-        AS v(id, debits_pending, debits_posted, credits_pending, credits_posted)
-    WHERE account.id = v.id
+    SET debits_pending = (row->>1)::bigint, debits_posted = (row->>2)::bigint,
+        credits_pending = (row->>3)::bigint, credits_posted = (row->>4)::bigint
+    FROM batch, jsonb_array_elements(batch.document->'accounts') AS row
+    WHERE account.id = row->>0
     RETURNING 1
 ), new_transfers AS (
     INSERT INTO ledger_transfer ({_TRANSFER_COLUMNS})
-    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[],
-        $11::text[], $12::int[], $13::text[], $14::bool[], $15::int[], $16::timestamptz[],
-        $17::jsonb[], $18::timestamptz[], $19::timestamptz[])
+    SELECT row->>0, row->>1, row->>2, (row->>3)::bigint, (row->>4)::bigint, row->>5,
+        (row->>6)::int, row->>7, (row->>8)::boolean, (row->>9)::int,
+        (row->>10)::timestamptz, row->11, (row->>12)::timestamptz, (row->>13)::timestamptz
+    FROM batch, jsonb_array_elements(batch.document->'transfers') AS row
     RETURNING 1
 ), resolved_transfers AS (
     UPDATE ledger_transfer AS transfer
-    SET status = v.status, posted_amount = v.posted_amount, resolved_at = v.resolved_at
-    FROM unnest($20::text[], $21::text[], $22::bigint[], $23::timestamptz[])
-        AS v(id, status, posted_amount, resolved_at)
-    WHERE transfer.id = v.id
+    SET status = row->>1, posted_amount = (row->>2)::bigint,
+        resolved_at = (row->>3)::timestamptz
+    FROM batch, jsonb_array_elements(batch.document->'resolved') AS row
+    WHERE transfer.id = row->>0
     RETURNING 1
 ), new_entries AS (
     INSERT INTO ledger_entry (account_id, transfer_id, side, kind, amount, debits_pending,
         debits_posted, credits_pending, credits_posted, created_at)
-    SELECT account_id, transfer_id, side, kind, amount, debits_pending, debits_posted,
-        credits_pending, credits_posted, created_at
-    FROM unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[],
-        $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::timestamptz[])
-        WITH ORDINALITY AS v(account_id, transfer_id, side, kind, amount, debits_pending,
-            debits_posted, credits_pending, credits_posted, created_at, position)
+    SELECT row->>0, row->>1, row->>2, row->>3, (row->>4)::bigint, (row->>5)::bigint,
+        (row->>6)::bigint, (row->>7)::bigint, (row->>8)::bigint, (row->>9)::timestamptz
+    FROM batch, jsonb_array_elements(batch.document->'entries') WITH ORDINALITY AS e(row, position)
     ORDER BY position
     RETURNING 1
 )
 INSERT INTO outbox_event (id, type, subject, envelope, created_at)
-SELECT * FROM unnest($34::text[], $35::text[], $36::text[], $37::jsonb[], $38::timestamptz[])
+SELECT row->>0, row->>1, row->>2, row->3, (row->>4)::timestamptz
+FROM batch, jsonb_array_elements(batch.document->'events') AS row
 """
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _write_arguments(posting: Posting, envelopes: list[dict[str, Any]]) -> list[list[Any]]:
-    accounts = [
-        (
-            account.id,
-            account.debits_pending,
-            account.debits_posted,
-            account.credits_pending,
-            account.credits_posted,
-        )
-        for account in (posting.accounts[key] for key in sorted(posting.dirty_accounts))
-    ]
-    new = [
-        (
-            t.id,
-            t.debit_account_id,
-            t.credit_account_id,
-            t.amount,
-            t.posted_amount,
-            t.currency,
-            t.code,
-            t.status,
-            t.pending,
-            t.timeout_seconds,
-            t.expires_at,
-            t.metadata,
-            t.created_at,
-            t.resolved_at,
-        )
-        for t in posting.new_transfers.values()
-    ]
-    resolved = [
-        (t.id, t.status, t.posted_amount, t.resolved_at)
-        for key, t in posting.resolved_transfers.items()
-        if key not in posting.new_transfers
-    ]
-    entries = [
-        (
-            e["account_id"],
-            e["transfer_id"],
-            e["side"],
-            e["kind"],
-            e["amount"],
-            e["debits_pending"],
-            e["debits_posted"],
-            e["credits_pending"],
-            e["credits_posted"],
-            e["created_at"],
-        )
-        for e in posting.entries
-    ]
-    events = [
-        (envelope["id"], envelope["type"], envelope["subject"], envelope, posting.now)
-        for envelope in envelopes
-    ]
-    return [
-        *_columns(accounts, 5),
-        *_columns(new, 14),
-        *_columns(resolved, 4),
-        *_columns(entries, 10),
-        *_columns(events, 5),
-    ]
+def _write_document(posting: Posting, envelopes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "accounts": [
+            (
+                account.id,
+                account.debits_pending,
+                account.debits_posted,
+                account.credits_pending,
+                account.credits_posted,
+            )
+            for account in (posting.accounts[key] for key in sorted(posting.dirty_accounts))
+        ],
+        "transfers": [
+            (
+                t.id,
+                t.debit_account_id,
+                t.credit_account_id,
+                t.amount,
+                t.posted_amount,
+                t.currency,
+                t.code,
+                t.status,
+                t.pending,
+                t.timeout_seconds,
+                t.expires_at,
+                t.metadata,
+                t.created_at,
+                t.resolved_at,
+            )
+            for t in posting.new_transfers.values()
+        ],
+        "resolved": [
+            (t.id, t.status, t.posted_amount, t.resolved_at)
+            for key, t in posting.resolved_transfers.items()
+            if key not in posting.new_transfers
+        ],
+        "entries": [
+            (
+                e["account_id"],
+                e["transfer_id"],
+                e["side"],
+                e["kind"],
+                e["amount"],
+                e["debits_pending"],
+                e["debits_posted"],
+                e["credits_pending"],
+                e["credits_posted"],
+                e["created_at"],
+            )
+            for e in posting.entries
+        ],
+        "events": [
+            (envelope["id"], envelope["type"], envelope["subject"], envelope, posting.now)
+            for envelope in envelopes
+        ],
+    }
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await connection.set_type_codec(
             name,
-            encoder=lambda value: orjson.dumps(value).decode(),
+            encoder=lambda value: orjson.dumps(value, option=orjson.OPT_UTC_Z).decode(),
             decoder=orjson.loads,
             schema="pg_catalog",
         )
@@ -285,7 +276,7 @@ class PostgresWriter:
             results = apply(posting)
             if posting.entries or posting.dirty_accounts:
                 envelopes = event_envelopes(self.outbox, posting)
-                await connection.execute(_WRITE, *_write_arguments(posting, envelopes))
+                await connection.execute(_WRITE, _write_document(posting, envelopes))
         return results, posting
 
 
