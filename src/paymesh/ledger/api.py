@@ -4,10 +4,11 @@ call the ledger directly; wallets and payments do."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 
 from paymesh.kernel.app import service_router
 from paymesh.kernel.auth import Caller, require
@@ -48,6 +49,20 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="From `next_cursor`.")]
 AccountId = Annotated[str, Path(max_length=128)]
 TransferId = Annotated[str, Path(max_length=128)]
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise ValueError("the instant is outside the representable range") from None
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_utc),
+    Query(description="RFC 3339 instant, with offset."),
+]
 
 
 async def ledger(request: Request) -> LedgerService:
@@ -140,7 +155,7 @@ async def list_entries(
 )
 async def get_balance(
     account_id: AccountId,
-    at: Annotated[AwareDatetime, Query(description="RFC 3339 instant, with offset.")],
+    at: Instant,
     session: SessionDep,
     service: Ledger,
     _caller: Reader,
