@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from paymesh.kernel.events import Outbox
 from paymesh.ledger.posting import (
@@ -120,11 +121,16 @@ class TransferEngine:
                     self._ready.notify()
             await self._write(requests)
 
-    async def _write(self, requests: list[_Request]) -> None:
+    async def _write(self, requests: list[_Request], attempt: int = 1) -> None:
         try:
             results = await self._commit(requests)
         except Exception as error:
             if len(requests) == 1:
+                if attempt < 3 and _is_conflict(error):
+                    # Another process inserted the same transfer id first: run it again,
+                    # and it will find that transfer (a replay, or exists_with_different_fields).
+                    await self._write(requests, attempt + 1)
+                    return
                 log.warning("ledger_write_failed", error=repr(error))
                 _fail(requests[0], error)
                 return
@@ -153,6 +159,16 @@ class TransferEngine:
         if posting.events:
             self.outbox.committed()
         return results
+
+
+def _is_conflict(error: Exception) -> bool:
+    """A unique violation (or serialization failure) that a retry resolves."""
+    if isinstance(error, IntegrityError):
+        return True
+    code = getattr(error, "sqlstate", None) or getattr(
+        getattr(error, "orig", None), "sqlstate", None
+    )
+    return code in ("23505", "40001", "40P01")
 
 
 def _fail(request: _Request, error: Exception) -> None:

@@ -72,6 +72,17 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     return values
 
 
+def _cursor_instant(value: Any) -> dt.datetime:
+    """A cursor's timestamp: an aware datetime that converts to UTC, or InvalidCursor."""
+    try:
+        instant = dt.datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            raise ValueError("naive")
+        return instant.astimezone(dt.UTC)
+    except (TypeError, ValueError, OverflowError):
+        raise errors.InvalidCursor() from None
+
+
 def transfer_state(row: Row[Any] | Any) -> TransferState:
     mapping = row._mapping
     return TransferState(
@@ -213,10 +224,9 @@ async def _page(
 ) -> tuple[Sequence[Row[Any]], str | None]:
     if cursor is not None:
         created, last_id = decode_cursor(cursor, 2)
-        try:
-            after = dt.datetime.fromisoformat(created)
-        except (TypeError, ValueError):
-            raise errors.InvalidCursor() from None
+        after = _cursor_instant(created)
+        if not isinstance(last_id, str) or not last_id:
+            raise errors.InvalidCursor()
         query = query.where(
             or_(time_column > after, (time_column == after) & (id_column > last_id))
         )
@@ -264,7 +274,7 @@ async def list_entries(
     query = select(entries).where(entries.c.account_id == account_id)
     if cursor is not None:
         (after,) = decode_cursor(cursor, 1)
-        if not isinstance(after, int):
+        if type(after) is not int or not 0 <= after < 2**63:
             raise errors.InvalidCursor()
         query = query.where(entries.c.id > after)
     rows = (await session.execute(query.order_by(entries.c.id).limit(limit + 1))).all()
