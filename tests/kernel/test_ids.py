@@ -38,3 +38,26 @@ class TestNewId:
     def test_refuses_a_bad_prefix(self, prefix: str) -> None:
         with pytest.raises(ValueError, match="prefix"):
             new_id(prefix)
+
+
+class TestUlidEncoding:
+    def test_matches_the_reference_implementation(self) -> None:
+        import os
+
+        from ulid import ULID
+
+        from paymesh.kernel.ids import ulid_text
+
+        for milliseconds in (0, 1, 1_700_000_000_000, 2**48 - 1):
+            for randomness in (bytes(10), b"\xff" * 10, os.urandom(10)):
+                reference = ULID.from_bytes(milliseconds.to_bytes(6, "big") + randomness)
+                assert ulid_text(milliseconds, randomness) == str(reference)
+
+    def test_new_id_suffix_parses_as_a_ulid_with_the_current_time(self) -> None:
+        import time
+
+        from paymesh.kernel.ids import new_id, parse_ulid
+
+        before = time.time()
+        parsed = parse_ulid(new_id("evt"))
+        assert before - 1 <= parsed.timestamp <= time.time() + 1
