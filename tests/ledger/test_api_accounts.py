@@ -95,25 +95,18 @@ class TestCreateAccount:
             await ledger.get(f"/v1/ledger/accounts/{body['id']}"), 404, "account_not_found"
         )
 
-    @pytest.mark.parametrize("currency", ["XYZ", "usd", "US", "", 840])
-    async def test_unknown_currency_is_refused(
-        self, ledger: httpx.AsyncClient, currency: object
-    ) -> None:
-        response = await ledger.post("/v1/ledger/accounts", json={"currency": currency})
+    async def test_unknown_currency_is_refused(self, ledger: httpx.AsyncClient) -> None:
+        for currency in ("XYZ", "usd", "US", "", 840, None):
+            response = await ledger.post("/v1/ledger/accounts", json={"currency": currency})
 
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")
 
-    @pytest.mark.parametrize(
-        "change",
-        [{"code": -1}, {"code": 65536}, {"id": "has space"}, {"unknown": 1}],
-        ids=["negative-code", "code-too-large", "bad-id", "unknown-field"],
-    )
-    async def test_invalid_payload_is_refused(
-        self, ledger: httpx.AsyncClient, change: dict[str, Any]
-    ) -> None:
-        response = await ledger.post("/v1/ledger/accounts", json={"currency": "USD", **change})
+    async def test_invalid_payload_is_refused(self, ledger: httpx.AsyncClient) -> None:
+        for change in ({"code": -1}, {"code": 65536}, {"id": "has space"}, {"unknown": 1}):
+            response = await ledger.post("/v1/ledger/accounts", json={"currency": "USD", **change})
 
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")
+        assert assert_status(await ledger.get("/v1/ledger/accounts"), 200)["data"] == []
 
 
 class TestGetAccount:
@@ -165,10 +158,8 @@ class TestListAccounts:
 
         assert_problem(response, 422, "invalid_cursor")
 
-    @pytest.mark.parametrize("limit", [0, 1001])
-    async def test_limit_out_of_range_is_refused(
-        self, ledger: httpx.AsyncClient, limit: int
-    ) -> None:
-        response = await ledger.get("/v1/ledger/accounts", params={"limit": limit})
+    async def test_limit_out_of_range_is_refused(self, ledger: httpx.AsyncClient) -> None:
+        for limit in (0, 1001, -1, "ten"):
+            response = await ledger.get("/v1/ledger/accounts", params={"limit": limit})
 
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")

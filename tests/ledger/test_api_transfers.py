@@ -125,39 +125,32 @@ class TestCreateTransfer:
         assert await balances(ledger, debit) == balance_of()
         assert await balances(ledger, credit) == balance_of()
 
-    @pytest.mark.parametrize("amount", [0, -1, -(2**63)])
-    async def test_amount_must_be_positive(self, ledger: httpx.AsyncClient, amount: int) -> None:
+    async def test_amount_must_be_positive(self, ledger: httpx.AsyncClient) -> None:
         debit, credit = await _pair(ledger)
-        body = transfer_body(debit, credit, amount)
+        for amount in (0, -1, -(2**63)):
+            body = transfer_body(debit, credit, amount)
 
-        response = await post_transfer(ledger, body)
+            response = await post_transfer(ledger, body)
 
-        assert_problem(response, 422, "amount_must_be_positive")
-        assert_problem(await get_transfer(ledger, body["id"]), 404, "transfer_not_found")
+            assert_problem(response, 422, "amount_must_be_positive")
+            assert_problem(await get_transfer(ledger, body["id"]), 404, "transfer_not_found")
         assert await balances(ledger, debit) == balance_of()
 
-    @pytest.mark.parametrize(
-        "amount",
-        [100.0, 1.5, "100", None, True],
-        ids=["float", "fraction", "string", "null", "bool"],
-    )
-    async def test_amount_must_be_an_integer(self, ledger: httpx.AsyncClient, amount: Any) -> None:
+    async def test_amount_must_be_an_integer(self, ledger: httpx.AsyncClient) -> None:
         debit, credit = await _pair(ledger)
+        for amount in (100.0, 1.5, "100", None, True, [100], {"value": 100}):
+            response = await post_transfer(ledger, transfer_body(debit, credit, amount))
 
-        response = await post_transfer(ledger, transfer_body(debit, credit, amount))
-
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")
         assert await balances(ledger, debit) == balance_of()
 
-    @pytest.mark.parametrize("amount", [2**63, 2**64 + 1, 10**30])
-    async def test_amount_beyond_64_bits_is_refused(
-        self, ledger: httpx.AsyncClient, amount: int
-    ) -> None:
+    async def test_amount_beyond_64_bits_is_refused(self, ledger: httpx.AsyncClient) -> None:
         debit, credit = await _pair(ledger)
+        for amount in (2**63, 2**64 + 1, 10**30):
+            response = await post_transfer(ledger, transfer_body(debit, credit, amount))
 
-        response = await post_transfer(ledger, transfer_body(debit, credit, amount))
-
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")
+        assert await balances(ledger, debit) == balance_of()
 
     async def test_largest_amount_is_accepted(self, ledger: httpx.AsyncClient) -> None:
         debit, credit = await _pair(ledger)
@@ -275,27 +268,22 @@ class TestCreateTransfer:
         assert_problem(response, 422, "timeout_reserved_for_pending_transfer")
         assert await balances(ledger, debit) == balance_of()
 
-    @pytest.mark.parametrize(
-        "change",
-        [
+    async def test_invalid_payload_is_refused(self, ledger: httpx.AsyncClient) -> None:
+        debit, credit = await _pair(ledger)
+        for change in (
             {"id": "bad id"},
             {"id": "x" * 129},
+            {"id": None},
             {"currency": "XXX1"},
             {"code": 70000},
             {"timeout_seconds": 0, "pending": True},
             {"metadata": {"blob": "x" * 5000}},
+            {"metadata": ["not", "an", "object"]},
             {"extra": True},
-        ],
-        ids=["id-chars", "id-length", "currency", "code", "timeout", "metadata-size", "extra"],
-    )
-    async def test_invalid_payload_is_refused(
-        self, ledger: httpx.AsyncClient, change: dict[str, Any]
-    ) -> None:
-        debit, credit = await _pair(ledger)
+        ):
+            response = await post_transfer(ledger, {**transfer_body(debit, credit, 5), **change})
 
-        response = await post_transfer(ledger, {**transfer_body(debit, credit, 5), **change})
-
-        assert_problem(response, 422, "validation_failed")
+            assert_problem(response, 422, "validation_failed")
         assert await balances(ledger, debit) == balance_of()
 
     async def test_malformed_json_is_a_problem_not_a_crash(self, ledger: httpx.AsyncClient) -> None:

@@ -17,7 +17,6 @@ import pytest
 
 from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
-from tests.conftest import BACKEND
 from tests.ledger.factories import (
     DEBITS_LIMITED,
     account_body,
@@ -167,12 +166,6 @@ class TestConcurrentReplays:
         assert await balances(ledger, credit) == balance_of(credits_posted=250)
         assert len(await outbox_events(ledger_platform, body["id"])) == 1
 
-    @pytest.mark.xfail(
-        BACKEND == "postgresql",
-        strict=True,
-        reason="engine.py bug: the loser of two concurrent inserts of one transfer id gets a "
-        "UniqueViolation; a group of one request is not retried, so the retry answers 500",
-    )
     async def test_a_retry_moments_later_applies_once(
         self, ledger: httpx.AsyncClient, clients: list[httpx.AsyncClient]
     ) -> None:
