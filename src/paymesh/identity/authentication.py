@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from dataclasses import dataclass
 
-import pyotp
 from sqlalchemy import Table, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import errors, repository
-from paymesh.identity.models import LoginFailure, RecoveryCode, User
-from paymesh.identity.security import Cipher, secret_hash, verify_password
+from paymesh.identity.accounts.totp import verify_second_factor
+from paymesh.identity.models import LoginFailure, User
+from paymesh.identity.security import Cipher, verify_password
 from paymesh.kernel.config import IdentitySettings
 from paymesh.kernel.db import insert_ignoring_conflicts, utcnow
-
-TOTP_PERIOD_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -75,32 +72,11 @@ class Authenticator:
         factor = await repository.confirmed_totp(session, user.id)
         if factor is None:
             return
-        code = (code or "").strip().replace(" ", "")
-        if not code:
+        if not (code or "").strip():
             raise errors.TotpRequired()
-        if code.isdigit() and len(code) == 6:
-            totp = pyotp.TOTP(self.cipher.decrypt(factor.secret), interval=TOTP_PERIOD_SECONDS)
-            now = time.time()
-            for drift in (0, -1, 1):
-                at = now + drift * TOTP_PERIOD_SECONDS
-                if totp.verify(code, for_time=at, valid_window=0):
-                    step = int(at // TOTP_PERIOD_SECONDS)
-                    if await repository.accept_totp_step(session, user.id, step):
-                        return
+        # One verification for login and for the self-service endpoints (accounts/totp.py).
+        if not await verify_second_factor(session, self.cipher, factor, code or ""):
             raise errors.InvalidTotp()
-        if await self._use_recovery_code(session, user.id, code):
-            return
-        raise errors.InvalidTotp()
-
-    async def _use_recovery_code(self, session: AsyncSession, user_id: str, code: str) -> bool:
-        result = await session.execute(
-            update(RecoveryCode)
-            .where(RecoveryCode.user_id == user_id)
-            .where(RecoveryCode.code_hash == secret_hash(code.upper()))
-            .where(RecoveryCode.used_at.is_(None))
-            .values(used_at=utcnow())
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
 
     async def record_failure(self, session: AsyncSession, username: str, address: str) -> None:
         """Count one failure against the username and the address; lock at the threshold."""

@@ -1,0 +1,2 @@
+"""Self-service accounts: registration, the signed-in user's profile and password, and
+TOTP enrolment (`/v1/identity/users`, `/v1/identity/users/me...`)."""
