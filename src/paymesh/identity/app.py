@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paymesh.identity.accounts.api import router as accounts_router
+from paymesh.identity.administration import api as administration
 from paymesh.identity.api import oauth, router, well_known
 from paymesh.identity.demo import seed_demo
 from paymesh.identity.jobs import periodic_jobs
@@ -30,7 +31,14 @@ SPEC = ServiceSpec(
     metadata=metadata,
     tables=kernel_tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[well_known, oauth, router, accounts_router],
+    routers=[
+        well_known,
+        oauth,
+        router,
+        accounts_router,
+        administration.clients,
+        administration.users,
+    ],
     path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2"),
     setup=_setup,
     on_start=_start,
