@@ -83,7 +83,13 @@ def settings(tmp_path: Path, postgres_database: str | None) -> Settings:
         data_dir=tmp_path / "var",
         database_url=postgres_database,
         access_log=False,
-        events={"retry_base_seconds": 0.001, "relay_interval_seconds": 0.05},
+        # Published events are kept (marked) so tests can inspect them; production
+        # deletes them on publish (retention 0). tests/kernel/test_events.py covers both.
+        events={
+            "retry_base_seconds": 0.001,
+            "relay_interval_seconds": 0.05,
+            "outbox_retention_seconds": 3600,
+        },
     )
 
 

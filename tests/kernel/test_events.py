@@ -287,7 +287,9 @@ class TestRelayLeases:
             )
         other_process = Database.for_service(idle_sample.settings, "sample")
         try:
-            relay = OutboxRelay(other_process, runtime.tables, idle_sample.bus)
+            relay = OutboxRelay(
+                other_process, runtime.tables, idle_sample.bus, retention_seconds=3600
+            )
             assert await relay.run_once() == 1
         finally:
             await other_process.dispose()
@@ -344,3 +346,36 @@ class TestRelayLeases:
             inbox = runtime.tables.inbox
             consumers = (await session.execute(select(inbox.c.consumer))).scalars().all()
         assert sorted(consumers) == ["sample.count-notes", "sample.picky"]
+
+
+class TestPublishedEventRetention:
+    async def test_with_retention_zero_a_published_event_is_deleted(
+        self, make_platform: Any, settings: Any
+    ) -> None:
+        deleting = settings.model_copy(
+            update={"events": settings.events.model_copy(update={"outbox_retention_seconds": 0})}
+        )
+        platform: Platform = await make_platform(
+            specs=[sample_app.SPEC], settings_override=deleting
+        )
+        from tests.conftest import http_client
+
+        token = platform.tokens.issue("usr_admin", roles=["admin"])
+        async with http_client(platform) as client:
+            note = await create_note(client, token)
+        assert await delivered(platform, note["id"]) == 1
+        assert (
+            await eventually(lambda: table_rows(platform, "outbox_event"), lambda r: r == []) == []
+        )
+
+    async def test_with_retention_a_published_event_is_kept_and_marked(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        assert runtime_of(sample).relay.retention_seconds > 0
+        note = await create_note(client, admin_token)
+        await delivered(sample, note["id"])
+        [row] = await table_rows(sample, "outbox_event")
+        marked = await eventually(
+            lambda: outbox_row(sample, row["id"]), lambda r: r["published_at"] is not None
+        )
+        assert marked["subject"] == note["id"]

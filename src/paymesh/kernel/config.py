@@ -72,7 +72,11 @@ class EventSettings(BaseModel):
     retry_base_seconds: float = Field(default=0.05, ge=0)
     relay_interval_seconds: float = Field(default=0.5, gt=0)
     relay_batch_size: int = Field(default=500, ge=1)
-    outbox_retention_seconds: int = Field(default=7 * 86_400, ge=0)
+    outbox_retention_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="0: delete events once published; otherwise keep them marked this long.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0)
 
 

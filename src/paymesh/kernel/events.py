@@ -220,10 +220,12 @@ class OutboxRelay:
         batch_size: int = 100,
         interval_seconds: float = 0.5,
         lease_seconds: float = 30.0,
+        retention_seconds: float = 0.0,
     ) -> None:
         self.database = database
         self.table = tables.outbox
         self.bus = bus
+        self.retention_seconds = retention_seconds
         self.batch_size = batch_size
         self.interval_seconds = interval_seconds
         self.lease_seconds = lease_seconds
@@ -315,7 +317,16 @@ class OutboxRelay:
             return int(result.rowcount)
 
     async def _mark_published(self, ids: list[str]) -> None:
+        """Delete the published rows (retention 0, the default: a delete writes no new row
+        version) or keep them marked for `retention_seconds`, e.g. to inspect them."""
         async with self.database.engine.begin() as connection:
+            if self.retention_seconds <= 0:
+                await connection.execute(
+                    self.table.delete().where(
+                        _id_in(self.table.c.id, ids, self.database.is_postgres)
+                    )
+                )
+                return
             await connection.execute(
                 update(self.table)
                 .where(_id_in(self.table.c.id, ids, self.database.is_postgres))

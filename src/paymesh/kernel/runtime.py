@@ -144,6 +144,7 @@ class ServiceRuntime:
             batch_size=events.relay_batch_size,
             interval_seconds=events.relay_interval_seconds,
             lease_seconds=events.lease_seconds,
+            retention_seconds=events.outbox_retention_seconds,
         )
         self.outbox.listeners.append(self.relay.wake)
         self.state: dict[str, Any] = {}
