@@ -12,6 +12,7 @@ from paymesh.identity.demo import seed_demo
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
 from paymesh.identity.provider.state import ProviderState
+from paymesh.identity.scim.app import router as scim_router
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 
 
@@ -38,6 +39,7 @@ SPEC = ServiceSpec(
         accounts_router,
         administration.clients,
         administration.users,
+        scim_router,
     ],
     path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2"),
     setup=_setup,

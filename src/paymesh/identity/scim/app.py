@@ -1,0 +1,121 @@
+"""Mounts scim2-server's ASGI application at `/scim2`, over `IdentityScimStorage`, for
+callers with an `admin` bearer token (identity's tokens, or development tokens outside
+production). Refusals are SCIM error documents (401 with WWW-Authenticate, 403)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from scim2_models import (
+    AuthenticationScheme,
+    Bulk,
+    ChangePassword,
+    ETag,
+    External,
+    Filter,
+    ForbiddenException,
+    Group,
+    Patch,
+    Reference,
+    ScimProvider,
+    ServiceProviderConfig,
+    Sort,
+    UnauthorizedException,
+    User,
+)
+from scim2_server.applications.asgi import ASGIApplication, Receive, Scope, Send
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
+from starlette.routing import Route
+
+from paymesh.identity.scim.storage import ACTOR, IdentityScimStorage
+from paymesh.kernel.auth import TokenVerifier, prepare_verifier
+from paymesh.kernel.errors import PaymeshError
+from paymesh.kernel.runtime import ServiceRuntime
+
+MOUNT = "/scim2"
+MAX_RESULTS = 200
+
+
+def provider() -> ScimProvider:
+    config = ServiceProviderConfig(
+        patch=Patch(supported=True),
+        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+        filter=Filter(supported=True, max_results=MAX_RESULTS),
+        change_password=ChangePassword(supported=False),
+        sort=Sort(supported=False),
+        etag=ETag(supported=False),
+        authentication_schemes=[
+            AuthenticationScheme(
+                type=AuthenticationScheme.Type.oauthbearertoken,
+                name="OAuth Bearer Token",
+                description="An access token with the admin role",
+                spec_uri=Reference[External]("https://www.rfc-editor.org/rfc/rfc6750"),
+                primary=True,
+            )
+        ],
+    )
+    return ScimProvider([User, Group], config=config)
+
+
+class ScimApplication(ASGIApplication):
+    """scim2-server's ASGI app at `/scim2` (no `/v2`), checking admin bearer tokens."""
+
+    def __init__(self, storage: IdentityScimStorage, verifier: TokenVerifier) -> None:
+        super().__init__(storage, provider())
+        self.verifier = verifier
+
+    @staticmethod
+    def get_base_url(scope: Scope) -> str:
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode() or "localhost"
+        return f"{scope['scheme']}://{host}{MOUNT}"
+
+    @staticmethod
+    def get_path(scope: Scope) -> str:
+        path: str = scope["path"]
+        return path.removeprefix(MOUNT) or "/"
+
+    async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
+        subject = await self.authenticate(request) if self.needs_auth(request) else None
+        reset = ACTOR.set(subject)
+        try:
+            request.subject = subject
+            return await self.handler.handle(request)
+        finally:
+            ACTOR.reset(reset)
+
+    async def authenticate(self, request: ScimRequest) -> str:
+        """The admin's subject, or a SCIM 401 (no or bad token) / 403 (not an admin)."""
+        scheme, _, token = (request.header("Authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise UnauthorizedException(detail="a bearer access token is required")
+        try:
+            await prepare_verifier(self.verifier, token)
+            caller = self.verifier.verify(token)
+        except PaymeshError:
+            raise UnauthorizedException(detail="the access token is not valid") from None
+        if "admin" not in caller.roles:
+            raise ForbiddenException(detail="SCIM needs the admin role")
+        return caller.subject
+
+
+class ScimEndpoint:
+    """The ASGI endpoint of the `/scim2/...` route: builds the SCIM app once per runtime."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app: Any = scope["app"]
+        runtime: ServiceRuntime = app.state.runtime
+        scim = runtime.state.get("scim")
+        if scim is None:
+            storage = IdentityScimStorage(runtime.database, runtime.outbox)
+            scim = runtime.state["scim"] = ScimApplication(storage, app.state.token_verifier)
+        await scim(scope, receive, send)
+
+
+router = APIRouter()
+router.routes.append(
+    Route(f"{MOUNT}/{{path:path}}", endpoint=ScimEndpoint(), include_in_schema=False)
+)
