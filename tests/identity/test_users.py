@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from paymesh.platform import Platform
@@ -221,3 +223,14 @@ class TestChangePassword:
         assert response.json()["error"] == "invalid_grant"
         assert "identity.user.password_changed" in await a.outbox_types(identity_platform)
         assert user["id"]
+
+
+class TestRegisterConcurrently:
+    async def test_same_username_racing_gives_one_user(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        body = {"username": "racer", "password": a.STRONG_PASSWORD}
+        responses = await asyncio.gather(
+            *(identity.post("/v1/identity/users", json=body) for _ in range(4))
+        )
+        assert sorted(response.status_code for response in responses) == [201, 409, 409, 409]

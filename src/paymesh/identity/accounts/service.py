@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import errors as identity_errors
@@ -26,13 +27,24 @@ from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
 
 
+def unique_violation(error: IntegrityError) -> identity_errors.IdentityError:
+    """The conflict a unique constraint of `identity_user` reports (checked first, but a
+    concurrent transaction can still win between the check and the insert)."""
+    if "email" in str(error.orig).lower():
+        return identity_errors.EmailTaken(detail="a user with this email exists")
+    return identity_errors.UsernameTaken(detail="a user with this username exists")
+
+
 async def register(session: AsyncSession, outbox: Outbox, data: Registration) -> User:
     password = data.password.get_secret_value()
     check_password(password, username=data.username, email=data.email)
     fields = data.model_dump(exclude={"password"})
-    user = await identity_service.create_user(
-        session, UserCreate(**fields, password=password, roles=["customer"])
-    )
+    try:
+        user = await identity_service.create_user(
+            session, UserCreate(**fields, password=password, roles=["customer"])
+        )
+    except IntegrityError as error:  # a concurrent registration won the race
+        raise unique_violation(error) from None
     await outbox.add(
         session, "identity.user.registered", {"user_id": user.id, "roles": user.roles}, user.id
     )
@@ -70,7 +82,10 @@ async def update_profile(
     for name, value in changes.items():
         setattr(row, name, value)
     row.updated_at = utcnow()
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise unique_violation(error) from None
     await outbox.add(
         session, "identity.user.updated", {"user_id": row.id, "fields": sorted(changes)}, row.id
     )

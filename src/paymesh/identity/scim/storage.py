@@ -29,6 +29,7 @@ from scim2_models import (
 from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import repository as identity_repository
@@ -146,7 +147,7 @@ class IdentityScimStorage(AsyncScimStorage):
                 **fields,
             )
             session.add(row)
-            await session.flush()
+            await self._flush(session)
             await self._record(session, "identity.user.created", row.id, user_id=row.id)
             return resources.to_user(row, [])
 
@@ -178,7 +179,7 @@ class IdentityScimStorage(AsyncScimStorage):
                 changed.append("password")
             now = utcnow()
             row.updated_at = now
-            await session.flush()
+            await self._flush(session)
             if fields["status"] == "disabled" and "status" in changed:
                 await accounts_repository.revoke_user_refresh_tokens(session, row.id, now)
             await self._record(
@@ -243,6 +244,14 @@ class IdentityScimStorage(AsyncScimStorage):
             await self._record(session, "identity.user.deleted", resource_id, user_id=resource_id)
 
     # --- rules ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _flush(session: AsyncSession) -> None:
+        """A concurrent write can take a unique value between the check and the flush."""
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise UniquenessException(detail="userName or email is taken") from None
 
     @staticmethod
     def _check_version(current: str | None, expected: str | None) -> None:
