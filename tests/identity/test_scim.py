@@ -366,3 +366,21 @@ class TestGroups:
         self, identity: httpx.AsyncClient, admin: dict[str, str]
     ) -> None:
         assert_error(await identity.get("/scim2/Groups/root", headers=admin), 404)
+
+
+class TestSchemas:
+    async def test_user_schema_announces_only_what_identity_keeps(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        response = await identity.get(f"/scim2/Schemas/{USER_SCHEMA}", headers=admin)
+        assert response.status_code == 200, response.text
+        names = {attribute["name"] for attribute in response.json()["attributes"]}
+        expected = {"userName", "name", "active", "password", "emails", "phoneNumbers", "groups"}
+        assert names == expected
+
+    async def test_an_attribute_not_kept_is_refused(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        body = user_body("bjensen", nickName="Babs")
+        response = await identity.post("/scim2/Users", json=body, headers=admin)
+        assert_error(response, 400)

@@ -8,62 +8,31 @@ from typing import Any
 
 from fastapi import APIRouter
 from scim2_models import (
-    AuthenticationScheme,
-    Bulk,
-    ChangePassword,
-    ETag,
-    External,
-    Filter,
     ForbiddenException,
-    Group,
-    Patch,
-    Reference,
     ScimProvider,
-    ServiceProviderConfig,
-    Sort,
     UnauthorizedException,
-    User,
 )
 from scim2_server.applications.asgi import ASGIApplication, Receive, Scope, Send
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from starlette.routing import Route
 
+from paymesh.identity.scim.schema import provider
 from paymesh.identity.scim.storage import ACTOR, IdentityScimStorage
 from paymesh.kernel.auth import TokenVerifier, prepare_verifier
 from paymesh.kernel.errors import PaymeshError
 from paymesh.kernel.runtime import ServiceRuntime
 
 MOUNT = "/scim2"
-MAX_RESULTS = 200
-
-
-def provider() -> ScimProvider:
-    config = ServiceProviderConfig(
-        patch=Patch(supported=True),
-        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
-        filter=Filter(supported=True, max_results=MAX_RESULTS),
-        change_password=ChangePassword(supported=False),
-        sort=Sort(supported=False),
-        etag=ETag(supported=False),
-        authentication_schemes=[
-            AuthenticationScheme(
-                type=AuthenticationScheme.Type.oauthbearertoken,
-                name="OAuth Bearer Token",
-                description="An access token with the admin role",
-                spec_uri=Reference[External]("https://www.rfc-editor.org/rfc/rfc6750"),
-                primary=True,
-            )
-        ],
-    )
-    return ScimProvider([User, Group], config=config)
 
 
 class ScimApplication(ASGIApplication):
     """scim2-server's ASGI app at `/scim2` (no `/v2`), checking admin bearer tokens."""
 
-    def __init__(self, storage: IdentityScimStorage, verifier: TokenVerifier) -> None:
-        super().__init__(storage, provider())
+    def __init__(
+        self, storage: IdentityScimStorage, scim: ScimProvider, verifier: TokenVerifier
+    ) -> None:
+        super().__init__(storage, scim)
         self.verifier = verifier
 
     @staticmethod
@@ -110,8 +79,10 @@ class ScimEndpoint:
         runtime: ServiceRuntime = app.state.runtime
         scim = runtime.state.get("scim")
         if scim is None:
-            storage = IdentityScimStorage(runtime.database, runtime.outbox)
-            scim = runtime.state["scim"] = ScimApplication(storage, app.state.token_verifier)
+            described = provider()
+            storage = IdentityScimStorage(runtime.database, runtime.outbox, described)
+            scim = ScimApplication(storage, described, app.state.token_verifier)
+            runtime.state["scim"] = scim
         await scim(scope, receive, send)
 
 

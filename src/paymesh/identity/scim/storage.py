@@ -13,7 +13,6 @@ import re
 from typing import Any, Union
 
 from scim2_models import (
-    Group,
     InvalidValueException,
     MutabilityException,
     NotFoundException,
@@ -22,9 +21,9 @@ from scim2_models import (
     ResourceType,
     ResponseParameters,
     ScimFilter,
+    ScimProvider,
     SearchRequest,
     UniquenessException,
-    User,
 )
 from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
@@ -39,6 +38,7 @@ from paymesh.identity.accounts.policy import check_password
 from paymesh.identity.models import ROLES
 from paymesh.identity.models import User as UserRow
 from paymesh.identity.scim import resources
+from paymesh.identity.scim.resources import Resources
 from paymesh.identity.security import hash_password
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.events import Outbox
@@ -51,9 +51,10 @@ _EQUALITY = re.compile(r'^\s*(userName|emails(?:\.value)?)\s+eq\s+"([^"\\]*)"\s*
 
 
 class IdentityScimStorage(AsyncScimStorage):
-    def __init__(self, database: Database, outbox: Outbox) -> None:
+    def __init__(self, database: Database, outbox: Outbox, scim: ScimProvider) -> None:
         self.database = database
         self.outbox = outbox
+        self.resources = Resources(scim)
 
     async def _record(
         self, session: AsyncSession, event_type: str, subject: str, **data: Any
@@ -75,16 +76,16 @@ class IdentityScimStorage(AsyncScimStorage):
                 return await self._group(session, resource_id)
             return await self._user(session, resource_id)
 
-    async def _user(self, session: AsyncSession, user_id: str) -> User[Any]:
+    async def _user(self, session: AsyncSession, user_id: str) -> Resource[Any]:
         row = await identity_repository.get_user(session, user_id)
         if row is None:
             raise NotFoundException(detail=f"no user {user_id}")
-        return resources.to_user(row, await identity_repository.user_roles(session, user_id))
+        return self.resources.user(row, await identity_repository.user_roles(session, user_id))
 
-    async def _group(self, session: AsyncSession, role: str) -> Group:
+    async def _group(self, session: AsyncSession, role: str) -> Resource[Any]:
         if role not in ROLES:
             raise NotFoundException(detail=f"no group {role}")
-        return resources.to_group(role, await accounts_repository.members_of(session, role))
+        return self.resources.group(role, await accounts_repository.members_of(session, role))
 
     async def search(
         self,
@@ -121,7 +122,7 @@ class IdentityScimStorage(AsyncScimStorage):
             statement = statement.where(column == match[2].lower())
         rows = list(await session.scalars(statement))
         roles = await accounts_repository.roles_of(session, [row.id for row in rows])
-        return [resources.to_user(row, roles[row.id]) for row in rows]
+        return [self.resources.user(row, roles[row.id]) for row in rows]
 
     # --- writes --------------------------------------------------------------------------
 
@@ -131,7 +132,6 @@ class IdentityScimStorage(AsyncScimStorage):
             if name in ROLES:
                 raise UniquenessException(detail=f"group {name} exists (groups are the roles)")
             raise InvalidValueException(detail=f"groups are the roles: {', '.join(ROLES)}")
-        assert isinstance(resource, User)
         fields = resources.user_fields(resource)
         async with self.database.transaction() as session:
             await self._check_unique(session, fields, None)
@@ -149,7 +149,7 @@ class IdentityScimStorage(AsyncScimStorage):
             session.add(row)
             await self._flush(session)
             await self._record(session, "identity.user.created", row.id, user_id=row.id)
-            return resources.to_user(row, [])
+            return self.resources.user(row, [])
 
     async def update(
         self,
@@ -161,7 +161,6 @@ class IdentityScimStorage(AsyncScimStorage):
         async with self.database.transaction() as session:
             if resource_type.name == "Group":
                 return await self._update_group(session, resource, expected_version)
-            assert isinstance(resource, User)
             row = await identity_repository.get_user(session, str(resource.id))
             if row is None:
                 raise NotFoundException(detail=f"no user {resource.id}")
@@ -174,7 +173,7 @@ class IdentityScimStorage(AsyncScimStorage):
                 row.email_verified = False
             for name, value in fields.items():
                 setattr(row, name, value)
-            if resource.password:
+            if getattr(resource, "password", None):
                 row.password_hash = await self._password_hash(resource, row.username, row.email)
                 changed.append("password")
             now = utcnow()
@@ -185,14 +184,13 @@ class IdentityScimStorage(AsyncScimStorage):
             await self._record(
                 session, "identity.user.updated", row.id, user_id=row.id, fields=changed
             )
-            return resources.to_user(row, roles)
+            return self.resources.user(row, roles)
 
     async def _update_group(
         self, session: AsyncSession, resource: Resource[Any], expected_version: str | None
     ) -> Resource[Any]:
         role = str(resource.id)
-        current = await self._group(session, role)
-        assert current.meta is not None
+        current: Any = await self._group(session, role)
         self._check_version(current.meta.version, expected_version)
         if getattr(resource, "display_name", role) != role:
             raise MutabilityException(detail="a group's displayName is its role and cannot change")
@@ -271,11 +269,14 @@ class IdentityScimStorage(AsyncScimStorage):
                 raise UniquenessException(detail="the email is taken")
 
     @staticmethod
-    async def _password_hash(resource: User[Any], username: str, email: str | None) -> str | None:
-        if not resource.password:
+    async def _password_hash(
+        resource: Resource[Any], username: str, email: str | None
+    ) -> str | None:
+        password = getattr(resource, "password", None)
+        if not password:
             return None
         try:
-            check_password(resource.password, username=username, email=email)
+            check_password(password, username=username, email=email)
         except account_errors.PasswordTooWeak as error:
             raise InvalidValueException(detail=error.detail) from None
-        return await asyncio.to_thread(hash_password, resource.password)
+        return await asyncio.to_thread(hash_password, password)
