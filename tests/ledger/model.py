@@ -41,6 +41,7 @@ class ModelTransfer:
     pending: bool
     timeout: int | None
     code: int
+    note: str | None
     status: str
     posted_amount: int
     expires_at: int | None
@@ -56,6 +57,8 @@ class Create:
     pending: bool = False
     timeout: int | None = None
     code: int = 0
+    note: str | None = None
+    """Stands for the metadata: `{"note": note}`, or `{}` when None."""
 
 
 @dataclass(frozen=True)
@@ -130,16 +133,9 @@ class Model:
             return error("timeout_reserved_for_pending_transfer")
         if op.id in self.transfers:
             old = self.transfers[op.id]
-            mine = (old.debit, old.credit, old.amount, old.currency, old.pending, old.timeout)
-            same = (*mine, old.code) == (
-                op.debit,
-                op.credit,
-                op.amount,
-                op.currency,
-                op.pending,
-                op.timeout,
-                op.code,
-            )
+            kept = (old.debit, old.credit, old.amount, old.currency, old.pending, old.timeout)
+            asked = (op.debit, op.credit, op.amount, op.currency, op.pending, op.timeout)
+            same = (*kept, old.code, old.note) == (*asked, op.code, op.note)
             return ok(False, old.status) if same else error("exists_with_different_fields")
         if op.debit not in self.accounts or op.credit not in self.accounts:
             return error("account_not_found")
@@ -171,6 +167,7 @@ class Model:
             pending=op.pending,
             timeout=op.timeout,
             code=op.code,
+            note=op.note,
             status=status,
             posted_amount=0 if op.pending else op.amount,
             expires_at=now + op.timeout if op.timeout else None,

@@ -67,50 +67,93 @@ FLAG_BITS[CREDITS_LIMITED] = CREDITS_MUST_NOT_EXCEED_DEBITS
 # -- strategies --------------------------------------------------------------------------
 
 amounts = st.one_of(
-    st.integers(1, 1_000),
+    st.integers(1, 100),
+    st.integers(1, 100),
     st.integers(1, 1_000),
     st.integers(-2, 0),
     st.integers(MAX - 2_000, MAX),
     st.integers(2**61, 2**62),
 )
-transfer_ids = st.sampled_from([f"t{number}" for number in range(4)])
+TRANSFER_IDS = tuple(f"t{number}" for number in range(8))
+transfer_ids = st.sampled_from(TRANSFER_IDS)
+BANKS = {currency: f"bank_{currency}" for currency in CURRENCIES}
+"""Unguarded accounts, one per currency, that fund the others' opening balances."""
+
+Accounts = dict[str, tuple[str, str | None]]
 
 
 @st.composite
-def account_sets(draw: st.DrawFn) -> dict[str, tuple[str, str | None]]:
-    count = draw(st.integers(2, 5))
-    return {
+def account_sets(draw: st.DrawFn) -> Accounts:
+    count = draw(st.integers(2, 4))
+    accounts: Accounts = {
         f"a{number}": (
             draw(st.sampled_from(["USD", "USD", "EUR"])),
-            draw(st.sampled_from([None, None, DEBITS_LIMITED, CREDITS_LIMITED])),
+            draw(st.sampled_from([None, DEBITS_LIMITED, DEBITS_LIMITED, CREDITS_LIMITED])),
         )
         for number in range(count)
     }
+    return {**accounts, **{bank: (currency, None) for currency, bank in BANKS.items()}}
 
 
 @st.composite
-def creates(draw: st.DrawFn, accounts: dict[str, tuple[str, str | None]]) -> Create:
-    """Mostly valid transfers (so that later operations have something to act on)."""
+def opening_balances(draw: st.DrawFn, accounts: Accounts) -> list[Create]:
+    """Credits from the banks, so guarded accounts have something to spend."""
+    return [
+        Create(f"open_{name}", BANKS[currency], name, draw(st.integers(50, 300)), currency)
+        for name, (currency, _flag) in accounts.items()
+        if name not in BANKS.values() and draw(st.sampled_from([True, True, True, False]))
+    ]
+
+
+@st.composite
+def templates(draw: st.DrawFn, accounts: Accounts) -> dict[str, Create]:
+    """One transfer per id, mostly valid; creates repeat it as is (a replay) or changed."""
     names = sorted(accounts)
-    debit = draw(st.sampled_from([*names * 4, "missing"]))
-    credit = draw(st.sampled_from([*[name for name in names if name != debit] * 6, debit]))
-    own = accounts.get(debit, ("USD", None))[0]
-    return Create(
-        id=draw(transfer_ids),
-        debit=debit,
-        credit=credit,
-        amount=draw(amounts),
-        currency=draw(st.sampled_from([own, own, own, *CURRENCIES])),
-        pending=draw(st.booleans()),
-        timeout=draw(st.sampled_from([None, None, 1, 2, 4])),
-        code=draw(st.sampled_from([0, 0, 0, 1])),
+    chosen = {}
+    for transfer_id in TRANSFER_IDS:
+        guarded = [name for name in names if accounts[name][1] == DEBITS_LIMITED]
+        debit = draw(st.sampled_from([*names * 2, *guarded * 4, "missing"]))
+        own = accounts.get(debit, ("USD", None))[0]
+        alike = [name for name in names if name != debit and accounts[name][0] == own]
+        others = [name for name in names if name != debit]
+        credit = draw(st.sampled_from([*alike * 8, *others, debit]))
+        pending = draw(st.booleans())
+        timeouts = [None, None, 1, 2, 4] if pending else [None] * 9 + [3]
+        chosen[transfer_id] = Create(
+            id=transfer_id,
+            debit=debit,
+            credit=credit,
+            amount=draw(st.one_of(st.integers(1, 100), st.integers(1, 100), amounts)),
+            currency=draw(st.sampled_from([own] * 9 + [next(c for c in CURRENCIES if c != own)])),
+            pending=pending,
+            timeout=draw(st.sampled_from(timeouts)),
+            code=draw(st.sampled_from([0, 0, 0, 1])),
+            note=draw(st.sampled_from([None, None, "x"])),
+        )
+    return chosen
+
+
+def creates(chosen: dict[str, Create]) -> st.SearchStrategy[Create]:
+    variations = {
+        "amount": lambda op: replace(op, amount=op.amount + 1),
+        "code": lambda op: replace(op, code=op.code + 1),
+        "note": lambda op: replace(op, note=None if op.note else "y"),
+        "pending": lambda op: replace(op, pending=not op.pending, timeout=None),
+        "accounts": lambda op: replace(op, debit=op.credit, credit=op.debit),
+    }
+    return st.builds(
+        lambda transfer_id, change: (
+            variations[change](chosen[transfer_id]) if change in variations else chosen[transfer_id]
+        ),
+        transfer_ids,
+        st.sampled_from(["same", "same", "same", "same", *variations]),
     )
 
 
-def operations(accounts: dict[str, tuple[str, str | None]]) -> st.SearchStrategy[Op]:
+def operations(chosen: dict[str, Create]) -> st.SearchStrategy[Op]:
     return st.one_of(
-        creates(accounts),
-        creates(accounts),
+        creates(chosen),
+        creates(chosen),
         st.builds(Post, id=transfer_ids, amount=st.one_of(st.none(), amounts)),
         st.builds(Void, id=transfer_ids),
         st.builds(Expire, id=transfer_ids),
@@ -118,10 +161,12 @@ def operations(accounts: dict[str, tuple[str, str | None]]) -> st.SearchStrategy
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[dict[str, tuple[str, str | None]], list[Any]]:
+def scenarios(draw: st.DrawFn) -> tuple[Accounts, list[Any]]:
     """Accounts, then steps: (seconds to advance, [(atomic, [ops])]) one commit each."""
     accounts = draw(account_sets())
-    groups = st.tuples(st.booleans(), st.lists(operations(accounts), min_size=1, max_size=5))
+    groups = st.tuples(
+        st.booleans(), st.lists(operations(draw(templates(accounts))), min_size=1, max_size=5)
+    )
     steps = draw(
         st.lists(
             st.tuples(st.sampled_from([0, 0, 1, 2, 5]), st.lists(groups, min_size=1, max_size=4)),
@@ -129,7 +174,33 @@ def scenarios(draw: st.DrawFn) -> tuple[dict[str, tuple[str, str | None]], list[
             max_size=10,
         )
     )
-    return accounts, steps
+    return accounts, [(0, [(False, draw(opening_balances(accounts)))]), *steps]
+
+
+@st.composite
+def guarded_scenarios(draw: st.DrawFn) -> tuple[Accounts, list[Any]]:
+    """One funded guarded wallet that many pending and posted debits compete for."""
+    accounts: Accounts = {"g": ("USD", DEBITS_LIMITED), "m": ("USD", None)}
+    accounts["bank_USD"] = ("USD", None)
+    chosen = {
+        transfer_id: Create(
+            transfer_id,
+            "g" if draw(st.integers(0, 4)) else "m",
+            "m",
+            draw(st.integers(1, 120)),
+            "USD",
+            pending=draw(st.booleans()),
+        )
+        for transfer_id in TRANSFER_IDS
+    }
+    chosen = {
+        key: op if op.debit == "g" else replace(op, debit="m", credit="g")
+        for key, op in chosen.items()
+    }
+    groups = st.tuples(st.booleans(), st.lists(operations(chosen), min_size=1, max_size=4))
+    steps = draw(st.lists(st.tuples(st.just(0), st.lists(groups, max_size=3)), max_size=8))
+    opening = Create("open_g", "bank_USD", "g", draw(st.integers(50, 300)), "USD")
+    return accounts, [(0, [(False, [opening])]), *steps]
 
 
 # -- the store the Posting's output is written to -----------------------------------------
@@ -178,6 +249,10 @@ class Store:
         )
 
 
+def metadata_of(op: Create) -> dict[str, Any]:
+    return {} if op.note is None else {"note": op.note}
+
+
 def to_operation(op: Op) -> Operation:
     if isinstance(op, Create):
         return CreateTransfer(
@@ -189,6 +264,7 @@ def to_operation(op: Op) -> Operation:
             code=op.code,
             pending=op.pending,
             timeout_seconds=op.timeout,
+            metadata=metadata_of(op),
         )
     if isinstance(op, Post):
         return PostPending(op.id, op.amount)
@@ -253,7 +329,7 @@ def check_invariants(store: Store, model: Model) -> None:
         assert list(balances_of(account)) == explained[key], key
 
 
-def run_scenario(accounts: dict[str, tuple[str, str | None]], steps: list[Any]) -> None:
+def run_scenario(accounts: Accounts, steps: list[Any]) -> None:
     store = Store(
         {
             key: AccountState(key, currency, FLAG_BITS[flag], 0, 0, 0, 0)
@@ -284,27 +360,35 @@ class TestPostingAgainstModel:
     @settings(max_examples=300, deadline=None)
     @given(scenario=scenarios())
     def test_random_operations_agree_with_the_model(
-        self, scenario: tuple[dict[str, tuple[str, str | None]], list[Any]]
+        self, scenario: tuple[Accounts, list[Any]]
+    ) -> None:
+        run_scenario(*scenario)
+
+    @settings(max_examples=200, deadline=None)
+    @given(scenario=guarded_scenarios())
+    def test_a_contended_guarded_account_agrees_with_the_model(
+        self, scenario: tuple[Accounts, list[Any]]
     ) -> None:
         run_scenario(*scenario)
 
 
 # -- (b) through HTTP on the real database -----------------------------------------------
 
-http_amounts = st.one_of(st.integers(1, 1_000), st.integers(1, 10**12), st.integers(-1, 0))
+http_amounts = st.one_of(
+    st.integers(1, 100), st.integers(1, 1_000), st.integers(1, 10**12), st.integers(-1, 0)
+)
 
 
 @st.composite
-def http_creates(draw: st.DrawFn, accounts: dict[str, tuple[str, str | None]]) -> Create:
-    """No timeouts (the clock is real here) and amounts whose sums stay within 64 bits."""
-    return replace(draw(creates(accounts)), timeout=None, amount=draw(http_amounts))
-
-
-@st.composite
-def http_actions(draw: st.DrawFn) -> tuple[dict[str, tuple[str, str | None]], list[Any]]:
+def http_actions(draw: st.DrawFn) -> tuple[Accounts, list[Any]]:
     """Accounts, then single creates, posts, voids and batches (atomic or not)."""
     accounts = draw(account_sets())
-    create = http_creates(accounts)
+    # No timeouts (the clock is real here) and amounts whose sums stay within 64 bits.
+    chosen = {
+        key: replace(op, timeout=None, amount=draw(http_amounts))
+        for key, op in draw(templates(accounts)).items()
+    }
+    create = creates(chosen)
     action = st.one_of(
         st.tuples(st.just("create"), create),
         st.tuples(st.just("create"), create),
@@ -312,7 +396,9 @@ def http_actions(draw: st.DrawFn) -> tuple[dict[str, tuple[str, str | None]], li
         st.tuples(st.just("void"), st.builds(Void, transfer_ids)),
         st.tuples(st.just("batch"), st.booleans(), st.lists(create, min_size=1, max_size=4)),
     )
-    return accounts, draw(st.lists(action, min_size=1, max_size=15))
+    opening = draw(opening_balances(accounts))
+    actions = draw(st.lists(action, min_size=1, max_size=15))
+    return accounts, [("batch", False, opening), *actions] if opening else actions
 
 
 class Names:
@@ -334,6 +420,7 @@ def _create_body(op: Create, names: Names) -> dict[str, Any]:
         currency=op.currency,
         code=op.code,
         pending=op.pending,
+        metadata=metadata_of(op),
     )
 
 
@@ -385,7 +472,7 @@ class TestHttpAgainstModel:
     async def test_random_requests_agree_with_the_model(
         self,
         ledger: httpx.AsyncClient,
-        scenario: tuple[dict[str, tuple[str, str | None]], list[Any]],
+        scenario: tuple[Accounts, list[Any]],
     ) -> None:
         accounts, actions = scenario
         names = Names()  # the database outlives one example: every example has its own ids
