@@ -119,8 +119,11 @@ class TestLoginWithTotp:
     async def test_code_used_at_confirmation_is_not_accepted_again(
         self, identity_platform: Platform, identity: httpx.AsyncClient
     ) -> None:
-        _, secret, _ = await enrolled(identity_platform, identity)
-        response = await login(identity_platform, identity, previous_code(secret))
+        _, headers = await a.signed_in(identity_platform, identity, "carol")
+        secret = (await identity.post(TOTP, headers=headers)).json()["secret"]
+        code = previous_code(secret)
+        await identity.post(f"{TOTP}/confirm", json={"code": code}, headers=headers)
+        response = await login(identity_platform, identity, code)
         assert response.status_code != 302
 
     async def test_recovery_code_works_once(
@@ -168,3 +171,40 @@ class TestDisableTotp:
         response = await identity.request("DELETE", TOTP, json={"code": "123456"}, headers=headers)
         assert response.status_code == 409
         assert response.json()["code"] == "totp_not_enabled"
+
+
+class TestPasswordGrantWithTotp:
+    async def password_grant(
+        self, platform: Platform, client: httpx.AsyncClient, totp: str | None
+    ) -> httpx.Response:
+        app = await f.create_client(
+            platform,
+            public=False,
+            grant_types=["password"],
+            password_grant_allowed=True,
+            redirect_uris=[],
+            scopes=["openid"],
+        )
+        assert app.client_secret is not None
+        form = {"grant_type": "password", "username": "carol", "password": a.STRONG_PASSWORD}
+        if totp is not None:
+            form["totp"] = totp
+        return await client.post(
+            "/oauth2/token", data=form, auth=(app.client_id, app.client_secret)
+        )
+
+    async def test_without_code_is_refused(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        await enrolled(identity_platform, identity)
+        response = await self.password_grant(identity_platform, identity, None)
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_grant"
+
+    async def test_with_current_code_gets_tokens(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        _, secret, _ = await enrolled(identity_platform, identity)
+        response = await self.password_grant(identity_platform, identity, pyotp.TOTP(secret).now())
+        assert response.status_code == 200, response.text
+        assert response.json()["access_token"]
