@@ -35,3 +35,14 @@ async def outbox_types(platform: Platform) -> list[str]:
     async with runtime.database.transaction() as session:
         rows = await session.execute(table.select().order_by(table.c.created_at))
         return [row.type for row in rows]
+
+
+async def outbox_events(platform: Platform, event_type: str) -> list[Any]:
+    """The `data` of the outbox events of `event_type`, oldest first."""
+    runtime = platform.runtimes["identity"]
+    table = runtime.spec.tables.outbox
+    async with runtime.database.transaction() as session:
+        rows = await session.execute(
+            table.select().where(table.c.type == event_type).order_by(table.c.created_at)
+        )
+        return [row.envelope["data"] for row in rows]

@@ -50,8 +50,9 @@ class TestCreateClient:
         assert status == 200
         shown = (await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)).json()
         assert "client_secret" not in shown
-        events = await a.outbox_types(identity_platform)
-        assert "identity.client.created" in events
+        events = await a.outbox_events(identity_platform, "identity.client.created")
+        assert [event["actor"] for event in events] == ["usr_admin"]
+        assert created["client_secret"] not in str(events)
 
     async def test_public_client_has_no_secret(
         self, identity: httpx.AsyncClient, admin: dict[str, str]

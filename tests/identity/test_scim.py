@@ -150,8 +150,9 @@ class TestCreateUser:
     async def test_records_an_event(
         self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
     ) -> None:
-        await create_user(identity, admin, "bjensen")
-        assert "identity.user.created" in await a.outbox_types(identity_platform)
+        user = await create_user(identity, admin, "bjensen")
+        events = await a.outbox_events(identity_platform, "identity.user.created")
+        assert events == [{"actor": "usr_admin", "via": "scim", "user_id": user["id"]}]
 
 
 class TestAuthorization:

@@ -108,6 +108,16 @@ class TestGetMe:
         assert response.status_code == 403
         assert response.json()["code"] == "not_a_user"
 
+    async def test_disabled_user_is_403(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        user, headers = await a.signed_in(identity_platform, identity, "carol")
+        admin = a.bearer(identity_platform, "usr_admin", ("admin",))
+        await identity.post(f"/v1/identity/users/{user['id']}/disable", headers=admin)
+        response = await identity.get("/v1/identity/users/me", headers=headers)
+        assert response.status_code == 403
+        assert response.json()["code"] == "account_disabled"
+
 
 class TestUpdateMe:
     async def test_changes_names_and_phone(
