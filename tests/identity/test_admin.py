@@ -271,6 +271,28 @@ class TestDisableUser:
         assert "code" in f.redirect_query(login)
 
 
+class TestSelfLockout:
+    async def test_admin_cannot_disable_themselves(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        user = await a.register(identity, "root")
+        headers = a.bearer(identity_platform, user["id"], ("admin",))
+        response = await identity.post(f"{USERS}/{user['id']}/disable", headers=headers)
+        assert response.status_code == 409
+        assert response.json()["code"] == "admin_cannot_lock_themselves_out"
+
+    async def test_admin_cannot_drop_their_own_admin_role(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        user = await a.register(identity, "root")
+        headers = a.bearer(identity_platform, user["id"], ("admin",))
+        response = await identity.put(
+            f"{USERS}/{user['id']}/roles", json={"roles": ["ops"]}, headers=headers
+        )
+        assert response.status_code == 409
+        assert response.json()["code"] == "admin_cannot_lock_themselves_out"
+
+
 class TestSetUserRoles:
     async def test_replaces_the_roles(
         self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]

@@ -140,10 +140,12 @@ async def get_user(user_id: UserId, service: AdminDep) -> User:
 @users.post(
     "/{user_id}/disable",
     response_model=User,
-    responses=problem_responses(*AUTH_ERRORS, identity_errors.UserNotFound),
+    responses=problem_responses(
+        *AUTH_ERRORS, identity_errors.UserNotFound, errors.AdminCannotLockThemselvesOut
+    ),
 )
 async def disable_user(user_id: UserId, service: AdminDep) -> User:
-    """The user can no longer log in; their refresh tokens are revoked."""
+    """The user can no longer log in; their refresh tokens are revoked. Not yourself."""
     return await service.set_user_status(user_id, "disabled")
 
 
@@ -160,8 +162,11 @@ async def enable_user(user_id: UserId, service: AdminDep) -> User:
 @users.put(
     "/{user_id}/roles",
     response_model=User,
-    responses=problem_responses(*AUTH_ERRORS, identity_errors.UserNotFound),
+    responses=problem_responses(
+        *AUTH_ERRORS, identity_errors.UserNotFound, errors.AdminCannotLockThemselvesOut
+    ),
 )
 async def set_user_roles(user_id: UserId, body: UserRoles, service: AdminDep) -> User:
-    """Replace the user's roles. Tokens issued before keep their roles until they expire."""
+    """Replace the user's roles. Tokens issued before keep their roles until they expire.
+    An admin cannot drop their own admin role (someone must be left to manage access)."""
     return await service.set_user_roles(user_id, list(body.roles))

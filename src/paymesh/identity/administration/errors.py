@@ -15,3 +15,9 @@ class PublicClientHasNoSecret(IdentityError):
     code = "public_client_has_no_secret"
     status = 409
     title = "A public client has no secret to rotate"
+
+
+class AdminCannotLockThemselvesOut(IdentityError):
+    code = "admin_cannot_lock_themselves_out"
+    status = 409
+    title = "An admin may not disable themselves or drop their own admin role"

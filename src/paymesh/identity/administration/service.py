@@ -129,6 +129,8 @@ class Admin:
     async def set_user_status(self, user_id: str, status: str) -> User:
         """Disable (signs the user out: refresh tokens revoked, no new login) or enable."""
         row = await self._user(user_id)
+        if user_id == self.actor and status == "disabled":
+            raise errors.AdminCannotLockThemselvesOut()
         now = utcnow()
         row.status = status
         row.updated_at = now
@@ -140,6 +142,8 @@ class Admin:
 
     async def set_user_roles(self, user_id: str, roles: list[str]) -> User:
         row = await self._user(user_id)
+        if user_id == self.actor and "admin" not in roles:
+            raise errors.AdminCannotLockThemselvesOut()
         before = await identity_repository.user_roles(self.session, user_id)
         after = sorted(set(roles))
         now = utcnow()
