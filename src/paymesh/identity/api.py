@@ -171,7 +171,8 @@ def _bearer_error(error: str, description: str, status: int = 401) -> Response:
     )
 
 
-@oauth.api_route("/userinfo", methods=["GET", "POST"], summary="OpenID Connect UserInfo")
+@oauth.get("/userinfo", summary="OpenID Connect UserInfo", operation_id="oauth2_userinfo_get")
+@oauth.post("/userinfo", summary="OpenID Connect UserInfo", operation_id="oauth2_userinfo_post")
 async def userinfo(request: Request, state: State) -> Response:
     """The signed-in user's claims, as released by the token's scopes (`openid` needed)."""
     header = request.headers.get("authorization", "")
@@ -194,7 +195,8 @@ async def userinfo(request: Request, state: State) -> Response:
     return JSONResponse(user_claims(user, scopes), headers={"cache-control": "no-store"})
 
 
-@oauth.api_route("/logout", methods=["GET", "POST"], summary="RP-initiated logout")
+@oauth.get("/logout", summary="RP-initiated logout", operation_id="oauth2_logout_get")
+@oauth.post("/logout", summary="RP-initiated logout", operation_id="oauth2_logout_post")
 async def logout(request: Request, state: State) -> Response:
     """Ends the browser's session at the provider and revokes the refresh tokens issued
     in it. With a valid `id_token_hint`, redirects to a registered
