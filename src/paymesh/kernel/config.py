@@ -45,6 +45,9 @@ class LedgerSettings(ServiceSettings):
     batch_max_transfers: int = Field(default=8000, ge=1, le=8000)
     group_commit_max_transfers: int = Field(default=512, ge=1, le=8000)
     writers: int = Field(default=3, ge=1, le=32, description="Group-commit writers (PostgreSQL).")
+    max_queued_transfers: int = Field(
+        default=100_000, ge=1, description="Beyond this, writes get 503 ledger_overloaded."
+    )
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
 
 

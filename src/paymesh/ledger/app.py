@@ -29,6 +29,7 @@ def _setup(runtime: ServiceRuntime) -> None:
         runtime.outbox,
         writers=writers,
         max_operations=settings.group_commit_max_transfers,
+        max_queued_operations=settings.max_queued_transfers,
     )
     runtime.state["engine"] = engine
     runtime.state["ledger"] = LedgerService(engine, runtime.outbox)

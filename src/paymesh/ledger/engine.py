@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from paymesh.kernel.events import Outbox
+from paymesh.ledger.errors import LedgerOverloaded
 from paymesh.ledger.posting import (
     CreateTransfer,
     Operation,
@@ -51,6 +52,7 @@ class TransferEngine:
         *,
         writers: int = 2,
         max_operations: int = 512,
+        max_queued_operations: int = 100_000,
     ) -> None:
         self.writer = writer
         self.outbox = outbox
@@ -60,6 +62,8 @@ class TransferEngine:
         self._ready = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._queued_operations = 0
+        self.max_queued_operations = max_queued_operations
 
     async def start(self) -> None:
         self._stopping = False
@@ -88,13 +92,19 @@ class TransferEngine:
             request = self._queue.popleft()
             if not request.future.done():
                 request.future.cancel()
+        self._queued_operations = 0
 
     async def submit(self, operations: list[Operation], *, atomic: bool = False) -> list[Result]:
         """Apply operations in order; returns each one's Outcome or LedgerError."""
         if not self._tasks:
             await self.start()
+        if self._queued_operations + len(operations) > self.max_queued_operations:
+            raise LedgerOverloaded(
+                detail=f"{self._queued_operations} operations are waiting; retry shortly"
+            )
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(operations, atomic, future))
+        self._queued_operations += len(operations)
         async with self._ready:
             self._ready.notify()
         return await future
@@ -106,6 +116,7 @@ class TransferEngine:
             not taken or count + len(self._queue[0].operations) <= self.max_operations
         ):
             request = self._queue.popleft()
+            self._queued_operations -= len(request.operations)
             taken.append(request)
             count += len(request.operations)
         return taken

@@ -128,6 +128,12 @@ class LinkedTransferFailed(LedgerError):
     title = "Another transfer of the atomic batch failed"
 
 
+class LedgerOverloaded(LedgerError):
+    code = "ledger_overloaded"
+    status = 503
+    title = "The ledger has too much work queued; retry with backoff"
+
+
 class BatchTooLarge(LedgerError):
     code = "batch_too_large"
     status = 422
@@ -150,6 +156,7 @@ TRANSFER_ERRORS: tuple[type[LedgerError], ...] = (
     ExceedsDebits,
     Overflow,
     ExistsWithDifferentFields,
+    LedgerOverloaded,
 )
 PENDING_ERRORS: tuple[type[LedgerError], ...] = (
     PendingTransferNotFound,
