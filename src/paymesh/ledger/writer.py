@@ -15,7 +15,6 @@ resolved transfers, entries and outbox events.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -278,7 +277,3 @@ class PostgresWriter:
                 envelopes = event_envelopes(self.outbox, posting)
                 await connection.execute(_WRITE, _write_document(posting, envelopes))
         return results, posting
-
-
-def utc(value: dt.datetime | None) -> dt.datetime | None:
-    return value.astimezone(dt.UTC) if value is not None else None
