@@ -134,29 +134,21 @@ class Outbox:
         data: dict[str, Any],
         subject: str | None = None,
     ) -> CloudEvent:
-        event = CloudEvent(source=self.source, type=type, subject=subject, data=data)
-        await self.add_many(session, [event])
-        return event
+        envelope = self.envelope(type, data, subject)
+        await self.add_envelopes(session, [envelope])
+        return CloudEvent.model_validate(envelope)
 
-    async def add_many(
-        self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]
+    async def add_envelopes(
+        self, session: AsyncSession | AsyncConnection, envelopes: Sequence[dict[str, Any]]
     ) -> None:
-        if not events:
+        """Write `envelope()` dicts in the caller's transaction."""
+        if not envelopes:
             return
-        await session.execute(
-            self.table.insert(),
-            [
-                {
-                    "id": event.id,
-                    "type": event.type,
-                    "subject": event.subject,
-                    "envelope": event.model_dump(mode="json"),
-                    "created_at": event.time,
-                }
-                for event in events
-            ],
-        )
-        session.info["outbox_written"] = True
+        await session.execute(self.table.insert(), self.envelope_rows(envelopes))
+        if isinstance(session, AsyncSession):
+            # Database.transaction() wakes the relay after commit; other callers use
+            # committed().
+            session.info["outbox_written"] = True
 
     def event(self, type: str, data: dict[str, Any], subject: str | None = None) -> CloudEvent:  # noqa: A002
         return CloudEvent(source=self.source, type=type, subject=subject, data=data)

@@ -93,11 +93,7 @@ class SqlAlchemyWriter:
             posting = Posting(accounts, transfers, utcnow())
             results = apply(posting)
             await repository.write_posting(connection, posting)
-            envelopes = event_envelopes(self.outbox, posting)
-            if envelopes:
-                await connection.execute(
-                    self.outbox.table.insert(), self.outbox.envelope_rows(envelopes)
-                )
+            await self.outbox.add_envelopes(connection, event_envelopes(self.outbox, posting))
         return results, posting
 
 
