@@ -35,16 +35,14 @@ from paymesh.ledger.service import LedgerService
 
 router = service_router(prefix="/v1/ledger", tags=["ledger"])
 
-Writer = Annotated[
-    Caller,
-    Depends(require(roles=("admin", "finance", "service"), scopes=("ledger", "ledger:write"))),
-]
-Reader = Annotated[
-    Caller,
-    Depends(
-        require(roles=("admin", "finance", "auditor", "service"), scopes=("ledger", "ledger:read"))
-    ),
-]
+# Who may call the ledger; the fast path (fastpath.py) checks the same sets.
+WRITER_ROLES = frozenset({"admin", "finance", "service"})
+WRITER_SCOPES = frozenset({"ledger", "ledger:write"})
+READER_ROLES = WRITER_ROLES | {"auditor"}
+READER_SCOPES = frozenset({"ledger", "ledger:read"})
+
+Writer = Annotated[Caller, Depends(require(roles=WRITER_ROLES, scopes=WRITER_SCOPES))]
+Reader = Annotated[Caller, Depends(require(roles=READER_ROLES, scopes=READER_SCOPES))]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="From `next_cursor`.")]
 AccountId = Annotated[str, Path(max_length=128)]

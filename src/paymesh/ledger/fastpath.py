@@ -23,11 +23,9 @@ from paymesh.kernel.errors import PaymeshError, Unauthenticated, render_error, v
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.routing import refuse_nul_characters
 from paymesh.kernel.runtime import ServiceRuntime
+from paymesh.ledger.api import WRITER_ROLES, WRITER_SCOPES
 from paymesh.ledger.schemas import TransferBatch, TransferCreate
 from paymesh.ledger.service import LedgerService
-
-WRITER_ROLES = frozenset({"admin", "finance", "service"})
-WRITER_SCOPES = frozenset({"ledger", "ledger:write"})
 
 Model = TypeVar("Model", bound=BaseModel)
 Handle = Callable[[Any], Awaitable[Response]]
