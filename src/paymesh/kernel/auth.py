@@ -164,10 +164,17 @@ async def prepare_request(request: Request) -> None:
         await prepare_verifier(request.app.state.token_verifier, token)
 
 
+async def verified_caller(request: Request) -> Caller | None:
+    """The verified caller of `request` (signature, claims and revocation checked), None
+    when no token was sent; raises `Unauthenticated` for a bad or revoked token. Cached on
+    the request. Every path that authenticates goes through here."""
+    await prepare_request(request)
+    return authenticate(request)
+
+
 async def current_caller(request: Request) -> Caller:
     """FastAPI dependency: the authenticated caller, or 401."""
-    await prepare_request(request)
-    caller = authenticate(request)
+    caller = await verified_caller(request)
     if caller is None:
         raise Unauthenticated()
     return caller
