@@ -6,6 +6,7 @@ backend the rest of the pass uses.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from paymesh import __version__
+from paymesh.kernel.config import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +172,79 @@ class TestUp:
         assert result.returncode == 2, result.stdout + result.stderr
         assert "PAYMESH_BROKER_URL" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def jwt_claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    claims: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
+    return claims
+
+
+class TestPublicUrl:
+    """`paymesh up --port 8611` advertises (and signs tokens with) port 8611."""
+
+    @pytest.fixture(autouse=True)
+    def _no_paymesh_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in list(os.environ):
+            if name.startswith("PAYMESH_") and not name.startswith("PAYMESH_TEST_"):
+                monkeypatch.delenv(name)
+
+    def test_follows_the_port_and_host_given_on_the_command_line(self) -> None:
+        settings = Settings(_env_file=None).listening_on(None, 8611)  # type: ignore[call-arg]
+        assert settings.origin == "http://127.0.0.1:8611"
+        assert settings.issuer == "http://127.0.0.1:8611"
+        moved = Settings(_env_file=None).listening_on("127.0.0.2", 9000)  # type: ignore[call-arg]
+        assert moved.issuer == "http://127.0.0.2:9000"
+
+    def test_a_wildcard_interface_is_advertised_as_loopback(self) -> None:
+        settings = Settings(_env_file=None).listening_on("0.0.0.0", 8611)  # type: ignore[call-arg]
+        assert settings.origin == "http://127.0.0.1:8611"
+        ipv6 = Settings(_env_file=None).listening_on("::", 8611)  # type: ignore[call-arg]
+        assert ipv6.origin == "http://[::1]:8611"
+
+    def test_public_url_and_identity_issuer_win_over_the_address(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PAYMESH_PUBLIC_URL", "https://pay.example.com/")
+        settings = Settings(_env_file=None).listening_on("0.0.0.0", 8611)  # type: ignore[call-arg]
+        assert settings.origin == "https://pay.example.com"
+        assert settings.issuer == "https://pay.example.com"
+        monkeypatch.setenv("PAYMESH_IDENTITY_ISSUER", "https://id.example.com")
+        settings = Settings(_env_file=None).listening_on(None, 8611)  # type: ignore[call-arg]
+        assert settings.issuer == "https://id.example.com"
+
+    def test_up_serves_discovery_and_tokens_on_the_chosen_port(self, server: Server) -> None:
+        server.wait_until_healthy()
+        assert not server.base_url.endswith(":8000")
+
+        discovery = httpx.get(f"{server.base_url}/.well-known/openid-configuration", timeout=5)
+        document = discovery.json()
+        assert document["issuer"] == server.base_url
+        endpoints = [value for key, value in document.items() if key.endswith("_endpoint")]
+        assert endpoints and all(url.startswith(server.base_url + "/") for url in endpoints)
+        assert document["jwks_uri"] == f"{server.base_url}/oauth2/jwks"
+
+        token = httpx.post(
+            f"{server.base_url}/oauth2/token",
+            auth=("demo-legacy", "demo-legacy-secret"),
+            data={
+                "grant_type": "password",
+                "username": "alice",
+                "password": "paymesh-demo-password",
+                "scope": "openid",
+            },
+            timeout=10,
+        )
+        assert token.status_code == 200, token.text
+        assert jwt_claims(token.json()["access_token"])["iss"] == server.base_url
+        assert jwt_claims(token.json()["id_token"])["iss"] == server.base_url
+        # The token the platform minted is accepted by the platform it came from.
+        me = httpx.get(
+            f"{server.base_url}/v1/identity/users/me",
+            headers={"authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=5,
+        )
+        assert me.status_code == 200, me.text
 
 
 class TestVersion:

@@ -96,22 +96,23 @@ def _announce(platform: Platform, origin: str, demo: bool) -> None:
         console.print("Demo data loaded; see README 'A tour' for requests to try.")
 
 
-async def _serve(platform: Platform, host: str, port: int, *, migrate: bool, demo: bool) -> None:
+async def _serve(platform: Platform, *, migrate: bool, demo: bool) -> None:
     if migrate:
         await platform.migrate()
     if demo:
         await platform.seed_demo()
+    settings = platform.settings
     config = uvicorn.Config(
         platform,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    _announce(platform, f"http://{host}:{port}", demo)
+    _announce(platform, settings.origin, demo)
     await server.serve()
 
 
@@ -125,8 +126,6 @@ def platform_from_environment() -> Platform:
 def _serve_processes(
     platform: Platform,
     service: str,
-    host: str,
-    port: int,
     *,
     processes: int,
     migrate: bool,
@@ -141,15 +140,20 @@ def _serve_processes(
                 await runtime.database.dispose()
 
     _run(prepare)
+    settings = platform.settings
     os.environ["PAYMESH_SERVE_SERVICES"] = service
     os.environ["PAYMESH_RUN_WORKERS"] = "true" if run_workers else "false"
-    _announce(platform, f"http://{host}:{port}", demo=False)
+    # The server processes read their settings from the environment: pass them the
+    # address too, so their public URL (issuer, discovery) is the one announced here.
+    os.environ["PAYMESH_HOST"] = settings.host
+    os.environ["PAYMESH_PORT"] = str(settings.port)
+    _announce(platform, settings.origin, demo=False)
     console.print(f"{processes} server processes share the port")
     uvicorn.run(
         "paymesh.cli:platform_from_environment",
         factory=True,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         workers=processes,
         log_config=None,
         access_log=False,
@@ -168,17 +172,9 @@ def up(
     no_migrate: NoMigrateOption = False,
 ) -> None:
     """Run every service in one process on one origin (the embedded shape)."""
-    settings = _settings()
+    settings = _settings().listening_on(host, port)
     platform = _platform(settings, run_workers=settings.run_workers)
-    _run_server(
-        lambda: _serve(
-            platform,
-            host or settings.host,
-            port or settings.port,
-            migrate=not no_migrate,
-            demo=demo,
-        )
-    )
+    _run_server(lambda: _serve(platform, migrate=not no_migrate, demo=demo))
 
 
 @app.command()
@@ -199,29 +195,19 @@ def serve(
     ] = 1,
 ) -> None:
     """Run one service alone (the distributed shape: one or more per service)."""
-    settings = _settings()
+    settings = _settings().listening_on(host, port)
     run_workers = settings.run_workers if workers is None else workers
     platform = _platform(settings, [service], run_workers=run_workers)
     if processes > 1:
         _serve_processes(
             platform,
             service,
-            host or settings.host,
-            port or settings.port,
             processes=processes,
             migrate=not no_migrate,
             run_workers=run_workers,
         )
         return
-    _run_server(
-        lambda: _serve(
-            platform,
-            host or settings.host,
-            port or settings.port,
-            migrate=not no_migrate,
-            demo=False,
-        )
-    )
+    _run_server(lambda: _serve(platform, migrate=not no_migrate, demo=False))
 
 
 @app.command()
@@ -278,14 +264,19 @@ def token(
     scope: Annotated[list[str] | None, typer.Option(help="Scope; repeatable.")] = None,
     ttl_seconds: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
-    """Print a development access token (refused when PAYMESH_ENV=production)."""
+    """Print a development access token: only with PAYMESH_ENV=development (or test) set
+    explicitly, or a platform listening on loopback; never in production. Without
+    `--scope`, the token carries the API scopes its roles grant."""
     settings = _settings()
-    if settings.env == "production":
-        raise typer.BadParameter("development tokens are refused in production")
+    if not settings.development_tokens_allowed:
+        raise typer.BadParameter(
+            "development tokens are refused here: PAYMESH_ENV=production, or the platform "
+            "is not on loopback and PAYMESH_ENV=development was not set explicitly"
+        )
     platform_tokens = _platform(settings, [], run_workers=False).tokens
     typer.echo(
         platform_tokens.issue(
-            subject, roles=role or ["admin"], scopes=scope or [], ttl_seconds=ttl_seconds
+            subject, roles=role or ["admin"], scopes=scope or None, ttl_seconds=ttl_seconds
         )
     )
 

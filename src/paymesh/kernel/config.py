@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SIGNING_SECRET = "paymesh-development-signing-secret-change-me"  # noqa: S105
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+"""Listening on every interface: the origin advertised by default is loopback."""
 
 
 def _blank_is_unset(value: object) -> object:
@@ -144,7 +146,26 @@ class Settings(BaseSettings):
 
     @property
     def origin(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        """The origin clients use: PAYMESH_PUBLIC_URL, or where this process listens. A
+        wildcard interface is advertised as loopback (set PAYMESH_PUBLIC_URL to be reached
+        from other machines): `0.0.0.0` is not an address a client can use."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = WILDCARD_HOSTS.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal in a URL
+        return f"http://{host}:{self.port}"
+
+    def listening_on(self, host: str | None, port: int | None) -> Settings:
+        """These settings for a server started with `--host` / `--port`: the origin, and
+        with it the issuer and every discovery URL, follow the address unless
+        PAYMESH_PUBLIC_URL (or PAYMESH_IDENTITY_ISSUER) says otherwise."""
+        update: dict[str, object] = {}
+        if host is not None:
+            update["host"] = host
+        if port is not None:
+            update["port"] = port
+        return self.model_copy(update=update) if update else self
 
     def service(self, name: str) -> ServiceSettings:
         section = getattr(self, name, None)
