@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -256,8 +257,23 @@ async def _handle_http_exception(request: Request, error: Exception) -> Response
         document["status"] = error.status_code
         return problem_response(document, error.headers)
     response = render_error(request, mapped)
-    response.headers.update(error.headers or {})  # e.g. the Allow header a 405 must carry
+    response.headers.update(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route whose path matched; a path served
+        # by several routes (GET and POST /v1/ledger/transfers) allows all of theirs.
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path."""
+    path: str = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        pattern = getattr(route, "path_regex", None)
+        if route.methods and pattern is not None and pattern.match(path):
+            methods.update(route.methods)
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
