@@ -32,6 +32,7 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
 from paymesh.kernel.observability import RequestContextMiddleware
+from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.oidc import (
     ClientCredentialsTokens,
     CompositeVerifier,
@@ -39,6 +40,7 @@ from paymesh.kernel.oidc import (
     service_client_id,
     service_client_secret,
 )
+from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
 
 SERVICE_MODULES: dict[str, str] = {
@@ -74,6 +76,7 @@ class Platform:
         specs: Sequence[ServiceSpec] = (),
         run_workers: bool = True,
     ) -> None:
+        settings.check_exposure()
         self.settings = settings
         self.run_workers = run_workers
         chosen = list(SERVICE_MODULES) if services is None else list(services)
@@ -87,11 +90,27 @@ class Platform:
         self.cache = build_cache(settings.redis_url)
         self.directory = Directory(settings, self.tokens)
         self.jwks = self._jwks_verifier(chosen)
-        development = None if settings.env == "production" else self.tokens
-        verifier = CachedVerifier(CompositeVerifier(self.jwks, development))
+        development = self.tokens if settings.development_tokens_allowed else None
+        self.revocations = RevocationRegistry(
+            RedisRevocationFeed(
+                settings.redis_url,
+                retention_seconds=settings.identity.access_token_ttl_seconds + 60,
+            )
+            if settings.redis_url
+            else None
+        )
+        verifier = CachedVerifier(
+            CompositeVerifier(self.jwks, development), revocations=self.revocations
+        )
         self.runtimes: dict[str, ServiceRuntime] = {
             spec.name: ServiceRuntime(
-                spec, settings, self.bus, self.directory, verifier, cache=self.cache
+                spec,
+                settings,
+                self.bus,
+                self.directory,
+                verifier,
+                cache=self.cache,
+                revocations=self.revocations,
             )
             for spec in self.specs
         }
@@ -168,6 +187,7 @@ class Platform:
                 await runtime.spec.seed_demo(runtime)
 
     async def start(self) -> None:
+        await self.revocations.start()
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
         if self.jwks is not None and "identity" in self.runtimes:
@@ -176,6 +196,7 @@ class Platform:
     async def stop(self) -> None:
         for runtime in reversed(self.runtimes.values()):
             await runtime.stop()
+        await self.revocations.stop()
         await self.cache.close()
 
     def openapi(self) -> dict[str, Any]:
@@ -192,25 +213,31 @@ class Platform:
                 "description": "Every Paymesh service served from one origin.",
             },
             "paths": {},
-            "components": {
-                "schemas": {},
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            },
+            "components": {"schemas": {}, "securitySchemes": {}},
             "tags": [],
         }
-        for spec in self.specs:
-            document = self.service_apps[spec.name].openapi()
-            merged["tags"].append({"name": spec.name, "description": spec.description})
+        components = merged["components"]
+        # Each document is already complete (kernel/openapi.py): problem documents,
+        # security, the kernel's refusals, and hand-written paths such as SCIM's.
+        for document in [self.service_apps[spec.name].openapi() for spec in self.specs]:
             for path, item in document.get("paths", {}).items():
-                if path in ("/health", "/ready", "/metrics"):
-                    continue
-                merged["paths"][path] = item
-            schemas = document.get("components", {}).get("schemas", {})
-            for name, schema in schemas.items():
-                merged["components"]["schemas"].setdefault(name, schema)
+                if path not in ("/health", "/ready", "/metrics"):
+                    merged["paths"][path] = item
+            for kind in ("schemas", "securitySchemes"):
+                for name, value in document.get("components", {}).get(kind, {}).items():
+                    components[kind].setdefault(name, value)
         root = self.root.openapi()
         merged["paths"].update(root.get("paths", {}))
-        merged["components"]["schemas"].update(root.get("components", {}).get("schemas", {}))
+        components["schemas"].update(root.get("components", {}).get("schemas", {}))
+        tags = {spec.name: spec.description for spec in self.specs}
+        for item in merged["paths"].values():
+            for operation in item.values():
+                for tag in operation.get("tags", ()) if isinstance(operation, dict) else ():
+                    tags.setdefault(tag, "")
+        merged["tags"] = [
+            {"name": name, "description": text} if text else {"name": name}
+            for name, text in tags.items()
+        ]
         return merged
 
     def _root_app(self) -> FastAPI:
@@ -242,6 +269,7 @@ class Platform:
             return results
 
         add_operational_routes(app, checks)
+        install_openapi(app, decoding=False)
 
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi() -> JSONResponse:

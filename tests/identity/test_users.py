@@ -108,15 +108,15 @@ class TestGetMe:
         assert response.status_code == 403
         assert response.json()["code"] == "not_a_user"
 
-    async def test_disabled_user_is_403(
+    async def test_disabled_user_token_is_revoked(
         self, identity_platform: Platform, identity: httpx.AsyncClient
     ) -> None:
         user, headers = await a.signed_in(identity_platform, identity, "carol")
         admin = a.bearer(identity_platform, "usr_admin", ("admin",))
         await identity.post(f"/v1/identity/users/{user['id']}/disable", headers=admin)
         response = await identity.get("/v1/identity/users/me", headers=headers)
-        assert response.status_code == 403
-        assert response.json()["code"] == "account_disabled"
+        assert response.status_code == 401
+        assert response.json()["detail"] == "the token was revoked"
 
 
 class TestUpdateMe:

@@ -34,10 +34,13 @@ async def client_for(
     *,
     subject: str = "service:payments",
     roles: Iterable[str] = ("service",),
-    scopes: Iterable[str] = (),
+    scopes: Iterable[str] | None = None,
+    client_id: str = "paymesh-dev",
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on `platform` carrying a token with these roles and scopes."""
-    token = platform.tokens.issue(subject, roles=roles, scopes=scopes)
+    """An HTTP client on `platform` carrying a token with these roles and scopes (by
+    default the scopes the roles grant). The token is a user's, used by `client_id`,
+    unless `subject` is `client_id` (a client acting as itself)."""
+    token = platform.tokens.issue(subject, roles=roles, scopes=scopes, client_id=client_id)
     async with http_client(platform) as client:
         client.headers["authorization"] = f"Bearer {token}"
         yield client

@@ -104,22 +104,44 @@ class TestAuthentication:
         assert_problem(response, 401, "unauthenticated")
 
 
+SERVICE_CLIENT = "service-wallets"
+"""A client acting as itself (client credentials): `sub` is its client id."""
+
+
 class TestAuthorization:
     @pytest.mark.parametrize(
-        ("roles", "scopes"),
-        [(["customer"], []), (["merchant"], []), (["ops"], []), ([], ["wallets"])],
-        ids=["customer", "merchant", "ops", "other-scope"],
+        ("subject", "roles", "scopes"),
+        [
+            ("usr_x", ["customer"], None),
+            ("usr_x", ["merchant"], None),
+            ("usr_x", ["ops"], None),
+            (SERVICE_CLIENT, [], ["wallets"]),
+            # A customer whose client asked for (and somehow got) the ledger scope: a
+            # delegated token acts only within the user's roles.
+            ("usr_x", ["customer"], ["ledger", "ledger:write"]),
+            # A finance user through a client that was not granted the ledger scope.
+            ("usr_x", ["finance"], ["openid", "profile"]),
+        ],
+        ids=[
+            "customer",
+            "merchant",
+            "ops",
+            "other-scope",
+            "customer-with-ledger-scope",
+            "finance-without-ledger-scope",
+        ],
     )
     async def test_callers_without_ledger_access_are_forbidden(
         self,
         ledger_platform: Platform,
         ledger: httpx.AsyncClient,
+        subject: str,
         roles: list[str],
-        scopes: list[str],
+        scopes: list[str] | None,
     ) -> None:
         debit, credit, pending_id = await _fixtures(ledger)
         async with client_for(
-            ledger_platform, subject="usr_x", roles=roles, scopes=scopes
+            ledger_platform, subject=subject, roles=roles, scopes=scopes, client_id=SERVICE_CLIENT
         ) as client:
             for path in READ_PATHS:
                 url = path.format(account=debit, transfer=pending_id)
@@ -129,20 +151,21 @@ class TestAuthorization:
         assert await balances(ledger, credit) == balance_of(credits_pending=10)
 
     @pytest.mark.parametrize(
-        ("roles", "scopes"),
-        [(["auditor"], []), ([], ["ledger:read"])],
+        ("subject", "roles", "scopes"),
+        [("usr_auditor", ["auditor"], None), (SERVICE_CLIENT, [], ["ledger:read"])],
         ids=["auditor", "read-scope"],
     )
     async def test_readers_can_read_but_not_write(
         self,
         ledger_platform: Platform,
         ledger: httpx.AsyncClient,
+        subject: str,
         roles: list[str],
-        scopes: list[str],
+        scopes: list[str] | None,
     ) -> None:
         debit, credit, pending_id = await _fixtures(ledger)
         async with client_for(
-            ledger_platform, subject="usr_auditor", roles=roles, scopes=scopes
+            ledger_platform, subject=subject, roles=roles, scopes=scopes, client_id=SERVICE_CLIENT
         ) as client:
             for path in READ_PATHS:
                 url = path.format(account=debit, transfer=pending_id)
@@ -152,20 +175,26 @@ class TestAuthorization:
         assert await balances(ledger, credit) == balance_of(credits_pending=10)
 
     @pytest.mark.parametrize(
-        ("roles", "scopes"),
-        [(["admin"], []), (["finance"], []), (["service"], []), ([], ["ledger:write"])],
+        ("subject", "roles", "scopes"),
+        [
+            ("usr_writer", ["admin"], None),
+            ("usr_writer", ["finance"], None),
+            ("usr_writer", ["service"], None),
+            (SERVICE_CLIENT, [], ["ledger:write"]),
+        ],
         ids=["admin", "finance", "service", "write-scope"],
     )
     async def test_writers_can_write(
         self,
         ledger_platform: Platform,
         ledger: httpx.AsyncClient,
+        subject: str,
         roles: list[str],
-        scopes: list[str],
+        scopes: list[str] | None,
     ) -> None:
         debit, credit, pending_id = await _fixtures(ledger)
         async with client_for(
-            ledger_platform, subject="usr_writer", roles=roles, scopes=scopes
+            ledger_platform, subject=subject, roles=roles, scopes=scopes, client_id=SERVICE_CLIENT
         ) as client:
             account, single, group, posted, void = await _writes(client, debit, credit, pending_id)
         assert_status(account, 201)

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from paymesh.identity import repository
+from paymesh.identity import repository, revocation
 from paymesh.identity.provider import authorize as authorization
 from paymesh.identity.provider import pages
 from paymesh.identity.provider.state import SESSION_COOKIE, ProviderState
@@ -239,3 +239,4 @@ async def _end_session(state: ProviderState, request: Request) -> None:
             now = utcnow()
             await repository.end_login_session(session, login.id, now)
             await repository.revoke_session_tokens(session, login.id, now)
+            await revocation.revoke(session, "session", login.id)

@@ -12,17 +12,31 @@ from paymesh.identity.demo import seed_demo
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
 from paymesh.identity.provider.state import ProviderState
+from paymesh.identity.revocation import EVENT_TYPE as REVOCATION_EVENT
+from paymesh.identity.revocation import TokenRevoker
 from paymesh.identity.scim.app import router as scim_router
-from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
+from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
 def _setup(runtime: ServiceRuntime) -> None:
-    runtime.state["provider"] = ProviderState.build(runtime.settings, runtime.database)
+    revoker = TokenRevoker(
+        runtime.outbox, runtime.revocations, runtime.settings.identity.access_token_ttl_seconds
+    )
+    revoker.attach(runtime.database)
+    runtime.state["revoker"] = revoker
+    runtime.state["provider"] = ProviderState.build(runtime.settings, runtime.database, revoker)
 
 
 async def _start(runtime: ServiceRuntime) -> None:
     state: ProviderState = runtime.state["provider"]
     await state.keys.ensure()
+    revoker: TokenRevoker = runtime.state["revoker"]
+    await revoker.restore(runtime.database)
+
+
+def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
+    revoker: TokenRevoker = runtime.state["revoker"]
+    return [ConsumerSpec("token_revocations", (REVOCATION_EVENT,), revoker.on_event)]
 
 
 SPEC = ServiceSpec(
@@ -45,5 +59,6 @@ SPEC = ServiceSpec(
     setup=_setup,
     on_start=_start,
     periodic_jobs=periodic_jobs,
+    consumers=_consumers,
     seed_demo=seed_demo,
 )

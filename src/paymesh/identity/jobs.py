@@ -4,6 +4,7 @@ access-token ids."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from paymesh.identity import repository
 from paymesh.kernel.db import utcnow
@@ -22,5 +23,6 @@ def periodic_jobs(runtime: ServiceRuntime) -> list[PeriodicJob]:
             await repository.purge_refresh_tokens(session, before)
             await repository.purge_login_sessions(session, before)
             await repository.purge_revoked_access_tokens(session, before)
+            await repository.purge_revocations(session, time.time())
 
     return [PeriodicJob("identity_purge_expired", PURGE_INTERVAL_SECONDS, purge)]

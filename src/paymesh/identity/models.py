@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paymesh.kernel.db import JSON_TYPE, UTCDateTime, service_metadata
@@ -176,6 +176,26 @@ class RevokedAccessToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class TokenRevocation(Base):
+    """Revocations of access tokens still in force: one token, a refresh family, a login
+    session, or every token of a user or client issued before `not_before` (see
+    `paymesh.kernel.revocation`). The source every process's registry is rebuilt from;
+    rows are purged once every token they cover has expired."""
+
+    __tablename__ = "identity_token_revocation"
+
+    kind: Mapped[str] = mapped_column(
+        String(16), primary_key=True, comment="token | family | session | subject | client"
+    )
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)
+    not_before: Mapped[float] = mapped_column(
+        Float(precision=53), comment="unix time; covered tokens issued earlier are refused"
+    )
+    expires_at: Mapped[float] = mapped_column(
+        Float(precision=53), index=True, comment="unix time; no covered token lives longer"
+    )
 
 
 class LoginSession(Base):

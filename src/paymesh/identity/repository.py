@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import CursorResult, Table, delete, or_, select, update
+from sqlalchemy import CursorResult, Table, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity.models import (
@@ -17,11 +18,12 @@ from paymesh.identity.models import (
     RefreshToken,
     RevokedAccessToken,
     SigningKey,
+    TokenRevocation,
     TotpFactor,
     User,
     UserRole,
 )
-from paymesh.kernel.db import insert_ignoring_conflicts
+from paymesh.kernel.db import insert_ignoring_conflicts, is_postgres
 
 revoked_access_tokens = cast(Table, RevokedAccessToken.__table__)
 
@@ -231,3 +233,44 @@ async def login_failures(session: AsyncSession, keys: Sequence[str]) -> list[Log
 
 async def clear_login_failures(session: AsyncSession, key: str) -> None:
     await session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+
+
+# --- token revocations -------------------------------------------------------------------
+
+token_revocations = cast(Table, TokenRevocation.__table__)
+
+
+async def save_revocation(
+    session: AsyncSession, kind: str, value: str, not_before: float, expires_at: float
+) -> None:
+    """Insert, or keep the later stamp and expiry of the one already there."""
+    values = {"kind": kind, "value": value, "not_before": not_before, "expires_at": expires_at}
+    if is_postgres(session):
+        pg = postgresql.insert(token_revocations).values(values)
+        pg_statement = pg.on_conflict_do_update(
+            index_elements=["kind", "value"],
+            set_={
+                "not_before": func.greatest(token_revocations.c.not_before, pg.excluded.not_before),
+                "expires_at": func.greatest(token_revocations.c.expires_at, pg.excluded.expires_at),
+            },
+        )
+        await session.execute(pg_statement)
+        return
+    lite = sqlite.insert(token_revocations).values(values)
+    lite_statement = lite.on_conflict_do_update(
+        index_elements=["kind", "value"],
+        set_={
+            "not_before": func.max(token_revocations.c.not_before, lite.excluded.not_before),
+            "expires_at": func.max(token_revocations.c.expires_at, lite.excluded.expires_at),
+        },
+    )
+    await session.execute(lite_statement)
+
+
+async def revocations_in_force(session: AsyncSession, now: float) -> Sequence[TokenRevocation]:
+    found = await session.scalars(select(TokenRevocation).where(TokenRevocation.expires_at > now))
+    return found.all()
+
+
+async def purge_revocations(session: AsyncSession, before: float) -> None:
+    await session.execute(delete(TokenRevocation).where(TokenRevocation.expires_at < before))

@@ -34,6 +34,9 @@ class AccessTokenRequest:
     audience: list[str]
     auth_time: int | None = None
     session_id: str | None = None
+    refresh_family: str | None = None
+    issued_at: int | None = None
+    """Later than now when a revocation stamp of this second covers the subject."""
 
 
 class TokenSigner:
@@ -48,7 +51,7 @@ class TokenSigner:
         return jwt.encode(header, claims, key.private, algorithms=[key.algorithm])
 
     def access_token(self, request: AccessTokenRequest) -> tuple[str, dict[str, Any]]:
-        now = int(time.time())
+        now = max(int(time.time()), request.issued_at or 0)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": request.subject,
@@ -64,6 +67,8 @@ class TokenSigner:
             claims["auth_time"] = request.auth_time
         if request.session_id is not None:
             claims["sid"] = request.session_id
+        if request.refresh_family is not None:
+            claims["refresh_family"] = request.refresh_family
         return self._sign({"typ": "at+jwt"}, claims), claims
 
     def id_token(

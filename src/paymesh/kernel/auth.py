@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import Request
 from joserfc import jwt
@@ -21,8 +21,33 @@ from joserfc.jwk import OctKey
 
 from paymesh.kernel.errors import Forbidden, Unauthenticated
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.revocation import RevocationRegistry
 
 ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin", "service")
+
+
+OPENID_SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "offline_access"})
+"""Scopes about the user's own identity claims, not about an API; any user may consent."""
+
+SCOPES_BY_ROLE: dict[str, frozenset[str]] = {
+    "admin": frozenset({"ledger", "ledger:read", "ledger:write", "identity:admin"}),
+    "finance": frozenset({"ledger", "ledger:read", "ledger:write"}),
+    "auditor": frozenset({"ledger:read"}),
+    "service": frozenset({"ledger", "ledger:read", "ledger:write"}),
+    "ops": frozenset(),
+    "customer": frozenset(),
+    "merchant": frozenset(),
+}
+"""The API scopes a user's roles let a client act with on the user's behalf. A delegated
+token carries at most these (identity narrows what a client asks for at issue), and a
+service accepts a delegated token only when the user holds one of the route's roles."""
+
+
+def scopes_granted_by(roles: Iterable[str]) -> frozenset[str]:
+    granted: set[str] = set(OPENID_SCOPES)
+    for role in roles:
+        granted |= SCOPES_BY_ROLE.get(role, frozenset())
+    return frozenset(granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +58,63 @@ class Caller:
     scopes: frozenset[str] = field(default_factory=frozenset)
     token_id: str | None = None
     expires_at: int | None = None
+    issued_at: float = 0.0
+    session_id: str | None = None
+    family_id: str | None = None
 
     @property
     def idempotency_scope(self) -> str:
         return f"{self.client_id or '-'}|{self.subject}"
 
+    @property
+    def delegated(self) -> bool:
+        """A user's token used by a client (not a client acting as itself, RFC 9068 2.2:
+        `sub` is the client id for client-credentials tokens)."""
+        return self.subject != self.client_id
+
+    @property
+    def revocation_keys(self) -> list[str]:
+        keys = [f"subject:{self.subject}"]
+        if self.client_id:
+            keys.append(f"client:{self.client_id}")
+        if self.token_id:
+            keys.append(f"token:{self.token_id}")
+        if self.session_id:
+            keys.append(f"session:{self.session_id}")
+        if self.family_id:
+            keys.append(f"family:{self.family_id}")
+        return keys
+
     def has_any(self, roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> bool:
-        return bool(self.roles.intersection(roles) or self.scopes.intersection(scopes))
+        """May this caller use a route open to `roles` or `scopes`? A client acting as
+        itself needs one of either. A delegated token needs one of the user's roles, and
+        when the route names scopes, one of those too: neither alone is enough."""
+        wanted_scopes = frozenset(scopes)
+        holds_role = bool(self.roles.intersection(roles))
+        holds_scope = bool(self.scopes.intersection(wanted_scopes))
+        if self.delegated:
+            return holds_role and (holds_scope or not wanted_scopes)
+        return holds_role or holds_scope
+
+
+def caller_from_claims(claims: dict[str, Any]) -> Caller:
+    """The caller a verified RFC 9068 access token's claims describe."""
+    roles = claims.get("roles") or []
+    issued_at = claims.get("iat")
+    session_id = claims.get("sid")
+    family_id = claims.get("refresh_family")
+    client_id = claims.get("client_id")
+    return Caller(
+        subject=str(claims["sub"]),
+        client_id=str(client_id) if client_id is not None else None,
+        roles=frozenset(role for role in roles if isinstance(role, str)),
+        scopes=frozenset(str(claims.get("scope") or "").split()),
+        token_id=str(claims["jti"]) if claims.get("jti") is not None else None,
+        expires_at=int(claims["exp"]),
+        issued_at=float(issued_at) if isinstance(issued_at, int | float) else 0.0,
+        session_id=session_id if isinstance(session_id, str) else None,
+        family_id=family_id if isinstance(family_id, str) else None,
+    )
 
 
 class TokenVerifier(Protocol):
@@ -65,10 +140,14 @@ class DevelopmentTokens:
         subject: str,
         *,
         roles: Iterable[str] = (),
-        scopes: Iterable[str] = (),
+        scopes: Iterable[str] | None = None,
         client_id: str = "paymesh-dev",
         ttl_seconds: int = 900,
     ) -> str:
+        """A token for `subject`; without `scopes`, the API scopes its roles grant."""
+        roles = list(roles)
+        if scopes is None:
+            scopes = scopes_granted_by(roles) - OPENID_SCOPES
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -91,25 +170,23 @@ class DevelopmentTokens:
             self._claims.validate(decoded.claims)
         except (JoseError, ValueError) as error:
             raise Unauthenticated(detail=f"invalid token: {error.__class__.__name__}") from None
-        claims = decoded.claims
-        roles = claims.get("roles") or []
-        return Caller(
-            subject=str(claims["sub"]),
-            client_id=claims.get("client_id"),
-            roles=frozenset(str(role) for role in roles if isinstance(role, str)),
-            scopes=frozenset(str(claims.get("scope") or "").split()),
-            token_id=claims.get("jti"),
-            expires_at=int(claims["exp"]),
-        )
+        return caller_from_claims(dict(decoded.claims))
 
 
 class CachedVerifier:
-    """Remembers verified tokens until they expire, so a client reusing its access token
-    pays for signature checks once. Failures are never cached."""
+    """The one verification path: signature and claims (remembered per token until it
+    expires, so a client reusing its access token pays for them once; failures are never
+    cached), then, on every request, the revocations in force."""
 
-    def __init__(self, verifier: TokenVerifier, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        max_entries: int = 10_000,
+        revocations: RevocationRegistry | None = None,
+    ) -> None:
         self.verifier = verifier
         self.max_entries = max_entries
+        self.revocations = revocations if revocations is not None else RevocationRegistry()
         self._verified: dict[str, Caller] = {}
 
     async def prepare(self, token: str) -> None:
@@ -119,12 +196,12 @@ class CachedVerifier:
     def verify(self, token: str) -> Caller:
         caller = self._verified.get(token)
         now = time.time()
-        if caller is not None and caller.expires_at is not None and caller.expires_at > now:
-            return caller
-        caller = self.verifier.verify(token)
-        if len(self._verified) >= self.max_entries:
-            self._verified.clear()
-        self._verified[token] = caller
+        if caller is None or caller.expires_at is None or caller.expires_at <= now:
+            caller = self.verifier.verify(token)
+            if len(self._verified) >= self.max_entries:
+                self._verified.clear()
+            self._verified[token] = caller
+        self.revocations.check(caller)
         return caller
 
 

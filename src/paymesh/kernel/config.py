@@ -7,6 +7,7 @@ Every service has a nested section (`PAYMESH_LEDGER_DATABASE_URL` sets
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -116,6 +117,11 @@ class Settings(BaseSettings):
     token_audience: str = "paymesh"  # noqa: S105 - an audience name, not a secret
     idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
     idempotency_lease_seconds: float = Field(default=60.0, gt=0)
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body a route takes unless its service declares more.",
+    )
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
     run_workers: bool = True
@@ -138,6 +144,39 @@ class Settings(BaseSettings):
                 "set a secret of your own before running with PAYMESH_ENV=production"
             )
         return self
+
+    @property
+    def uses_default_signing_secret(self) -> bool:
+        return self.signing_secret.get_secret_value() == DEVELOPMENT_SIGNING_SECRET
+
+    @property
+    def on_loopback(self) -> bool:
+        """Listening on a loopback interface only (not reachable from other machines)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def development_tokens_allowed(self) -> bool:
+        """Development tokens (HS256 with the signing secret) are accepted and minted only
+        outside production, and there only when the environment was chosen explicitly
+        (development or test) or the platform listens on loopback alone."""
+        if self.env == "production":
+            return False
+        return "env" in self.model_fields_set or self.on_loopback
+
+    def check_exposure(self) -> None:
+        """Refuse to serve other machines while the signing secret is the public default:
+        anyone could mint tokens with it."""
+        if not self.on_loopback and self.uses_default_signing_secret:
+            raise ValueError(
+                f"PAYMESH_SIGNING_SECRET still has its development default and the platform "
+                f"would listen on {self.host}, reachable from other machines; set a secret "
+                f"of your own (or listen on 127.0.0.1)"
+            )
 
     @property
     def issuer(self) -> str:

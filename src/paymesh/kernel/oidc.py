@@ -23,7 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 
-from paymesh.kernel.auth import Caller, DevelopmentTokens
+from paymesh.kernel.auth import Caller, DevelopmentTokens, caller_from_claims
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import ServiceUnavailable, Unauthenticated
 
@@ -75,18 +75,6 @@ def decode_access_token(
     except (JoseError, ValueError) as error:
         raise Unauthenticated(detail=f"invalid token: {error.__class__.__name__}") from None
     return dict(decoded.claims)
-
-
-def caller_from_claims(claims: dict[str, Any]) -> Caller:
-    roles = claims.get("roles") or []
-    return Caller(
-        subject=str(claims["sub"]),
-        client_id=claims.get("client_id"),
-        roles=frozenset(role for role in roles if isinstance(role, str)),
-        scopes=frozenset(str(claims.get("scope") or "").split()),
-        token_id=claims.get("jti"),
-        expires_at=int(claims["exp"]),
-    )
 
 
 class JwksVerifier:

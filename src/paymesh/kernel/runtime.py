@@ -28,6 +28,7 @@ from paymesh.kernel.http import ServiceClient
 from paymesh.kernel.idempotency import IdempotencyStore
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskHandler, TaskQueue
 from paymesh.kernel.migrations import migrate
+from paymesh.kernel.revocation import RevocationRegistry
 from paymesh.kernel.tables import KernelTables
 
 log = structlog.get_logger("paymesh.runtime")
@@ -60,6 +61,9 @@ class ServiceSpec:
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     fast_paths: Callable[[ServiceRuntime], dict[tuple[str, str], Any]] | None = None
+    body_limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Largest body per (method, path), for routes that take more than
+    `PAYMESH_MAX_BODY_BYTES` (the ledger's batch endpoint)."""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -91,8 +95,9 @@ class Directory:
         service_tokens = self.service_tokens
         if service_tokens is not None:
             return lambda: service_tokens(caller, service)
+        # A client acting as itself: `sub` is the client id (RFC 9068 2.2).
         return lambda: self.tokens.issue(
-            f"service:{caller}", roles=["service"], scopes=[service], client_id=caller
+            f"service-{caller}", roles=["service"], scopes=[service], client_id=f"service-{caller}"
         )
 
     def client(self, service: str, caller: str) -> ServiceClient:
@@ -119,8 +124,10 @@ class ServiceRuntime:
         directory: Directory,
         token_verifier: TokenVerifier,
         cache: Cache | None = None,
+        revocations: RevocationRegistry | None = None,
     ) -> None:
         self.spec = spec
+        self.revocations = revocations if revocations is not None else RevocationRegistry()
         self.cache: Cache = cache or MemoryCache()
         self.name = spec.name
         self.settings = settings

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import errors as identity_errors
 from paymesh.identity import repository as identity_repository
+from paymesh.identity import revocation
 from paymesh.identity import service as identity_service
 from paymesh.identity.accounts import errors, repository, totp
 from paymesh.identity.accounts.policy import check_password
@@ -109,6 +110,7 @@ async def change_password(
     row.updated_at = now
     await session.flush()
     revoked = await repository.revoke_user_refresh_tokens(session, row.id, now)
+    await revocation.revoke(session, "subject", row.id)
     await outbox.add(
         session,
         "identity.user.password_changed",

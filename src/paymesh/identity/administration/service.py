@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import errors as identity_errors
 from paymesh.identity import repository as identity_repository
+from paymesh.identity import revocation
 from paymesh.identity import service as identity_service
 from paymesh.identity.accounts import repository as accounts_repository
 from paymesh.identity.administration import errors, repository
@@ -77,12 +78,14 @@ class Admin:
         await self.session.flush()
         if status == "disabled":
             await repository.revoke_client_refresh_tokens(self.session, client_id, now)
+            await revocation.revoke(self.session, "client", client_id)
         await self._record(f"identity.client.{status}", client_id, client_id=client_id)
         return identity_service.client_schema(row)
 
     async def delete_client(self, client_id: str) -> None:
         await self._client(client_id)
         await repository.revoke_client_refresh_tokens(self.session, client_id, utcnow())
+        await revocation.revoke(self.session, "client", client_id)
         await repository.delete_client(self.session, client_id)
         await self._record("identity.client.deleted", client_id, client_id=client_id)
 
@@ -95,6 +98,8 @@ class Admin:
         row.secret_hash = secret_hash(secret)
         row.updated_at = utcnow()
         await self.session.flush()
+        # The old secret may have leaked: what was obtained with it ends too.
+        await revocation.revoke(self.session, "client", client_id)
         await self._record("identity.client.secret_rotated", client_id, client_id=client_id)
         return ClientSecret(client_id=client_id, client_secret=secret)
 
@@ -137,6 +142,7 @@ class Admin:
         await self.session.flush()
         if status == "disabled":
             await accounts_repository.revoke_user_refresh_tokens(self.session, user_id, now)
+            await revocation.revoke(self.session, "subject", user_id)
         await self._record(f"identity.user.{status}", user_id, user_id=user_id)
         return await self.get_user(user_id)
 
@@ -150,6 +156,9 @@ class Admin:
         await accounts_repository.set_roles(self.session, user_id, after, now)
         row.updated_at = now
         await self.session.flush()
+        if after != before:
+            # Tokens carry the roles they were issued with: those must not outlive a change.
+            await revocation.revoke(self.session, "subject", user_id)
         await self._record(
             "identity.user.roles_changed", user_id, user_id=user_id, before=before, after=after
         )

@@ -12,7 +12,7 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from paymesh.identity import repository
+from paymesh.identity import repository, revocation
 from paymesh.identity.provider.exchange import Exchange, current
 from paymesh.identity.provider.models import AccessModel, ClientModel, RefreshModel
 from paymesh.identity.security import secret_hash
@@ -53,9 +53,13 @@ async def _revoke(exchange: Exchange, token: Token) -> None:
     now = utcnow()
     if isinstance(token, RefreshModel):
         await repository.revoke_family(session, token.row.family_id, now)
+        await revocation.revoke(session, "family", token.row.family_id)
         return
     expires_at = dt.datetime.fromtimestamp(int(token.claims["exp"]), dt.UTC)
     await repository.revoke_access_token(session, str(token.claims["jti"]), expires_at, now)
+    await revocation.revoke(
+        session, "token", str(token.claims["jti"]), expires_at=float(token.claims["exp"])
+    )
 
 
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]

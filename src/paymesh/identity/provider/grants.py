@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.identity import errors, repository
+from paymesh.identity import errors, repository, revocation
 from paymesh.identity import models as tables
 from paymesh.identity.authentication import Authenticator, Credentials
 from paymesh.identity.provider.exchange import Exchange, current
@@ -154,6 +154,7 @@ async def _use_code(exchange: Exchange, code_hash: str) -> bool:
 def _revoke_family(family_id: str) -> Any:
     async def revoke(session: AsyncSession) -> None:
         await repository.revoke_family(session, family_id, utcnow())
+        await revocation.revoke(session, "family", family_id)
 
     return revoke
 

@@ -27,8 +27,10 @@ from paymesh.identity import repository
 from paymesh.identity.authentication import Authenticator
 from paymesh.identity.provider.exchange import current
 from paymesh.identity.provider.models import ClientModel, UserModel
+from paymesh.identity.revocation import TokenRevoker
 from paymesh.identity.security import new_secret, secret_hash
 from paymesh.identity.tokens import AccessTokenRequest, TokenSigner
+from paymesh.kernel.auth import scopes_granted_by
 from paymesh.kernel.config import Settings
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.ids import new_id
@@ -81,11 +83,20 @@ class StarletteOAuth2Request(OAuth2Request):  # type: ignore[misc]
         return dict(self.payload.data)
 
 
+def delegated_scope(scope: str | None, roles: list[str]) -> str:
+    """What a client may do for a user: the scopes it asked for (already checked against
+    what the client may ask) that the user's roles grant. Narrowed, not refused (RFC 6749
+    3.3); the token response names the scopes granted."""
+    granted = scopes_granted_by(roles)
+    return " ".join(item for item in (scope or "").split() if item in granted)
+
+
 class Provider(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, settings: Settings, signer: TokenSigner) -> None:
+    def __init__(self, settings: Settings, signer: TokenSigner, revoker: TokenRevoker) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.signer = signer
+        self.revoker = revoker
         self.authenticator: Authenticator | None = None
         self.register_token_generator("default", self._generate_token)
 
@@ -164,14 +175,29 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         identity = self.settings.identity
+        subject = user.row.id if user else client.client_id
+        if user is not None:
+            scope = delegated_scope(scope, user.roles)
+        refresh = (
+            user is not None and include_refresh_token and client.check_grant_type("refresh_token")
+        )
+        family_id = None
+        if refresh:
+            # Known before the access token is signed, so it can name its family: revoking
+            # the family (reuse, logout, RFC 7009) then ends this access token too.
+            exchange = current()
+            family_id = exchange.values.get("family_id") or new_id("rtf")
+            exchange.values["family_id"] = family_id
         request = AccessTokenRequest(
-            subject=user.row.id if user else client.client_id,
+            subject=subject,
             client_id=client.client_id,
             scope=scope or "",
             roles=user.roles if user else client.row.roles,
             audience=list(client.row.audience) or [self.settings.token_audience],
             auth_time=int(user.auth_time.timestamp()) if user and user.auth_time else None,
             session_id=user.session_id if user else None,
+            refresh_family=family_id,
+            issued_at=self.revoker.issued_at(subject, client.client_id),
         )
         access_token, _claims = self.signer.access_token(request)
         token: dict[str, Any] = {
@@ -180,7 +206,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             "expires_in": identity.access_token_ttl_seconds,
             "scope": scope or "",
         }
-        if user is not None and include_refresh_token and client.check_grant_type("refresh_token"):
+        if refresh:
             token["refresh_token"] = new_secret()
         return token
 

@@ -15,6 +15,7 @@ from paymesh.identity.provider import grants
 from paymesh.identity.provider.endpoints import Introspection, Revocation
 from paymesh.identity.provider.exchange import Exchange
 from paymesh.identity.provider.server import Provider, RequestData
+from paymesh.identity.revocation import TokenRevoker
 from paymesh.identity.security import Cipher
 from paymesh.identity.tokens import TokenSigner
 from paymesh.kernel.config import Settings
@@ -35,12 +36,12 @@ class ProviderState:
     server: Provider
 
     @classmethod
-    def build(cls, settings: Settings, database: Database) -> ProviderState:
+    def build(cls, settings: Settings, database: Database, revoker: TokenRevoker) -> ProviderState:
         cipher = Cipher(settings.signing_secret.get_secret_value())
         keys = KeyStore(database, cipher, settings.identity)
         signer = TokenSigner(keys, settings)
         authenticator = Authenticator(settings.identity, cipher)
-        server = Provider(settings, signer)
+        server = Provider(settings, signer, revoker)
         openid = grants.OpenIDTokens(signer)
         server.authenticator = authenticator
         server.register_grant(

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import repository as identity_repository
+from paymesh.identity import revocation
 from paymesh.identity.accounts import errors as account_errors
 from paymesh.identity.accounts import repository as accounts_repository
 from paymesh.identity.accounts.policy import check_password
@@ -181,6 +182,8 @@ class IdentityScimStorage(AsyncScimStorage):
             await self._flush(session)
             if fields["status"] == "disabled" and "status" in changed:
                 await accounts_repository.revoke_user_refresh_tokens(session, row.id, now)
+            if {"status", "password"} & set(changed):
+                await revocation.revoke(session, "subject", row.id)
             await self._record(
                 session, "identity.user.updated", row.id, user_id=row.id, fields=changed
             )
@@ -208,6 +211,7 @@ class IdentityScimStorage(AsyncScimStorage):
             row = await identity_repository.get_user(session, user_id)
             if row is not None:
                 row.updated_at = now
+                await revocation.revoke(session, "subject", user_id)
         await session.flush()
         await self._record(
             session,
@@ -237,6 +241,7 @@ class IdentityScimStorage(AsyncScimStorage):
             roles = await identity_repository.user_roles(session, row.id)
             self._check_version(resources.user_version(row, roles), expected_version)
             await accounts_repository.revoke_user_refresh_tokens(session, row.id, utcnow())
+            await revocation.revoke(session, "subject", row.id)
             await session.delete(row)
             await session.flush()
             await self._record(session, "identity.user.deleted", resource_id, user_id=resource_id)
