@@ -32,7 +32,6 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
 from paymesh.kernel.observability import RequestContextMiddleware
-from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.oidc import (
     ClientCredentialsTokens,
     CompositeVerifier,
@@ -40,6 +39,7 @@ from paymesh.kernel.oidc import (
     service_client_id,
     service_client_secret,
 )
+from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
 

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from paymesh.identity import repository, revocation
 from paymesh.identity.provider import authorize as authorization
 from paymesh.identity.provider import pages
+from paymesh.identity.provider import schemas as wire
 from paymesh.identity.provider.state import SESSION_COOKIE, ProviderState
 from paymesh.identity.security import secret_hash
 from paymesh.identity.service import USER_SCOPES, user_claims
@@ -100,22 +101,50 @@ async def authorization_server_metadata(state: State) -> dict[str, Any]:
     return discovery_document(state)
 
 
-@oauth.get("/jwks", summary="The public keys that verify identity's tokens")
+@oauth.get(
+    "/jwks", summary="The public keys that verify identity's tokens", response_model=wire.Jwks
+)
 async def jwks(state: State) -> Response:
     """JWKS (RFC 7517): the current signing key and retired ones whose tokens may still
     be valid. Cache it, and fetch it again when a token names an unknown `kid`."""
     return JSONResponse(state.keys.jwks(), headers={"cache-control": "public, max-age=60"})
 
 
-@oauth.get("/authorize", summary="Authorization endpoint (login and consent pages)")
+@oauth.get(
+    "/authorize",
+    summary="Authorization endpoint (login and consent pages)",
+    response_class=HTMLResponse,
+    responses={
+        200: wire.html("The login page, or the consent page for clients not first-party."),
+        302: wire.REDIRECT,
+        400: wire.html("Error page: unknown client or unregistered redirect URI."),
+    },
+    openapi_extra={"parameters": wire.authorize_parameters()},
+)
 async def authorize_get(request: Request, state: State) -> Response:
     """Authorization code flow with PKCE (S256). Shows the login form, then consent for
     clients that are not first-party, then redirects to the registered redirect URI."""
     return await authorization.authorize(state, request, list(request.query_params.multi_items()))
 
 
-@oauth.post("/authorize", summary="Login and consent form submissions", include_in_schema=False)
+@oauth.post(
+    "/authorize",
+    summary="Login and consent form submissions",
+    response_class=HTMLResponse,
+    responses={
+        200: wire.html("The consent page, or the login page again."),
+        302: wire.REDIRECT,
+        400: wire.html("Error page: unknown action, or the sign-in link is not valid."),
+        401: wire.html("The login page again: wrong username, password or one-time code."),
+        403: wire.html("Error page: the CSRF token does not match its cookie."),
+        429: wire.html("The login page again: too many failed logins lock the username."),
+    },
+    openapi_extra={"requestBody": wire.form_body(wire.LoginForm)},
+)
 async def authorize_post(request: Request, state: State) -> Response:
+    """What the login and consent pages post (CSRF-protected): `action=login` with the
+    credentials, or `approve` / `deny`. Redirects to the client once the user is signed
+    in (and agreed); five failed logins in 15 minutes lock the username (429)."""
     return await authorization.submit(state, request)
 
 
@@ -142,7 +171,16 @@ async def _endpoint(
     return response
 
 
-@oauth.post("/token", summary="Token endpoint")
+@oauth.post(
+    "/token",
+    summary="Token endpoint",
+    response_model=wire.TokenResponse,
+    responses={
+        400: wire.oauth2_error("RFC 6749 error, e.g. `invalid_grant`, `invalid_request`."),
+        401: wire.INVALID_CLIENT,
+    },
+    openapi_extra={"requestBody": wire.form_body(wire.TokenRequest)},
+)
 async def token(request: Request, state: State) -> Response:
     """Grants: `authorization_code` (PKCE S256 required), `refresh_token` (rotated; a
     reused one revokes its family), `client_credentials`, and `password` for clients
@@ -150,13 +188,32 @@ async def token(request: Request, state: State) -> Response:
     return await _endpoint(state, request, "/oauth2/token", None)
 
 
-@oauth.post("/introspect", summary="Token introspection (RFC 7662)")
+@oauth.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662)",
+    response_model=wire.Introspection,
+    responses={
+        400: wire.oauth2_error("RFC 6749 error, e.g. `invalid_request`."),
+        401: wire.INVALID_CLIENT,
+    },
+    openapi_extra={"requestBody": wire.form_body(wire.TokenForm)},
+)
 async def introspect(request: Request, state: State) -> Response:
     """For confidential clients: their own tokens; service accounts: any token."""
     return await _endpoint(state, request, "/oauth2/introspect", "introspection")
 
 
-@oauth.post("/revoke", summary="Token revocation (RFC 7009)")
+@oauth.post(
+    "/revoke",
+    summary="Token revocation (RFC 7009)",
+    response_model=None,
+    responses={
+        200: {"description": "Revoked (or unknown: RFC 7009 answers 200 either way)."},
+        400: wire.oauth2_error("RFC 6749 error, e.g. `invalid_request`."),
+        401: wire.INVALID_CLIENT,
+    },
+    openapi_extra={"requestBody": wire.form_body(wire.TokenForm)},
+)
 async def revoke(request: Request, state: State) -> Response:
     """Revoke an access token (by its `jti`) or a refresh token (its whole family)."""
     return await _endpoint(state, request, "/oauth2/revoke", "revocation")
@@ -171,8 +228,19 @@ def _bearer_error(error: str, description: str, status: int = 401) -> Response:
     )
 
 
-@oauth.get("/userinfo", summary="OpenID Connect UserInfo", operation_id="oauth2_userinfo_get")
-@oauth.post("/userinfo", summary="OpenID Connect UserInfo", operation_id="oauth2_userinfo_post")
+USERINFO: dict[str, Any] = {
+    "summary": "OpenID Connect UserInfo",
+    "response_model": wire.UserInfo,
+    "responses": {
+        401: wire.oauth2_error("RFC 6750: no token, or not valid (`WWW-Authenticate`)."),
+        403: wire.oauth2_error("RFC 6750 `insufficient_scope`: the `openid` scope is needed."),
+    },
+    "openapi_extra": {"security": [{"bearer": []}]},
+}
+
+
+@oauth.get("/userinfo", operation_id="oauth2_userinfo_get", **USERINFO)
+@oauth.post("/userinfo", operation_id="oauth2_userinfo_post", **USERINFO)
 async def userinfo(request: Request, state: State) -> Response:
     """The signed-in user's claims, as released by the token's scopes (`openid` needed)."""
     header = request.headers.get("authorization", "")
@@ -195,8 +263,36 @@ async def userinfo(request: Request, state: State) -> Response:
     return JSONResponse(user_claims(user, scopes), headers={"cache-control": "no-store"})
 
 
-@oauth.get("/logout", summary="RP-initiated logout", operation_id="oauth2_logout_get")
-@oauth.post("/logout", summary="RP-initiated logout", operation_id="oauth2_logout_post")
+LOGOUT: dict[str, Any] = {
+    "summary": "RP-initiated logout",
+    "response_class": HTMLResponse,
+    "responses": {
+        200: wire.html("The confirmation page, or the signed-out page."),
+        302: {
+            "description": "Redirect to the registered `post_logout_redirect_uri`.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+    },
+}
+
+
+@oauth.get(
+    "/logout",
+    operation_id="oauth2_logout_get",
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("id_token_hint", "post_logout_redirect_uri", "state")
+        ]
+    },
+    **LOGOUT,
+)
+@oauth.post(
+    "/logout",
+    operation_id="oauth2_logout_post",
+    openapi_extra={"requestBody": wire.form_body(wire.LogoutForm)},
+    **LOGOUT,
+)
 async def logout(request: Request, state: State) -> Response:
     """Ends the browser's session at the provider and revokes the refresh tokens issued
     in it. With a valid `id_token_hint`, redirects to a registered

@@ -19,6 +19,7 @@ from paymesh import __version__
 from paymesh.kernel.db import Database
 from paymesh.kernel.errors import install_error_handlers, problem_response
 from paymesh.kernel.observability import RequestContextMiddleware
+from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.routing import ServiceRoute
 from paymesh.kernel.runtime import ServiceRuntime
 
@@ -106,7 +107,17 @@ def add_operational_routes(app: FastAPI, checks: Any) -> None:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @router.get("/ready", summary="Readiness: the databases this process uses answer")
+    @router.get(
+        "/ready",
+        summary="Readiness: the databases this process uses answer",
+        responses={
+            503: {
+                "description": "Not ready",
+                "content": {"application/problem+json": {}},
+                "x-problem-codes": ["not_ready"],
+            }
+        },
+    )
     async def ready() -> Response:
         return readiness_response(await checks())
 
@@ -149,6 +160,7 @@ def create_service_app(
         return {f"{spec.name}.database": await database_check(runtime.database)}
 
     add_operational_routes(app, checks)
+    install_openapi(app)
     app.add_middleware(
         RequestContextMiddleware, service=spec.name, access_log=runtime.settings.access_log
     )

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -177,8 +177,24 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
+class FieldError(BaseModel):
+    """One invalid field of a 422 `validation_failed`."""
+
+    field: str = Field(description="Dotted path of the field, e.g. `transfers.0.amount`.")
+    location: str | None = Field(description="`body`, `query`, `path` or `header`.")
+    message: str | None
+    type: str | None = Field(description="Machine-readable reason, e.g. `missing`.")
+
+
+class ValidationProblem(Problem):
+    """A 422 problem document; `validation_failed` lists the invalid fields."""
+
+    errors: list[FieldError] | None = None
+
+
 def problem_responses(*errors: type[PaymeshError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for the errors an endpoint may raise, grouped by status."""
+    """OpenAPI `responses=` for the errors an endpoint may raise, grouped by status. The
+    codes are kept in `x-problem-codes`; `kernel/openapi.py` adds the kernel's own."""
     by_status: dict[int, list[str]] = {}
     for error in errors:
         by_status.setdefault(error.status, []).append(error.code)
@@ -187,6 +203,7 @@ def problem_responses(*errors: type[PaymeshError]) -> dict[int | str, dict[str, 
             "model": Problem,
             "content": {PROBLEM_MEDIA_TYPE: {}},
             "description": "Problem document; `code` is one of: " + ", ".join(sorted(codes)),
+            "x-problem-codes": sorted(set(codes)),
         }
         for status, codes in sorted(by_status.items())
     }

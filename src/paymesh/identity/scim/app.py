@@ -15,12 +15,13 @@ from scim2_models import (
 from scim2_server.applications.asgi import ASGIApplication, Receive, Scope, Send
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from starlette.routing import Route
 
+from paymesh.identity.scim import openapi
 from paymesh.identity.scim.schema import provider
 from paymesh.identity.scim.storage import ACTOR, IdentityScimStorage
 from paymesh.kernel.auth import TokenVerifier, prepare_verifier
 from paymesh.kernel.errors import PaymeshError
+from paymesh.kernel.openapi import DocumentedRoute
 from paymesh.kernel.runtime import ServiceRuntime
 
 MOUNT = "/scim2"
@@ -88,5 +89,10 @@ class ScimEndpoint:
 
 router = APIRouter()
 router.routes.append(
-    Route(f"{MOUNT}/{{path:path}}", endpoint=ScimEndpoint(), include_in_schema=False)
+    DocumentedRoute(
+        f"{MOUNT}/{{path:path}}",
+        endpoint=ScimEndpoint(),
+        paths=openapi.paths(),
+        schemas=openapi.SCHEMAS,
+    )
 )
