@@ -15,7 +15,6 @@ caller deep in the OAuth2 machinery needs no extra parameter to reach it.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -26,6 +25,10 @@ from paymesh.kernel.db import Database
 from paymesh.kernel.events import CloudEvent, Outbox
 from paymesh.kernel.oidc import CLOCK_SKEW_SECONDS
 from paymesh.kernel.revocation import Kind, Revocation, RevocationRegistry
+
+COMMIT_MARGIN_SECONDS = 2.0
+"""A stamp lies this far ahead of the moment it is written: a login that read the user
+before the revoking transaction committed gets a token issued before the stamp."""
 
 REVOKER_KEY = "identity.token_revoker"
 PENDING_KEY = "identity.pending_revocations"
@@ -50,7 +53,12 @@ class TokenRevoker:
     ) -> Revocation:
         now = time.time()
         lifetime = self.token_lifetime_seconds + CLOCK_SKEW_SECONDS
-        item = Revocation(kind, value, not_before=now, expires_at=expires_at or now + lifetime)
+        item = Revocation(
+            kind,
+            value,
+            not_before=now + COMMIT_MARGIN_SECONDS,
+            expires_at=expires_at or now + lifetime + COMMIT_MARGIN_SECONDS,
+        )
         await repository.save_revocation(session, kind, value, item.not_before, item.expires_at)
         await self.outbox.add(session, EVENT_TYPE, {"revocations": [item.as_dict()]}, item.key)
         session.info.setdefault(PENDING_KEY, []).append(item)
@@ -61,15 +69,15 @@ class TokenRevoker:
         if pending:
             self.registry.apply(pending)
 
-    def issued_at(self, subject: str, client_id: str) -> int:
-        """`iat` for a new token of `subject` through `client_id`: now, or the latest stamp
-        covering either when it is later (a stamp set this very second must not refuse
-        the token issued right after it)."""
+    def issued_at(self, subject: str, client_id: str) -> float:
+        """`iat` for a new token of `subject` through `client_id`: now, or the stamp
+        covering either when it still lies ahead (see `COMMIT_MARGIN_SECONDS`), so a
+        login right after a revocation is not refused."""
         stamp = max(
             self.registry.not_before("subject", subject),
             self.registry.not_before("client", client_id),
         )
-        return max(int(time.time()), math.ceil(stamp))
+        return max(time.time(), stamp)
 
     async def restore(self, database: Database) -> None:
         """Put every revocation still in force back in effect (after a restart)."""

@@ -35,8 +35,8 @@ class AccessTokenRequest:
     auth_time: int | None = None
     session_id: str | None = None
     refresh_family: str | None = None
-    issued_at: int | None = None
-    """Later than now when a revocation stamp of this second covers the subject."""
+    issued_at: float | None = None
+    """Later than now when a revocation stamp still ahead covers the subject or client."""
 
 
 class TokenSigner:
@@ -51,13 +51,15 @@ class TokenSigner:
         return jwt.encode(header, claims, key.private, algorithms=[key.algorithm])
 
     def access_token(self, request: AccessTokenRequest) -> tuple[str, dict[str, Any]]:
-        now = max(int(time.time()), request.issued_at or 0)
+        # `iat` to the millisecond (a NumericDate may be fractional, RFC 7519 2): a token
+        # issued after a revocation stamp must compare as later than it.
+        issued = max(time.time(), request.issued_at or 0.0)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": request.subject,
             "aud": request.audience[0] if len(request.audience) == 1 else request.audience,
-            "iat": now,
-            "exp": now + self.settings.identity.access_token_ttl_seconds,
+            "iat": round(issued, 3),
+            "exp": int(issued) + self.settings.identity.access_token_ttl_seconds,
             "jti": new_id("at"),
             "client_id": request.client_id,
             "scope": request.scope,

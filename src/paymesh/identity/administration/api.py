@@ -20,7 +20,7 @@ from paymesh.kernel.routing import SessionDep
 clients = service_router(prefix="/v1/identity/clients", tags=["identity: admin"])
 users = service_router(prefix="/v1/identity/users", tags=["identity: admin"])
 
-AdminCaller = Annotated[Caller, Depends(require(roles=("admin",)))]
+AdminCaller = Annotated[Caller, Depends(require(roles=("admin",), scopes=("identity:admin",)))]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="From `next_cursor`.")]
 ClientId = Annotated[str, Path(max_length=128)]

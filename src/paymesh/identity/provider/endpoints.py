@@ -78,9 +78,11 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             claims = token.claims
             body: dict[str, Any] = {
                 key: claims[key]
-                for key in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti")
+                for key in ("scope", "client_id", "sub", "aud", "iss", "exp", "jti")
                 if key in claims
             }
+            if "iat" in claims:
+                body["iat"] = int(claims["iat"])  # RFC 7662: an integer timestamp
             return {
                 "active": True,
                 "token_type": "Bearer",

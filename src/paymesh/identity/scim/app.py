@@ -67,8 +67,10 @@ class ScimApplication(ASGIApplication):
             caller = self.verifier.verify(token)
         except PaymeshError:
             raise UnauthorizedException(detail="the access token is not valid") from None
-        if "admin" not in caller.roles:
-            raise ForbiddenException(detail="SCIM needs the admin role")
+        if not caller.has_any(roles=("admin",), scopes=("identity:admin",)):
+            raise ForbiddenException(
+                detail="SCIM needs the admin role (and, for a user's token, the identity:admin scope)"
+            )
         return caller.subject
 
 
