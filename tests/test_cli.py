@@ -278,3 +278,31 @@ class TestMigrate:
         result = run_cli("migrate", "nosuchservice", cwd=tmp_path, env=cli_env(tmp_path / "var"))
         assert result.returncode == 2
         assert "unknown service" in result.stdout + result.stderr
+
+
+class TestIdentityCommands:
+    def test_the_readme_native_app_client_is_created(self, tmp_path: Path) -> None:
+        result = run_cli(
+            "identity",
+            "create-client",
+            "--name",
+            "Mobile app",
+            "--public",
+            "--first-party",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            "com.example.app://cb",
+            "--scope",
+            "openid",
+            "--json",
+            cwd=tmp_path,
+            env=cli_env(tmp_path / "var"),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        created = json.loads(result.stdout)
+        assert created["redirect_uris"] == ["com.example.app://cb"]
+        assert created["public"] is True
+        assert created["client_secret"] is None

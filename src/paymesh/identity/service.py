@@ -4,11 +4,10 @@ users and clients, and the claims a user's tokens carry. No HTTP, no SQL strings
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.identity import errors, repository
+from paymesh.identity import errors, redirect_uris, repository
 from paymesh.identity import models as tables
 from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, User, UserCreate
 from paymesh.identity.security import hash_password, new_secret, secret_hash
@@ -80,17 +79,10 @@ async def create_user(session: AsyncSession, data: UserCreate) -> User:
     return user_schema(row, sorted(set(data.roles)))
 
 
-def _check_redirect_uri(uri: str) -> None:
-    parts = urlsplit(uri)
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.fragment or not parts.netloc:
-        raise errors.InvalidClientConfiguration(detail=f"redirect URI {uri!r} is not absolute")
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        # Native apps' private-use schemes (com.example.app:/cb) have no netloc and were
-        # refused above; http is for loopback only (RFC 8252).
-        raise errors.InvalidClientConfiguration(
-            detail=f"redirect URI {uri!r} must use https (http only on loopback)"
-        )
+def _check_redirect_uri(uri: str, *, public: bool) -> None:
+    refusal = redirect_uris.problem(uri, public=public)
+    if refusal is not None:
+        raise errors.InvalidClientConfiguration(detail=refusal)
 
 
 def _check_client(data: ClientCreate) -> None:
@@ -112,7 +104,7 @@ def _check_client(data: ClientCreate) -> None:
             detail="roles are for service accounts (client_credentials)"
         )
     for uri in [*data.redirect_uris, *data.post_logout_redirect_uris]:
-        _check_redirect_uri(uri)
+        _check_redirect_uri(uri, public=data.public)
 
 
 async def create_client(

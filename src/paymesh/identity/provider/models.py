@@ -11,6 +11,7 @@ from typing import Any
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 
 from paymesh.identity import models as tables
+from paymesh.identity import redirect_uris
 from paymesh.identity.security import secret_matches
 from paymesh.kernel.db import utcnow
 
@@ -52,7 +53,7 @@ class ClientModel(ClientMixin):  # type: ignore[misc]
         return " ".join(dict.fromkeys(requested))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.row.redirect_uris
+        return redirect_uris.matches(list(self.row.redirect_uris), redirect_uri, public=self.public)
 
     def check_client_secret(self, client_secret: str) -> bool:
         return secret_matches(client_secret, self.row.secret_hash)
