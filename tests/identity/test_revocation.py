@@ -364,3 +364,35 @@ class TestAcrossProcesses:
                 pytest.fail("the revocation did not reach the other process within 5 s")
         finally:
             await elsewhere.stop()
+
+
+class TestBrowserSessions:
+    async def _code_flow_tokens(
+        self, platform: Platform, http: httpx.AsyncClient
+    ) -> tuple[str, str, dict[str, Any]]:
+        await f.create_user(platform, "alice")
+        app = await f.create_client(platform)
+        pkce = f.Pkce.make()
+        code = await f.authorization_code(http, app.client_id, pkce)
+        response = await f.exchange_code(http, app.client_id, code, pkce.verifier)
+        assert response.status_code == 200, response.text
+        return app.client_id, code, response.json()
+
+    async def test_logout_ends_the_sessions_access_tokens(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        _client_id, _code, tokens = await self._code_flow_tokens(platform, client)
+        me = await client.get("/v1/identity/users/me", headers=bearer(tokens))
+        assert me.status_code == 200, me.text
+
+        response = await client.get("/oauth2/logout", params={"id_token_hint": tokens["id_token"]})
+        assert response.status_code == 200, response.text
+        assert_revoked(await client.get("/v1/identity/users/me", headers=bearer(tokens)))
+
+    async def test_a_reused_code_ends_the_tokens_it_granted(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        client_id, code, tokens = await self._code_flow_tokens(platform, client)
+        again = await f.exchange_code(client, client_id, code, "x" * 43)
+        assert again.status_code == 400
+        assert_revoked(await client.get("/v1/identity/users/me", headers=bearer(tokens)))
