@@ -8,7 +8,7 @@ from pathlib import Path
 from paymesh.identity.accounts.api import router as accounts_router
 from paymesh.identity.administration import api as administration
 from paymesh.identity.api import oauth, router, well_known
-from paymesh.identity.demo import seed_demo
+from paymesh.identity.demo import demo_pages, seed_demo
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
 from paymesh.identity.provider.state import ProviderState
@@ -54,8 +54,9 @@ SPEC = ServiceSpec(
         administration.clients,
         administration.users,
         scim_router,
+        demo_pages,
     ],
-    path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2"),
+    path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2", "/demo"),
     setup=_setup,
     on_start=_start,
     periodic_jobs=periodic_jobs,
