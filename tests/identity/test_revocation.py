@@ -54,7 +54,7 @@ async def legacy_app(platform: Platform, **fields: Any) -> tuple[str, str]:
         public=False,
         grant_types=["password", "refresh_token", "client_credentials"],
         password_grant_allowed=True,
-        scopes=["openid", "ledger", "ledger:write", "identity:admin", "offline_access"],
+        scopes=["openid", "profile", "ledger", "ledger:write", "identity:admin", "offline_access"],
         **fields,
     )
     assert created.client_secret is not None
@@ -396,3 +396,26 @@ class TestBrowserSessions:
         again = await f.exchange_code(client, client_id, code, "x" * 43)
         assert again.status_code == 400
         assert_revoked(await client.get("/v1/identity/users/me", headers=bearer(tokens)))
+
+
+class TestIdentityOwnEndpoints:
+    async def test_userinfo_and_introspection_see_a_disabled_users_token_as_dead(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        app = await legacy_app(platform)
+        carol = await password_token(client, app, "carol", scope="openid profile")
+        assert (await client.get("/oauth2/userinfo", headers=bearer(carol))).status_code == 200
+        admin = platform.tokens.issue("usr_root", roles=["admin"])
+        carol_id = await user_id(platform, "carol")
+        response = await client.post(
+            f"/v1/identity/users/{carol_id}/disable", headers=bearer(admin)
+        )
+        assert response.status_code == 200, response.text
+        await client.post(f"/v1/identity/users/{carol_id}/enable", headers=bearer(admin))
+
+        assert (await client.get("/oauth2/userinfo", headers=bearer(carol))).status_code == 401
+        introspection = await client.post(
+            "/oauth2/introspect", data={"token": carol["access_token"]}, auth=app
+        )
+        assert introspection.status_code == 200
+        assert introspection.json() == {"active": False}

@@ -19,6 +19,7 @@ from paymesh.identity.provider.state import SESSION_COOKIE, ProviderState
 from paymesh.identity.security import secret_hash
 from paymesh.identity.service import USER_SCOPES, user_claims
 from paymesh.kernel.app import service_router
+from paymesh.kernel.auth import caller_from_claims
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.errors import Unauthenticated
 
@@ -249,6 +250,7 @@ async def userinfo(request: Request, state: State) -> Response:
         return _bearer_error("invalid_request", "a bearer access token is required")
     try:
         claims = state.signer.verify_access_token(value.strip())
+        state.server.revoker.registry.check(caller_from_claims(claims))
     except Unauthenticated:
         return _bearer_error("invalid_token", "the access token is not valid")
     scopes = set(str(claims.get("scope") or "").split())

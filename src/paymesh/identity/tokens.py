@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class TokenSigner:
             "iss": self.issuer,
             "sub": request.subject,
             "aud": request.audience[0] if len(request.audience) == 1 else request.audience,
-            "iat": round(issued, 3),
+            "iat": math.ceil(issued * 1000) / 1000,  # never before a stamp it must follow
             "exp": int(issued) + self.settings.identity.access_token_ttl_seconds,
             "jti": new_id("at"),
             "client_id": request.client_id,

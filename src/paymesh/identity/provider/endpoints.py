@@ -15,8 +15,10 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from paymesh.identity import repository, revocation
 from paymesh.identity.provider.exchange import Exchange, current
 from paymesh.identity.provider.models import AccessModel, ClientModel, RefreshModel
+from paymesh.identity.revocation import revoker_of
 from paymesh.identity.security import secret_hash
 from paymesh.identity.tokens import TokenSigner
+from paymesh.kernel.auth import caller_from_claims
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.errors import Unauthenticated
 
@@ -31,6 +33,10 @@ async def find_token(exchange: Exchange, signer: TokenSigner, value: str) -> Tok
         except Unauthenticated:
             return None
         revoked = await repository.access_token_revoked(session, str(claims.get("jti")))
+        try:
+            revoker_of(session).registry.check(caller_from_claims(claims))
+        except Unauthenticated:
+            revoked = True
         return AccessModel(claims, revoked=revoked)
     row = await repository.get_refresh_token(session, secret_hash(value[:512]))
     return RefreshModel(row) if row is not None else None
