@@ -69,7 +69,7 @@ class ScimApplication(ASGIApplication):
             raise UnauthorizedException(detail="the access token is not valid") from None
         if not caller.has_any(roles=("admin",), scopes=("identity:admin",)):
             raise ForbiddenException(
-                detail="SCIM needs the admin role (and, for a user's token, the identity:admin scope)"
+                detail="SCIM needs the admin role (a user's token: with identity:admin scope)"
             )
         return caller.subject
 
