@@ -419,3 +419,43 @@ class TestIdentityOwnEndpoints:
         )
         assert introspection.status_code == 200
         assert introspection.json() == {"active": False}
+
+
+ALL_API_SCOPES = "ledger ledger:read ledger:write identity:admin"
+
+
+class TestScopesPerRole:
+    @pytest.mark.parametrize(
+        ("role", "granted"),
+        [
+            ("admin", {"ledger", "ledger:read", "ledger:write", "identity:admin"}),
+            ("finance", {"ledger", "ledger:read", "ledger:write"}),
+            ("auditor", {"ledger:read"}),
+            ("ops", set()),
+            ("customer", set()),
+            ("merchant", set()),
+        ],
+    )
+    async def test_a_client_gets_only_what_the_users_roles_grant(
+        self, platform: Platform, client: httpx.AsyncClient, role: str, granted: set[str]
+    ) -> None:
+        await f.create_user(platform, f"user_{role}", roles=[role])
+        created = await f.create_client(
+            platform,
+            public=False,
+            grant_types=["password"],
+            password_grant_allowed=True,
+            scopes=["openid", *ALL_API_SCOPES.split()],
+        )
+        assert created.client_secret is not None
+        token = await password_token(
+            client,
+            (created.client_id, created.client_secret),
+            f"user_{role}",
+            scope=f"openid {ALL_API_SCOPES}",
+        )
+        assert set(token["scope"].split()) == {"openid", *granted}
+        ledger = await client.get("/v1/ledger/trial-balance", headers=bearer(token))
+        assert ledger.status_code == (200 if granted & {"ledger", "ledger:read"} else 403)
+        admin_api = await client.get("/v1/identity/users", headers=bearer(token))
+        assert admin_api.status_code == (200 if "identity:admin" in granted else 403)
