@@ -92,3 +92,26 @@ class TestDemoPages:
     async def test_not_in_the_api_document(self, identity: httpx.AsyncClient) -> None:
         document = (await identity.get("/openapi.json")).json()
         assert not [path for path in document["paths"] if path.startswith("/demo")]
+
+
+class TestDemoAdminToken:
+    async def test_the_readme_admin_token_reaches_the_admin_api_and_scim(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        await identity_platform.seed_demo()
+        token = await identity.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "password",
+                "username": "admin",
+                "password": DEMO_PASSWORD,
+                "scope": "identity:admin",
+            },
+            auth=("demo-legacy", "demo-legacy-secret"),
+        )
+        assert token.status_code == 200, token.text
+        admin = {"authorization": f"Bearer {token.json()['access_token']}"}
+        clients = await identity.get("/v1/identity/clients?limit=10", headers=admin)
+        assert clients.status_code == 200, clients.text
+        scim = await identity.get('/scim2/Users?filter=userName eq "alice"', headers=admin)
+        assert scim.status_code == 200, scim.text

@@ -79,7 +79,8 @@ LEGACY_APP = ClientCreate(
     first_party=True,
     grant_types=["password", "refresh_token"],
     password_grant_allowed=True,
-    scopes=["openid", "profile", "email"],
+    # identity:admin: the README's admin token (the admin user's roles grant it).
+    scopes=["openid", "profile", "email", "identity:admin"],
 )
 REPORTING = ClientCreate(
     client_id="demo-reporting",

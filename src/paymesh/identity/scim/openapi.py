@@ -180,14 +180,17 @@ def _operation(
     body: str | None = None,
     parameters: list[dict[str, Any]] | None = None,
     authenticated: bool = True,
+    also: tuple[int, str, str | None] | None = None,
 ) -> dict[str, Any]:
-    status, description, schema = ok
+    answers = {
+        str(status): _answer(text, schema)
+        for status, text, schema in ([ok, also] if also else [ok])
+    }
     operation: dict[str, Any] = {
         "tags": TAGS,
         "summary": summary,
         "operationId": operation_id,
-        "responses": {str(status): _answer(description, schema)}
-        | _errors(*((401, 403) if authenticated else ()), *errors),
+        "responses": answers | _errors(*((401, 403) if authenticated else ()), *errors),
     }
     if authenticated:
         operation["security"] = SECURITY
@@ -198,17 +201,21 @@ def _operation(
     return operation
 
 
-def _search(name: str, resource: str) -> dict[str, Any]:
-    parameters = [
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [
         {"name": key, "in": "query", "required": False, "description": text, "schema": schema}
         for key, text, schema in QUERY
+        if key in names
     ]
+
+
+def _search(name: str, resource: str) -> dict[str, Any]:
     return _operation(
         f"scim_{name}_search",
         f"{resource}s, filtered and paged",
         (200, "A list response.", "ScimListResponse"),
         (400,),
-        parameters=parameters,
+        parameters=_query(*(key for key, _text, _schema in QUERY)),
     )
 
 
@@ -235,9 +242,11 @@ def _resources(name: str, resource: str, schema: str, *, creatable: bool) -> dic
         "patch": _operation(
             f"scim_{name}_patch",
             f"Change a {resource.lower()}",
-            (200, f"The {resource.lower()}.", schema),
+            (204, "Changed.", None),
             (400, 404, 409),
             body="ScimPatchOp",
+            parameters=_query("attributes", "excludedAttributes"),
+            also=(200, f"Changed: the {resource.lower()}, when attributes were asked.", schema),
         ),
     }
     if creatable:
