@@ -339,6 +339,23 @@ class TestErrorsAreDeclaredWhereTheyOccur:
                 await client.post("/oauth2/authorize", data={"action": "login"}),
             ),
             ("get", "/oauth2/logout", await client.get("/oauth2/logout")),
+            (
+                # Authlib cannot quote a control character in its error: a 400 page, no 500
+                "get",
+                "/oauth2/authorize",
+                await client.get(
+                    "/oauth2/authorize", params={"response_type": "\x0c@", "client_id": "x"}
+                ),
+            ),
+            (
+                # a bad token with an Idempotency-Key is refused before the endpoint
+                "post",
+                "/oauth2/userinfo",
+                await client.post(
+                    "/oauth2/userinfo",
+                    headers={"authorization": "Bearer nope", "idempotency-key": "k1"},
+                ),
+            ),
             ("get", "/scim2/Users", await client.get("/scim2/Users")),
             (
                 "get",
@@ -399,5 +416,10 @@ class TestErrorsAreDeclaredWhereTheyOccur:
             404,
             204,
         ]
-        for method, path, response in cases:
+        # A control character in the path comes back encoded, never as a raw header
+        # (uvicorn would refuse it and drop the connection).
+        unknown = await client.get("/scim2/Users/x%0A", headers=admin)
+        assert unknown.status_code == 404
+        assert unknown.headers["location"].endswith("/scim2/Users/x%0A")
+        for method, path, response in [*cases, ("get", "/scim2/Users/{id}", unknown)]:
             documented(document, method, path, response)

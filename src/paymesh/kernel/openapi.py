@@ -172,6 +172,8 @@ def _complete_operation(operation: dict[str, Any], kernel: Kernel) -> None:
     if kernel.validation:
         codes.setdefault(422, set()).add("validation_failed")
     if kernel.idempotency:
+        # With an Idempotency-Key, the caller's bearer token (if any) is verified first.
+        codes.setdefault(401, set()).add("unauthenticated")
         codes.setdefault(400, set()).add("invalid_idempotency_key")
         codes.setdefault(409, set()).add("idempotency_request_in_progress")
         codes.setdefault(422, set()).add("idempotency_key_reused")

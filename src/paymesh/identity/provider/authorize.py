@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from fastapi import Request
 from starlette.responses import Response
 
@@ -85,6 +86,10 @@ async def _authorize(
             return server.get_consent_grant(request=data, end_user=user)
         except OAuth2Error as error:
             return error
+        except ValueError:
+            # Authlib refuses to build an error whose description would quote control
+            # characters from the request (`response_type=%0C`): still a bad link, not a 500.
+            return InvalidRequestError("The request holds characters it may not have.")
 
     grant = await exchange.call(validate)
     if isinstance(grant, OAuth2Error):

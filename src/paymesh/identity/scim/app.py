@@ -5,6 +5,7 @@ production). Refusals are SCIM error documents (401 with WWW-Authenticate, 403).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from scim2_models import (
@@ -25,6 +26,8 @@ from paymesh.kernel.openapi import DocumentedRoute
 from paymesh.kernel.runtime import ServiceRuntime
 
 MOUNT = "/scim2"
+URL_CHARACTERS = ":/?#[]@!$&'()*+,;=-._~%"
+"""RFC 3986's reserved and unreserved characters (and `%`): kept as they are."""
 
 
 class ScimApplication(ASGIApplication):
@@ -46,6 +49,13 @@ class ScimApplication(ASGIApplication):
     def get_path(scope: Scope) -> str:
         path: str = scope["path"]
         return path.removeprefix(MOUNT) or "/"
+
+    def finalize_response(self, request: ScimRequest, response: ScimResponse) -> ScimResponse:
+        """The `Location` scim2-server adds is the request's URL, decoded; encoded again, so
+        that `/scim2/Users/x%0A` is a 404 and not a header uvicorn must refuse (a dropped
+        connection)."""
+        response.headers.setdefault("Location", quote(request.url, safe=URL_CHARACTERS))
+        return super().finalize_response(request, response)
 
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
         subject = await self.authenticate(request) if self.needs_auth(request) else None
