@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, MetaData, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -136,18 +136,38 @@ class Database:
 
 
 def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
+    # hide_parameters: a database error's message (and so its logged traceback) names the
+    # statement but never the values bound to it: usernames, addresses, client ids, cursors.
     if url.get_backend_name() == "postgresql":
         server_settings = {"search_path": schema} if schema else {}
-        return create_async_engine(
+        postgres = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
+            hide_parameters=True,
             connect_args={"server_settings": server_settings},
         )
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        event.listen(postgres.sync_engine, "handle_error", _drop_error_detail)
+        return postgres
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+    )
     _configure_sqlite(engine)
     return engine
+
+
+def _drop_error_detail(context: ExceptionContext) -> None:
+    """PostgreSQL's DETAIL repeats the values a statement was refused for ("Key (email)=
+    (...) already exists"), and asyncpg prints it with the error: drop it, as
+    hide_parameters drops the bound values. The message and constraint name remain."""
+    error: BaseException | None = context.original_exception
+    for _ in range(3):  # SQLAlchemy's asyncpg adapter error, then asyncpg's own
+        if error is None:
+            return
+        if getattr(error, "detail", None):
+            error.detail = None  # type: ignore[attr-defined]
+        error = error.__cause__
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
