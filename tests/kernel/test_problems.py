@@ -160,20 +160,21 @@ class TestNotFoundResource:
 
 
 class TestNulCharacter:
-    """PostgreSQL refuses U+0000 in text; it must come back as bad input, never a 500."""
+    """PostgreSQL refuses U+0000 in text; it must come back as bad input, never a 500
+    (400 invalid_characters from the decoding layer: tests/kernel/test_decoding.py)."""
 
-    async def test_a_nul_in_a_json_string_is_422(
+    async def test_a_nul_in_a_json_string_is_400(
         self, client: httpx.AsyncClient, admin_token: str
     ) -> None:
         response = await client.post(
             NOTES, json={**NOTE, "text": "a\x00b"}, headers=bearer(admin_token)
         )
 
-        assert response.status_code == 422
-        assert response.json()["code"] == "validation_failed"
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_characters"
         assert (await client.get(NOTES)).json() == []
 
-    async def test_a_nul_with_an_idempotency_key_is_422(
+    async def test_a_nul_with_an_idempotency_key_is_400(
         self, client: httpx.AsyncClient, admin_token: str
     ) -> None:
         response = await client.post(
@@ -182,8 +183,8 @@ class TestNulCharacter:
             headers={**bearer(admin_token), "idempotency-key": "k-nul"},
         )
 
-        assert response.status_code == 422
-        assert response.json()["code"] == "validation_failed"
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_characters"
 
     async def test_an_escaped_backslash_before_u0000_is_plain_text(
         self, client: httpx.AsyncClient, admin_token: str
@@ -195,14 +196,14 @@ class TestNulCharacter:
         assert response.status_code == 201
         assert response.json()["text"] == "C:\\u0000"
 
-    async def test_a_nul_in_the_path_is_422(self, client: httpx.AsyncClient) -> None:
+    async def test_a_nul_in_the_path_is_400(self, client: httpx.AsyncClient) -> None:
         response = await client.get(f"{NOTES}/note%00x")
 
-        assert response.status_code == 422
-        assert response.json()["code"] == "validation_failed"
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_characters"
 
-    async def test_a_nul_in_the_query_is_422(self, client: httpx.AsyncClient) -> None:
+    async def test_a_nul_in_the_query_is_400(self, client: httpx.AsyncClient) -> None:
         response = await client.get(f"{NOTES}/note_1", params={"text": "a\x00"})
 
-        assert response.status_code == 422
-        assert response.json()["code"] == "validation_failed"
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_characters"

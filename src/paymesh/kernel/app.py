@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paymesh import __version__
 from paymesh.kernel.db import Database
+from paymesh.kernel.decoding import RequestDecoding
 from paymesh.kernel.errors import install_error_handlers, problem_response
 from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.openapi import install_openapi
@@ -38,7 +39,9 @@ class FastPaths:
         self.app = app
         self.handlers = {
             key: RequestContextMiddleware(
-                handler, service=runtime.name, access_log=runtime.settings.access_log
+                request_decoding(handler, runtime),
+                service=runtime.name,
+                access_log=runtime.settings.access_log,
             )
             for key, handler in handlers.items()
         }
@@ -50,6 +53,7 @@ class FastPaths:
             handler = self.handlers.get(key)
             if handler is not None and _plain_json(scope):
                 scope["route"] = self.routes[key]
+                scope["app"] = self.app  # what `request.app` means on the FastAPI route
                 await handler(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -63,6 +67,15 @@ def _plain_json(scope: Scope) -> bool:
         if name == b"content-type":
             content_type = value
     return content_type.split(b";")[0].strip().lower() == b"application/json"
+
+
+def request_decoding(app: ASGIApp, runtime: ServiceRuntime) -> RequestDecoding:
+    """`app` behind the request-decoding layer, with the service's body limits."""
+    return RequestDecoding(
+        app,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        body_limits=runtime.spec.body_limits,
+    )
 
 
 def service_asgi(app: FastAPI, runtime: ServiceRuntime) -> ASGIApp:
@@ -161,6 +174,12 @@ def create_service_app(
 
     add_operational_routes(app, checks)
     install_openapi(app)
+    # Added first, so it runs inside the request context (request id) and before routing.
+    app.add_middleware(
+        RequestDecoding,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        body_limits=spec.body_limits,
+    )
     app.add_middleware(
         RequestContextMiddleware, service=spec.name, access_log=runtime.settings.access_log
     )

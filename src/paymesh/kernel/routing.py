@@ -4,21 +4,27 @@
 `SessionDep`) commits only when the endpoint returns a non-error response, before the
 response is sent; errors roll it back. With an `Idempotency-Key` header, the stored
 response is written in that same transaction.
+
+A route that needs a caller (it depends on `current_caller` or `require(...)`) verifies the
+bearer token before anything reads the body, so an anonymous client cannot make the
+server read, buffer or parse a body it will refuse anyway. The body itself is bounded and
+checked by the decoding layer (`kernel/decoding.py`) when it is read.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from paymesh.kernel.auth import authenticate, prepare_request
-from paymesh.kernel.errors import PaymeshError, ValidationFailed, render_error
+from paymesh.kernel import auth
+from paymesh.kernel.auth import current_caller, verified_caller
+from paymesh.kernel.errors import PaymeshError, Unauthenticated, render_error
 from paymesh.kernel.idempotency import (
     REPLAYED_HEADERS,
     StoredResponse,
@@ -71,9 +77,14 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 class ServiceRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         endpoint = super().get_route_handler()
+        needs_caller = requires_caller(self.dependant)
 
         async def handler(request: Request) -> Response:
-            refuse_nul_characters(request, await request.body())
+            if needs_caller:
+                await _authenticated(request)
+            # Read here, not inside FastAPI, so the decoding layer's refusals (413, 400)
+            # reach the error handler as themselves rather than as FastAPI's generic 400.
+            await request.body()
             key = request.headers.get("idempotency-key")
             if key is not None and request.method == "POST":
                 return await _idempotent(request, endpoint, check_key(key))
@@ -82,20 +93,29 @@ class ServiceRoute(APIRoute):
         return handler
 
 
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-"""A `\\u0000` escape that is not itself escaped (`\\\\u0000` is a backslash and `u0000`)."""
+def requires_caller(dependant: Dependant) -> bool:
+    """Whether the route, through any of its dependencies, needs an authenticated caller."""
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        if _authenticates(current.call):
+            return True
+        pending.extend(current.dependencies)
+    return False
 
 
-def refuse_nul_characters(request: Request, body: bytes) -> None:
-    """PostgreSQL cannot store U+0000 in text or JSONB; refuse it as bad input, not a 500."""
-    form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
-    if (
-        "\x00" in request.url.path
-        or b"%00" in request.scope.get("query_string", b"")
-        or (b"\\u0000" in body and _JSON_NUL.search(body))
-        or (form and b"%00" in body)
-    ):
-        raise ValidationFailed(detail="Text may not contain the NUL character (U+0000)")
+def _authenticates(call: object) -> bool:
+    if call is current_caller or call is verified_caller:
+        return True
+    # The dependencies `auth.require(...)` builds.
+    return getattr(call, "__module__", None) == auth.__name__ and getattr(
+        call, "__qualname__", ""
+    ).startswith("require.")
+
+
+async def _authenticated(request: Request) -> None:
+    if await verified_caller(request) is None:
+        raise Unauthenticated()
 
 
 async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
@@ -114,8 +134,7 @@ async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
 async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
     store = runtime.idempotency
-    await prepare_request(request)
-    caller = authenticate(request)
+    caller = await verified_caller(request)
     scope = caller.idempotency_scope if caller else "anonymous"
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     fingerprint = request_fingerprint(request.method, target, await request.body())

@@ -2,8 +2,10 @@
 ASGI handlers.
 
 Same contract as the FastAPI routes in api.py (which stay declared for the OpenAPI document
-and serve requests carrying an Idempotency-Key): bearer token checked for the writer roles,
-body validated by the same Pydantic models, errors as the same problem documents. They
+and serve requests carrying an Idempotency-Key): bearer token checked for the writer roles
+before a byte of the body is read, body bounded and checked by the same decoding layer
+(`kernel/decoding.py`, which `kernel.app.FastPaths` puts in front) and validated by the
+same Pydantic models, errors as the same problem documents. They
 only skip the framework's per-request routing, dependency and response-model work, which
 at thousands of transfers a second costs more than the transfers themselves.
 """
@@ -18,10 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from paymesh.kernel.auth import authenticate, check_access
+from paymesh.kernel.auth import check_access, verified_caller
 from paymesh.kernel.errors import PaymeshError, Unauthenticated, render_error, validation_error
 from paymesh.kernel.jsonutil import dumps
-from paymesh.kernel.routing import refuse_nul_characters
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.ledger.api import WRITER_ROLES, WRITER_SCOPES
 from paymesh.ledger.schemas import TransferBatch, TransferCreate
@@ -37,18 +38,16 @@ def _json_response(body: bytes, status: int) -> Response:
 
 def fast_paths(runtime: ServiceRuntime) -> dict[tuple[str, str], Any]:
     service: LedgerService = runtime.state["ledger"]
-    verifier = runtime.token_verifier
 
     def endpoint(model: type[Model], handle: Callable[[Model], Awaitable[Response]]) -> Any:
         async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
             try:
-                caller = authenticate(request, verifier)
+                caller = await verified_caller(request)
                 if caller is None:
                     raise Unauthenticated()
                 check_access(caller, WRITER_ROLES, WRITER_SCOPES)
                 body = await request.body()
-                refuse_nul_characters(request, body)
                 try:
                     data = model.model_validate_json(body)
                 except ValidationError as error:
