@@ -140,7 +140,7 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[int, str | None]]] = {
         _refused({"timeout_seconds": 5}),
         (422, "timeout_reserved_for_pending_transfer"),
     ),
-    "nul": (_refused({"metadata": {"note": "a\x00b"}}), (422, "validation_failed")),
+    "nul": (_refused({"metadata": {"note": "a\x00b"}}), (400, "invalid_characters")),
     "malformed": (_malformed, (400, "malformed_json")),
     "unauthenticated": (_unauthenticated, (401, "unauthenticated")),
     "batch": (_batch, (200, None)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paymesh.kernel.decoding import MEBIBYTE
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.api import router
 from paymesh.ledger.demo import seed_demo
@@ -13,6 +14,10 @@ from paymesh.ledger.jobs import periodic_jobs
 from paymesh.ledger.models import kernel_tables, metadata
 from paymesh.ledger.service import LedgerService
 from paymesh.ledger.writer import BatchWriter, PostgresWriter, SqlAlchemyWriter
+
+BATCH_BODY_LIMIT_BYTES = 8 * MEBIBYTE
+"""A batch holds up to 8,000 transfers of ~250 bytes, each with up to 4 KiB of metadata;
+8 MiB takes every realistic batch while still bounding what one request can make us hold."""
 
 
 def _setup(runtime: ServiceRuntime) -> None:
@@ -58,5 +63,6 @@ SPEC = ServiceSpec(
     on_stop=_stop,
     periodic_jobs=periodic_jobs,
     fast_paths=fast_paths,
+    body_limits={("POST", "/v1/ledger/transfers/batch"): BATCH_BODY_LIMIT_BYTES},
     seed_demo=seed_demo,
 )

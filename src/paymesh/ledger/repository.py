@@ -11,7 +11,7 @@ from sqlalchemy import ARRAY, Row, String, Table, any_, bindparam, func, or_, se
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import is_postgres
-from paymesh.kernel.jsonutil import dumps, loads
+from paymesh.kernel.jsonutil import dumps, strict_loads
 from paymesh.ledger import errors
 from paymesh.ledger.models import Account, Entry, Transfer
 from paymesh.ledger.posting import AccountState, Posting, TransferState
@@ -63,8 +63,10 @@ def encode_cursor(*values: Any) -> str:
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The values `encode_cursor` packed; strictly parsed, so a forged cursor cannot carry
+    NUL or a lone surrogate into a query."""
     try:
-        values = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = strict_loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
         raise errors.InvalidCursor() from None
     if not isinstance(values, list) or len(values) != arity:

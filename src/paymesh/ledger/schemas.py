@@ -1,39 +1,51 @@
-"""Ledger API schemas. Amounts are integers in the currency's minor unit."""
+"""Ledger API schemas. Amounts are integers in the currency's minor unit.
+
+Every schema a client sends that moves money or shapes an account is strict: no coercion,
+so `"pending": "yes"`, `"code": "7"` or `"amount": 10.0` are refused, never reinterpreted.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from paymesh.kernel.ids import ID_PATTERN
-from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.money import MAX_AMOUNT_MINOR, CurrencyCode
+from paymesh.kernel.schemas import (
+    MAX_METADATA_KEYS,
+    metadata_checker,
+    metadata_description,
+)
 
 MAX_METADATA_BYTES = 4096
-
-
-def _small_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    if len(dumps(value)) > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
-    return value
-
+STRICT_INPUT = ConfigDict(extra="forbid", strict=True)
 
 ObjectId = Annotated[str, Field(pattern=ID_PATTERN, examples=["acc_alice_usd"])]
-Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
+Metadata = Annotated[
+    dict[str, Any],
+    metadata_checker(MAX_METADATA_BYTES),
+    Field(
+        description=metadata_description(MAX_METADATA_BYTES),
+        json_schema_extra={"maxProperties": MAX_METADATA_KEYS},
+    ),
+]
 SignedAmount = Annotated[
     int,
     Field(
         strict=True,
         le=MAX_AMOUNT_MINOR,
+        # Zero and negatives are refused by the posting rules with their own code
+        # (amount_must_be_positive); the schema announces the same bound.
+        json_schema_extra={"minimum": 1},
         description="Integer amount in minor units (cents for USD); must be > 0.",
     ),
 ]
 
 
 class AccountFlags(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
 
     debits_must_not_exceed_credits: bool = Field(
         default=False,
@@ -46,7 +58,7 @@ class AccountFlags(BaseModel):
 
 
 class AccountCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
 
     id: ObjectId | None = Field(default=None, description="Client-chosen id; generated if absent.")
     currency: CurrencyCode
@@ -69,7 +81,7 @@ class Account(BaseModel):
 
 
 class TransferCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
 
     id: ObjectId = Field(description="Client-chosen id; it is the idempotency key.")
     debit_account_id: ObjectId
@@ -85,7 +97,7 @@ class TransferCreate(BaseModel):
 
 
 class PendingPost(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
 
     amount: SignedAmount | None = Field(
         default=None, description="Minor units to post; default the whole pending amount."
@@ -113,7 +125,7 @@ class Transfer(BaseModel):
 
 
 class TransferBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
 
     transfers: list[TransferCreate] = Field(min_length=1, max_length=8000)
     atomic: bool = Field(default=False, description="All apply or none do.")
