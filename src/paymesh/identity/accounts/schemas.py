@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from paymesh.identity.schemas import USERNAME_PATTERN
+from paymesh.kernel.jsonutil import has_unsafe_characters
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+
+def _encodable(password: SecretStr) -> SecretStr:
+    """A password is hashed as UTF-8: NUL and lone surrogates cannot be part of one."""
+    if has_unsafe_characters(password.get_secret_value()):
+        raise ValueError("a password may not hold NUL or a lone surrogate")
+    return password
+
+
+Password = Annotated[SecretStr, Field(max_length=256), AfterValidator(_encodable)]
 
 
 class Registration(BaseModel):
@@ -16,8 +29,7 @@ class Registration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(pattern=USERNAME_PATTERN, description="Case-insensitive; stored lower.")
-    password: SecretStr = Field(
-        max_length=256,
+    password: Password = Field(
         description="At least 12 characters, not the username or email, not a common password.",
     )
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
@@ -40,8 +52,8 @@ class ProfileUpdate(BaseModel):
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    current_password: SecretStr = Field(max_length=256)
-    new_password: SecretStr = Field(max_length=256)
+    current_password: Password
+    new_password: Password
 
 
 class TotpEnrolment(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity.administration.errors import InvalidCursor
 from paymesh.identity.models import Client, RefreshToken
+from paymesh.kernel.jsonutil import strict_loads
 
 
 def encode_cursor(created_at: dt.datetime, identifier: str) -> str:
@@ -21,7 +22,7 @@ def encode_cursor(created_at: dt.datetime, identifier: str) -> str:
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
-        values: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values: Any = strict_loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         created_at = dt.datetime.fromisoformat(values[0]).astimezone(dt.UTC)
         identifier = values[1]
     except (ValueError, TypeError, IndexError, KeyError, OverflowError):
