@@ -348,6 +348,25 @@ class TestErrorsAreDeclaredWhereTheyOccur:
                 ),
             ),
             (
+                # a CSRF token that is not ASCII is a wrong one, not a 500
+                "post",
+                "/oauth2/logout",
+                await client.post(
+                    "/oauth2/logout",
+                    data={"csrf_token": "\u00e9t\u00e9"},
+                    headers={"cookie": "paymesh_csrf=abc"},
+                ),
+            ),
+            (
+                "post",
+                "/oauth2/authorize",
+                await client.post(
+                    "/oauth2/authorize",
+                    data={"csrf_token": "\u00e9t\u00e9", "action": "login"},
+                    headers={"cookie": "paymesh_csrf=abc"},
+                ),
+            ),
+            (
                 # a bad token with an Idempotency-Key is refused before the endpoint
                 "post",
                 "/oauth2/userinfo",

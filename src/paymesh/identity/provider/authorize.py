@@ -129,7 +129,12 @@ def _with_csrf(state: ProviderState, response: Response, csrf: str) -> Response:
 
 def csrf_valid(request: Request, form_token: str | None) -> bool:
     cookie = request.cookies.get(CSRF_COOKIE)
-    return bool(cookie and form_token and hmac.compare_digest(cookie, form_token))
+    if not (cookie and form_token):
+        return False
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    return hmac.compare_digest(
+        cookie.encode("utf-8", "surrogatepass"), form_token.encode("utf-8", "surrogatepass")
+    )
 
 
 async def submit(state: ProviderState, request: Request) -> Response:
