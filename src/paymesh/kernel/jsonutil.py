@@ -101,9 +101,9 @@ def check_json(data: bytes, max_depth: int = MAX_DEPTH) -> None:
     The common case costs one orjson parse and one walk over the containers: orjson itself
     refuses invalid UTF-8, lone surrogates, NaN, Infinity and out-of-range floats. It keeps
     the last of duplicate keys silently, so the walk counts the keys it kept. Every key in
-    the text is followed by a colon (and is a quote, maybe spaces, and a colon): when either
-    count equals the keys kept, no key was dropped. Otherwise (a duplicate, or a `":`
-    inside a string) `strict_loads` sees every key."""
+    the text adds one to the count of colons and one to the count of `"` + spaces + `:`;
+    when either count equals the keys kept, no key was dropped. Otherwise (a duplicate, or
+    a `":` inside a string) `strict_loads` sees every key."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
