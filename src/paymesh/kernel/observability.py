@@ -54,16 +54,22 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
     return event
 
 
-class _CurrentStderr:
-    """Whatever `sys.stderr` is when a line is written, not when logging was configured:
-    a CLI run inside a test runner (typer's CliRunner) swaps stderr for a buffer it then
-    closes, and every later log line would fail on the closed file."""
+class _Stderr:
+    """`sys.stderr` as it was when logging was configured, or the current one once that is
+    closed: a CLI run inside a test runner (typer's CliRunner) configures logging on a
+    buffer it then closes, and every later log line would fail on the closed file."""
+
+    def __init__(self) -> None:
+        self._file = sys.stderr
+
+    def _target(self) -> TextIO:
+        return sys.stderr if self._file.closed else self._file
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        return self._target().write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        self._target().flush()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -84,7 +90,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=True,
     )
 
