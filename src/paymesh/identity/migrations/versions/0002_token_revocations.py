@@ -10,10 +10,25 @@ down_revision = "0001"
 def upgrade() -> None:
     op.create_table(
         "identity_token_revocation",
-        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "kind",
+            sa.String(length=16),
+            nullable=False,
+            comment="token | family | session | subject | client",
+        ),
         sa.Column("value", sa.String(length=128), nullable=False),
-        sa.Column("not_before", sa.Float(precision=53), nullable=False),
-        sa.Column("expires_at", sa.Float(precision=53), nullable=False),
+        sa.Column(
+            "not_before",
+            sa.Float(precision=53),
+            nullable=False,
+            comment="unix time; covered tokens issued earlier are refused",
+        ),
+        sa.Column(
+            "expires_at",
+            sa.Float(precision=53),
+            nullable=False,
+            comment="unix time; no covered token lives longer",
+        ),
         sa.PrimaryKeyConstraint("kind", "value", name=op.f("pk_identity_token_revocation")),
     )
     op.create_index(
