@@ -92,7 +92,7 @@ def service_router(**kwargs: Any) -> APIRouter:
 
 async def database_check(database: Database, timeout_seconds: float = 2.0) -> str:
     try:
-        async with asyncio.timeout(timeout_seconds), database.engine.connect() as connection:
+        async with asyncio.timeout(timeout_seconds), database.read_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as error:
         return f"failed: {error.__class__.__name__}"

@@ -1,7 +1,11 @@
 """Databases: one SQLAlchemy async engine per service, SQLite or PostgreSQL from one code base.
 
 * SQLite (embedded): one file per service under `data_dir`, WAL, busy timeout, foreign keys
-  on, and `BEGIN IMMEDIATE` so concurrent writers queue instead of failing on lock upgrade.
+  on. Two engines on the file: writes go through a pool of one connection that begins
+  with `BEGIN IMMEDIATE`, so the writers of one process wait their turn in the pool's FIFO
+  queue (fair, no sleeping busy handler, no lock-upgrade failures); reads run in deferred
+  transactions on `PRAGMA query_only` connections of their own and never wait for a
+  writer (WAL readers see the last commit).
 * PostgreSQL (distributed): asyncpg pool; every service lives in a schema named after it
   (`search_path`), or in its own database when `PAYMESH_<SERVICE>_DATABASE_URL` is set.
 
@@ -107,7 +111,13 @@ class Database:
         if self.is_sqlite and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = _create_engine(url, schema, pool_size)
+        self.read_engine: AsyncEngine = (
+            _create_sqlite_reader(url, pool_size) if self.is_sqlite else self.engine
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        """Sessions that may write (on SQLite: one at a time per process, in turn)."""
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        """Sessions that only read (on SQLite: concurrent, never behind a writer)."""
         self._after_commit: list[Callable[[AsyncSession], None]] = []
 
     @classmethod
@@ -120,9 +130,10 @@ class Database:
         self._after_commit.append(callback)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """The unit of work: commits when the block ends, rolls back when it raises."""
-        async with self.sessions() as session:
+        factory = self.read_sessions if read_only else self.sessions
+        async with factory() as session:
             async with session.begin():
                 yield session
             self.after_commit(session)
@@ -133,6 +144,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
@@ -150,10 +163,28 @@ def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
         )
         event.listen(postgres.sync_engine, "handle_error", _drop_error_detail)
         return postgres
+    # One writer connection: SQLite has one writer per file anyway, and the pool's queue
+    # (FIFO) is a fair line, where BEGIN IMMEDIATE's busy handler sleeps ever longer and
+    # lets a late comer win. A writer that waits longer than this is refused (pool timeout).
+    engine = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=SQLITE_WRITER_WAIT_SECONDS,
+        hide_parameters=True,
+    )
+    _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    return engine
+
+
+SQLITE_WRITER_WAIT_SECONDS = 30.0
+
+
+def _create_sqlite_reader(url: URL, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
     )
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, begin="BEGIN", query_only=True)
     return engine
 
 
@@ -170,7 +201,7 @@ def _drop_error_detail(context: ExceptionContext) -> None:
         error = error.__cause__
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, begin: str, query_only: bool = False) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, emit BEGIN, so it can be BEGIN IMMEDIATE.
@@ -180,11 +211,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if query_only:
+            # A read transaction that tried to write would have to upgrade its lock, which
+            # fails under contention: make it fail always, and loudly.
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
 
 def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:

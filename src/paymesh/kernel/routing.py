@@ -36,14 +36,23 @@ if TYPE_CHECKING:
     from paymesh.kernel.runtime import ServiceRuntime
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 class UnitOfWork:
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    """The request's transaction. GET and HEAD read: on SQLite their sessions never queue
+    behind a writer (and cannot write); every other method may write."""
+
+    def __init__(self, runtime: ServiceRuntime, *, read_only: bool = False) -> None:
         self.runtime = runtime
+        self.read_only = read_only
         self._session: AsyncSession | None = None
 
     async def session(self) -> AsyncSession:
         if self._session is None:
-            self._session = self.runtime.database.sessions()
+            database = self.runtime.database
+            factory = database.read_sessions if self.read_only else database.sessions
+            self._session = factory()
             await self._session.begin()
         return self._session
 
@@ -120,7 +129,7 @@ async def _authenticated(request: Request) -> None:
 
 async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
-    unit = UnitOfWork(runtime)
+    unit = UnitOfWork(runtime, read_only=request.method in READ_METHODS)
     request.state.unit_of_work = unit
     try:
         response = await endpoint(request)
