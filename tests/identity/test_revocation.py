@@ -459,3 +459,17 @@ class TestScopesPerRole:
         assert ledger.status_code == (200 if granted & {"ledger", "ledger:read"} else 403)
         admin_api = await client.get("/v1/identity/users", headers=bearer(token))
         assert admin_api.status_code == (200 if "identity:admin" in granted else 403)
+
+
+class TestTokenEndpointIsNotReplayed:
+    async def test_an_idempotency_key_never_hands_out_a_stored_token(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        app = await legacy_app(platform)
+        form = {"grant_type": "client_credentials", "scope": "ledger"}
+        headers = {"idempotency-key": "same-key"}
+        first = await client.post("/oauth2/token", data=form, auth=app, headers=headers)
+        second = await client.post("/oauth2/token", data=form, auth=app, headers=headers)
+        assert first.status_code == second.status_code == 200, second.text
+        assert "idempotent-replayed" not in second.headers
+        assert first.json()["access_token"] != second.json()["access_token"]

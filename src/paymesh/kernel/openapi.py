@@ -29,7 +29,7 @@ from paymesh.kernel.errors import (
     Problem,
     ValidationProblem,
 )
-from paymesh.kernel.routing import ServiceRoute
+from paymesh.kernel.routing import ServiceRoute, honours_idempotency_key
 
 BEARER_SCHEME = "bearer"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
@@ -119,7 +119,9 @@ def complete(
                 kernel = Kernel(
                     decoding,
                     validation=True,
-                    idempotency=method == "POST" and isinstance(route, ServiceRoute),
+                    idempotency=method == "POST"
+                    and isinstance(route, ServiceRoute)
+                    and honours_idempotency_key(route.path),
                     authentication=_authenticates(route, context),
                 )
                 _complete_operation(operation, kernel)

@@ -87,6 +87,7 @@ class ServiceRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         endpoint = super().get_route_handler()
         needs_caller = requires_caller(self.dependant)
+        idempotent_path = honours_idempotency_key(self.path)
 
         async def handler(request: Request) -> Response:
             if needs_caller:
@@ -95,11 +96,18 @@ class ServiceRoute(APIRoute):
             # reach the error handler as themselves rather than as FastAPI's generic 400.
             await request.body()
             key = request.headers.get("idempotency-key")
-            if key is not None and request.method == "POST":
+            if key is not None and request.method == "POST" and idempotent_path:
                 return await _idempotent(request, endpoint, check_key(key))
             return await _in_unit_of_work(request, endpoint)
 
         return handler
+
+
+def honours_idempotency_key(path: str) -> bool:
+    """The platform's API (`/v1/...`) replays POSTs by Idempotency-Key. The OAuth2 and
+    OpenID endpoints follow their RFCs, which have no such header: a token response must
+    never be stored and handed out again."""
+    return path.startswith("/v1/")
 
 
 def requires_caller(dependant: Dependant) -> bool:
