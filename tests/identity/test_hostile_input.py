@@ -227,3 +227,19 @@ class TestAdminCursor:
         for path in ("/v1/identity/clients", "/v1/identity/users"):
             response = await identity.get(path, params={"cursor": cursor}, headers=admin)
             assert_refused(response, 422, "invalid_cursor")
+
+
+class TestScimReadsNoBodyBeforeAuthentication:
+    @pytest.mark.parametrize("roles", [None, ("customer",)], ids=["anonymous", "customer"])
+    async def test_an_unauthorized_scim_write_is_refused_unread(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, roles: Any
+    ) -> None:
+        from tests.ledger.test_hostile_input import MIB, CountingBody
+
+        body = CountingBody(MIB // 2)
+        headers = {"content-type": "application/scim+json"}
+        if roles is not None:
+            headers |= a.bearer(identity_platform, "usr_someone", roles)
+        response = await identity.post("/scim2/Users", content=body, headers=headers)
+        assert response.status_code == (401 if roles is None else 403), response.text
+        assert body.pulled_bytes == 0

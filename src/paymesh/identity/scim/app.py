@@ -68,7 +68,10 @@ class ScimApplication(ASGIApplication):
 
     async def authenticate(self, request: ScimRequest) -> str:
         """The admin's subject, or a SCIM 401 (no or bad token) / 403 (not an admin)."""
-        scheme, _, token = (request.header("Authorization") or "").partition(" ")
+        return await self.admin_subject(request.header("Authorization") or "")
+
+    async def admin_subject(self, authorization: str) -> str:
+        scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise UnauthorizedException(detail="a bearer access token is required")
@@ -96,7 +99,28 @@ class ScimEndpoint:
             storage = IdentityScimStorage(runtime.database, runtime.outbox, described)
             scim = ScimApplication(storage, described, app.state.token_verifier)
             runtime.state["scim"] = scim
+        if scope.get("method") in BODY_METHODS and not await _is_admin(scim, scope):
+            # Refused anyway (scim2-server answers 401/403 itself): read none of the body
+            # an unauthorized caller sent.
+            receive = _no_body
         await scim(scope, receive, send)
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def _is_admin(scim: ScimApplication, scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or ())
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    try:
+        await scim.admin_subject(authorization)
+    except (UnauthorizedException, ForbiddenException):
+        return False
+    return True
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 router = APIRouter()
