@@ -5,6 +5,7 @@
 #   make lint     ruff check, ruff format --check, mypy --strict
 #   make format   ruff format + ruff check --fix
 #   make bench    bench/run.py, when it exists
+#   make fuzz     Schemathesis over every operation, 200 examples each (make test runs 25)
 #   make lock     re-pin requirements.lock from pyproject.toml (lock-check: is it current?)
 #   make clean    caches and build leftovers (distclean: also .venv and ./var)
 #
@@ -36,7 +37,7 @@ BENCH_ARGS ?=
 LOCK_ARGS ?=
 
 .PHONY: bench-tools help install venv rp-deps run test test-sqlite test-postgresql lint format bench lock lock-check \
-	clean distclean
+	clean distclean fuzz
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -134,6 +135,28 @@ test-sqlite: install rp-deps
 
 test-postgresql: install rp-deps
 	@$(call pytest_pass,postgresql)
+
+# tests/test_fuzz.py with more examples per operation, on SQLite then PostgreSQL (when it
+# answers), without the per-test timeout; the figures of each pass (requests, status codes,
+# distinct failures with one example each) go to $(TEST_LOGS)/fuzz-<backend>.md.
+FUZZ_EXAMPLES ?= 200
+define fuzz_pass
+( echo "==> fuzz on $(1) ($(FUZZ_EXAMPLES) examples per operation)"; mkdir -p $(TEST_LOGS); \
+  PAYMESH_TEST_DATABASE=$(1) PAYMESH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+  PAYMESH_FUZZ_REPORT=$(TEST_LOGS)/fuzz-$(1).md \
+  $(PY) -m pytest tests/test_fuzz.py --timeout=0 $(PYTEST_ARGS); rc=$$?; \
+  echo "figures: $(TEST_LOGS)/fuzz-$(1).md"; exit $$rc )
+endef
+
+fuzz: install
+	@failed=0; \
+	$(call fuzz_pass,sqlite) || failed=1; \
+	if $(PY) scripts/postgres_ready.py; then \
+	  $(call fuzz_pass,postgresql) || failed=1; \
+	elif [[ "$${CI:-}" =~ ^(1|true|TRUE|True|yes)$$ ]]; then \
+	  echo "postgresql: FAIL (CI=true and PostgreSQL is not reachable)"; failed=1; \
+	else echo "postgresql: SKIPPED (server not reachable)"; fi; \
+	exit $$failed
 
 # --- quality -------------------------------------------------------------------------------
 
