@@ -6,8 +6,9 @@ sends the document's examples, its coverage cases (boundaries, invalid values, u
 methods) and `PAYMESH_FUZZ_EXAMPLES` generated cases (default 25), positive and negative,
 derandomized so every run sends the same cases. Each request goes out as one caller:
 anonymous, a development token per role, an identity-issued admin client token or an
-identity-issued admin user token — drawn by Hypothesis for generated cases, by a stable
-hash of the request for coverage cases — so operations are exercised past 401/403. Path
+identity-issued admin user token — every caller for the first case of an operation, then
+drawn by Hypothesis for generated cases and by a stable hash of the request for coverage
+cases — so every role meets every operation and most cases get past 401/403. Path
 parameters name seeded rows half the time (past 404) and transfer bodies name seeded
 accounts half the time (into the posting engine); metadata sometimes carries values that
 once crashed servers.
@@ -54,6 +55,7 @@ from schemathesis.specs.openapi.checks import (
 from paymesh.kernel.observability import configure_logging
 from tests.fuzz_support import (
     CALLER_SLOTS,
+    CALLERS,
     FuzzServer,
     Identities,
     Known,
@@ -329,7 +331,17 @@ class TestServedDocument:
 )
 def test_operation(case: schemathesis.Case, fuzz: Fuzz) -> None:
     label = case.operation.label
-    name = (case.headers or {}).pop(CALLER_HEADER, None) or fuzz.identities.pick(caller_key(case))
+    drawn = (case.headers or {}).pop(CALLER_HEADER, None)
+    # The first case of each operation goes out as every caller, so each role meets each
+    # operation whatever the draws; later cases as the one drawn (or hashed).
+    first = not fuzz.tally.requests[label]
+    callers = list(CALLERS) if first else [drawn or fuzz.identities.pick(caller_key(case))]
+    for name in callers:
+        send_and_check(fuzz, case, name)
+
+
+def send_and_check(fuzz: Fuzz, case: schemathesis.Case, name: str) -> None:
+    label = case.operation.label
     headers = fuzz.identities.headers[name]
     started = time.perf_counter()
     try:
