@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -245,26 +245,19 @@ async def save_revocation(
 ) -> None:
     """Insert, or keep the later stamp and expiry of the one already there."""
     values = {"kind": kind, "value": value, "not_before": not_before, "expires_at": expires_at}
-    if is_postgres(session):
-        pg = postgresql.insert(token_revocations).values(values)
-        pg_statement = pg.on_conflict_do_update(
+    dialect: Any = postgresql if is_postgres(session) else sqlite
+    later = func.greatest if dialect is postgresql else func.max  # SQLite's scalar max()
+    statement = dialect.insert(token_revocations).values(values)
+    columns = token_revocations.c
+    await session.execute(
+        statement.on_conflict_do_update(
             index_elements=["kind", "value"],
             set_={
-                "not_before": func.greatest(token_revocations.c.not_before, pg.excluded.not_before),
-                "expires_at": func.greatest(token_revocations.c.expires_at, pg.excluded.expires_at),
+                "not_before": later(columns.not_before, statement.excluded.not_before),
+                "expires_at": later(columns.expires_at, statement.excluded.expires_at),
             },
         )
-        await session.execute(pg_statement)
-        return
-    lite = sqlite.insert(token_revocations).values(values)
-    lite_statement = lite.on_conflict_do_update(
-        index_elements=["kind", "value"],
-        set_={
-            "not_before": func.max(token_revocations.c.not_before, lite.excluded.not_before),
-            "expires_at": func.max(token_revocations.c.expires_at, lite.excluded.expires_at),
-        },
     )
-    await session.execute(lite_statement)
 
 
 async def revocations_in_force(session: AsyncSession, now: float) -> Sequence[TokenRevocation]:
