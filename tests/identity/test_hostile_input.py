@@ -178,6 +178,16 @@ class TestScim:
 
         assert_refused(response, 400, "invalid_characters")
 
+    @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+    async def test_a_newline_in_an_id_is_answered_by_scim(
+        self, identity: httpx.AsyncClient, admin: dict[str, str], method: str
+    ) -> None:
+        response = await identity.request(method, "/scim2/Users/%0A*L", headers=admin)
+
+        # SCIM's own answer (404, or 400 for a PATCH without its body), not the platform's.
+        assert response.status_code in (400, 404), response.text
+        assert response.headers["content-type"].startswith("application/scim+json")
+
     @pytest.mark.parametrize("username", ["a\u0000b", "a\ud800b"], ids=["nul", "surrogate"])
     async def test_bad_text_in_a_user_name_is_400(
         self, identity: httpx.AsyncClient, admin: dict[str, str], username: str

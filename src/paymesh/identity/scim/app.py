@@ -16,6 +16,7 @@ from scim2_models import (
 from scim2_server.applications.asgi import ASGIApplication, Receive, Scope, Send
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from paymesh.identity.scim import openapi
 from paymesh.identity.scim.schema import provider
@@ -123,10 +124,19 @@ async def _no_body() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+class AnyPathConvertor(PathConvertor):
+    """Starlette's `path` stops at a newline (`.*`); a decoded `%0A` in a SCIM id must
+    still reach SCIM (and get its 404), not fall out to the platform's fallback."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("scim_path", AnyPathConvertor())
+
 router = APIRouter()
 router.routes.append(
     DocumentedRoute(
-        f"{MOUNT}/{{path:path}}",
+        f"{MOUNT}/{{path:scim_path}}",
         endpoint=ScimEndpoint(),
         paths=openapi.paths(),
         schemas=openapi.SCHEMAS,
