@@ -69,15 +69,14 @@ class TokenRevoker:
         if pending:
             self.registry.apply(pending)
 
-    def issued_at(self, subject: str, client_id: str) -> float:
-        """`iat` for a new token of `subject` through `client_id`: now, or the stamp
-        covering either when it still lies ahead (see `COMMIT_MARGIN_SECONDS`), so a
-        login right after a revocation is not refused."""
-        stamp = max(
+    def stamp_covering(self, subject: str, client_id: str) -> float:
+        """The latest stamp covering `subject` or `client_id` (0 when none): a new token
+        is issued no earlier (see `COMMIT_MARGIN_SECONDS`), so a login right after a
+        revocation is not refused."""
+        return max(
             self.registry.not_before("subject", subject),
             self.registry.not_before("client", client_id),
         )
-        return max(time.time(), stamp)
 
     async def restore(self, database: Database) -> None:
         """Put every revocation still in force back in effect (after a restart)."""

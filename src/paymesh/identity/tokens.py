@@ -36,8 +36,9 @@ class AccessTokenRequest:
     auth_time: int | None = None
     session_id: str | None = None
     refresh_family: str | None = None
-    issued_at: float | None = None
-    """Later than now when a revocation stamp still ahead covers the subject or client."""
+    not_before: float = 0.0
+    """The token is issued no earlier: a revocation stamp covering the subject or client
+    that still lies ahead."""
 
 
 class TokenSigner:
@@ -54,7 +55,7 @@ class TokenSigner:
     def access_token(self, request: AccessTokenRequest) -> tuple[str, dict[str, Any]]:
         # `iat` to the millisecond (a NumericDate may be fractional, RFC 7519 2): a token
         # issued after a revocation stamp must compare as later than it.
-        issued = max(time.time(), request.issued_at or 0.0)
+        issued = max(time.time(), request.not_before)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": request.subject,

@@ -148,6 +148,10 @@ class Database:
             await self.read_engine.dispose()
 
 
+SQLITE_WRITER_WAIT_SECONDS = 30.0
+"""How long a SQLite writer waits for its turn before it is refused (pool timeout)."""
+
+
 def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
     # hide_parameters: a database error's message (and so its logged traceback) names the
     # statement but never the values bound to it: usernames, addresses, client ids, cursors.
@@ -175,9 +179,6 @@ def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
     )
     _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
     return engine
-
-
-SQLITE_WRITER_WAIT_SECONDS = 30.0
 
 
 def _create_sqlite_reader(url: URL, pool_size: int) -> AsyncEngine:

@@ -197,7 +197,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             auth_time=int(user.auth_time.timestamp()) if user and user.auth_time else None,
             session_id=user.session_id if user else None,
             refresh_family=family_id,
-            issued_at=self.revoker.issued_at(subject, client.client_id),
+            not_before=self.revoker.stamp_covering(subject, client.client_id),
         )
         access_token, _claims = self.signer.access_token(request)
         token: dict[str, Any] = {
