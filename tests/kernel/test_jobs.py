@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from paymesh.kernel.db import Database
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskQueue
@@ -273,3 +273,52 @@ class TestScheduler:
 
 async def _runs(probe: Probe) -> int:
     return len(probe.runs)
+
+
+class TestSchedulerTicks:
+    async def test_a_tick_with_nothing_due_writes_nothing(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        probe = Probe(seconds=0)
+        scheduler = Scheduler(
+            runtime.database,
+            runtime.tables,
+            [PeriodicJob("hourly", interval_seconds=3600, run=probe)],
+        )
+        await scheduler._register()
+        assert await scheduler.run_due() == ["hourly"]
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        engine = runtime.database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            for _ in range(5):
+                assert await scheduler.run_due() == []
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+        assert statements == []
+        assert len(probe.runs) == 1
+
+    async def test_a_job_run_by_another_worker_is_not_run_again_early(
+        self, idle_sample: Platform
+    ) -> None:
+        runtime = runtime_of(idle_sample)
+        probe = Probe(seconds=0)
+        first, second = (
+            Scheduler(
+                runtime.database,
+                runtime.tables,
+                [PeriodicJob("shared", interval_seconds=0.2, run=probe)],
+                worker=name,
+            )
+            for name in ("first", "second")
+        )
+        await first._register()
+        assert await first.run_due() == ["shared"]
+        assert await second.run_due() == []  # learns the next run time from the row
+        await asyncio.sleep(0.25)
+        assert await second.run_due() == ["shared"]
+        assert len(probe.runs) == 2

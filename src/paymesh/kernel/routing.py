@@ -49,11 +49,12 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
 
     async def session(self) -> AsyncSession:
+        # The transaction begins with the session's first statement (autobegin): each
+        # explicit step on an AsyncSession is a greenlet round trip.
         if self._session is None:
             database = self.runtime.database
             factory = database.read_sessions if self.read_only else database.sessions
             self._session = factory()
-            await self._session.begin()
         return self._session
 
     @property
@@ -61,10 +62,13 @@ class UnitOfWork:
         return self._session is not None
 
     async def commit(self) -> None:
-        if self._session is not None:
-            session = self._session
-            await session.commit()
-            self.runtime.database.after_commit(session)
+        session = self._session
+        if session is None or self.read_only:
+            # A read has nothing to commit: `close` ends its transaction (a rollback,
+            # which costs a read what a commit would).
+            return
+        await session.commit()
+        self.runtime.database.after_commit(session)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -201,8 +201,12 @@ async def insert_account(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(accounts.insert().values(**values))
 
 
+# Built once: constructing `accounts.c.id == value` costs more than running the statement.
+_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
+
+
 async def get_account(session: AsyncSession, account_id: str) -> Row[Any] | None:
-    return (await session.execute(select(accounts).where(accounts.c.id == account_id))).first()
+    return (await session.execute(_ACCOUNT_BY_ID, {"account_id": account_id})).first()
 
 
 async def list_accounts(

@@ -1,8 +1,12 @@
 """One OAuth2 exchange: the bridge between Authlib (synchronous) and our async database.
 
 Authlib's hooks (`query_client`, `save_token`, ...) are plain methods. We read the request
-(form, query, headers) first, then run Authlib in a worker thread; each hook that needs
-the database hands a coroutine back to the event loop (`Exchange.run`) and waits for it.
+(form, query, headers) first, then run Authlib in a greenlet on the event loop's thread
+(SQLAlchemy's `greenlet_spawn`, the bridge its own async layer is built on); each hook
+that needs the database hands a coroutine back to the loop (`Exchange.run`, a greenlet
+switch) and resumes with its result. A worker thread did the same with two thread hops
+per hook, each waiting for the GIL the busy loop holds: a third of the token endpoint's
+CPU and most of its tail latency.
 All of them share the exchange's one transaction: committed when the response is a
 success, rolled back otherwise. Security effects that must survive a refusal (revoking a
 refresh-token family on reuse, counting a failed login) are queued in `after` and run in
@@ -12,13 +16,14 @@ writer could not start while the first is open.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_, greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
 from paymesh.kernel.db import Database
 
@@ -41,7 +46,6 @@ class Exchange:
         self.after: list[AfterAction] = []
         self.values: dict[Any, Any] = {}
         self._session: AsyncSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def session(self) -> AsyncSession:
         if self._session is None:
@@ -50,16 +54,17 @@ class Exchange:
         return self._session
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """From the Authlib thread: run `coroutine` on the event loop and wait for it."""
-        assert self._loop is not None, "Exchange.run is for code running under call()"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        """From Authlib's code under `call`: run `coroutine` on the event loop, wait for it."""
+        if not in_greenlet():
+            coroutine.close()
+            raise RuntimeError("Exchange.run is for code running under Exchange.call")
+        return await_(coroutine)
 
     async def call(self, function: Callable[[], T]) -> T:
-        """Run synchronous Authlib code in a thread, with this exchange as `current()`."""
-        self._loop = asyncio.get_running_loop()
+        """Run synchronous Authlib code, with this exchange as `current()`."""
         token = _current.set(self)
         try:
-            return await asyncio.to_thread(function)
+            return await greenlet_spawn(function)
         finally:
             _current.reset(token)
 

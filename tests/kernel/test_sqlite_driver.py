@@ -1,0 +1,132 @@
+"""The embedded SQLite driver: statements on the loop's thread, WAL checkpoints off it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from paymesh.kernel import sqlite_driver
+from paymesh.kernel.db import Database
+from paymesh.kernel.sqlite_driver import WalCheckpoints
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Database:
+    database = Database("probe", make_url(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}"), None)
+    async with database.transaction() as session:
+        await session.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY, payload TEXT)"))
+    yield database  # type: ignore[misc]
+    await database.dispose()
+
+
+def thread_probe(connection: sqlite3.Connection) -> None:
+    connection.create_function("thread_ident", 0, threading.get_ident)
+
+
+class TestInlineConnection:
+    async def test_reads_and_writes_run_on_the_loops_thread(self, database: Database) -> None:
+        threads_before = threading.active_count()
+        seen = set()
+        for read_only in (True, False):
+            async with database.transaction(read_only=read_only) as session:
+                raw = await session.connection()
+                driver = await raw.get_raw_connection()
+                thread_probe(driver.driver_connection._conn)  # type: ignore[union-attr]
+                seen.add((await session.execute(text("SELECT thread_ident()"))).scalar_one())
+
+        assert seen == {threading.get_ident()}
+        assert threading.active_count() == threads_before  # no worker thread per connection
+
+    async def test_an_error_surfaces_as_the_databases_error(self, database: Database) -> None:
+        with pytest.raises(Exception, match="no such table"):
+            async with database.transaction() as session:
+                await session.execute(text("SELECT * FROM missing"))
+        async with database.transaction(read_only=True) as session:  # the pool recovered
+            assert (await session.execute(text("SELECT count(*) FROM probe"))).scalar_one() == 0
+
+
+class TestWalCheckpoints:
+    async def test_the_writer_never_checkpoints_on_commit(self, database: Database) -> None:
+        async with database.transaction() as session:
+            value = (await session.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one()
+        assert value == 0
+
+    async def test_a_grown_wal_is_checkpointed_on_a_thread(
+        self, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        checkpoints = database._checkpoints
+        assert isinstance(checkpoints, WalCheckpoints)
+        checkpoints.threshold_bytes = 64 * 1024
+        threads = []
+        original = checkpoints._checkpoint
+
+        def recording() -> None:
+            threads.append(threading.get_ident())
+            original()
+
+        monkeypatch.setattr(checkpoints, "_checkpoint", recording)
+        for index in range(200):
+            async with database.transaction() as session:
+                await session.execute(
+                    text("INSERT INTO probe (id, payload) VALUES (:id, :payload)"),
+                    {"id": index, "payload": "x" * 1000},
+                )
+        await checkpoints.wait()
+
+        assert threads and threading.get_ident() not in threads
+        # Everything the WAL holds has reached the database file.
+        with sqlite3.connect(tmp_path / "probe.db") as check:
+            busy, logged, checkpointed = check.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and logged == checkpointed
+
+    async def test_a_small_wal_is_left_alone(self, database: Database) -> None:
+        checkpoints = database._checkpoints
+        assert checkpoints is not None
+        async with database.transaction() as session:
+            await session.execute(text("INSERT INTO probe (id, payload) VALUES (1, 'x')"))
+        await asyncio.sleep(0)
+        assert checkpoints._running is None
+
+    async def test_a_checkpointed_wal_shrinks_and_is_not_checkpointed_on_every_commit(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sqlite_driver, "WAL_CHECKPOINT_BYTES", 64 * 1024)
+        path = tmp_path / "small.db"
+        database = Database("probe", make_url(f"sqlite+aiosqlite:///{path}"), None)
+        try:
+            checkpoints = database._checkpoints
+            assert checkpoints is not None and checkpoints.threshold_bytes == 64 * 1024
+            runs = 0
+            original = checkpoints._checkpoint
+
+            def counting() -> None:
+                nonlocal runs
+                runs += 1
+                original()
+
+            monkeypatch.setattr(checkpoints, "_checkpoint", counting)
+            async with database.transaction() as session:
+                await session.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY, p TEXT)"))
+            commits = 300
+            for index in range(commits):
+                async with database.transaction() as session:
+                    await session.execute(
+                        text("INSERT INTO probe (id, p) VALUES (:id, :p)"),
+                        {"id": index, "p": "x" * 1000},
+                    )
+                await asyncio.sleep(0.001)  # let a running checkpoint finish now and then
+            await checkpoints.wait()
+            wal_size = (path.parent / "small.db-wal").stat().st_size
+        finally:
+            await database.dispose()
+
+        # Without the size limit the file would stay large and every commit would start a
+        # checkpoint; with it, a checkpoint per threshold's worth of writes or so.
+        assert 0 < runs < commits // 3, runs
+        assert wal_size <= 2 * 64 * 1024, wal_size
