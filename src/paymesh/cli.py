@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -17,10 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from paymesh import __version__
+from paymesh.gateway.routes import RouteTable, describe
 from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
 from paymesh.kernel.observability import configure_logging
-from paymesh.platform import SERVICE_MODULES, Platform
+from paymesh.platform import SERVICE_MODULES, Platform, load_spec
 
 app = typer.Typer(help="Paymesh payment services platform.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -47,6 +49,32 @@ def _settings() -> Settings:
 
 
 app.add_typer(identity_commands.build(_settings), name="identity")
+gateway_commands = typer.Typer(help="The API gateway: its route table.", no_args_is_help=True)
+app.add_typer(gateway_commands, name="gateway")
+
+
+@gateway_commands.command("routes")
+def gateway_routes(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """The gateway's route table: path prefix, service, policy, timeout, body limit."""
+    settings = _settings()
+    try:
+        table = RouteTable.from_specs([load_spec(name) for name in SERVICE_MODULES], settings)
+    except ValueError as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+    rows = describe(table)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table_view = Table(title="Gateway routes (most specific first wins)")
+    for column in rows[0]:
+        table_view.add_column(column)
+    for row in rows:
+        table_view.add_row(*row.values())
+    # Piped (no terminal width to fit): keep every cell whole.
+    Console(width=None if sys.stdout.isatty() else 160).print(table_view)
 
 
 def _platform(settings: Settings, services: list[str] | None = None, **options: Any) -> Platform:
@@ -62,6 +90,10 @@ def _check_service(name: str) -> str:
     if name not in SERVICE_MODULES:
         raise typer.BadParameter(f"unknown service; choose from {', '.join(SERVICE_MODULES)}")
     return name
+
+
+def _check_servable(name: str) -> str:
+    return name if name == "gateway" else _check_service(name)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -179,7 +211,14 @@ def up(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(callback=_check_service, help="Service to run.")],
+    service: Annotated[
+        str,
+        typer.Argument(
+            callback=_check_servable,
+            help="Service to run, or `gateway`: the public entry point in front of the "
+            "services at PAYMESH_<SERVICE>_URL (several comma-separated URLs each).",
+        ),
+    ],
     host: HostOption = None,
     port: PortOption = None,
     no_migrate: NoMigrateOption = False,
@@ -197,6 +236,12 @@ def serve(
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings().listening_on(host, port)
     run_workers = settings.run_workers if workers is None else workers
+    if service == "gateway":
+        if processes > 1:
+            raise typer.BadParameter("run several gateways on ports of their own", "--processes")
+        gateway = _platform(settings, [], gateway_only=True)
+        _run_server(lambda: _serve(gateway, migrate=False, demo=False))
+        return
     platform = _platform(settings, [service], run_workers=run_workers)
     if processes > 1:
         _serve_processes(

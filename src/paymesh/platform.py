@@ -1,9 +1,14 @@
 """The composition root: which services run in this process and how they reach each other.
 
 `Platform` builds a runtime and an app per service, picks the bus, and serves every
-hosted service on one origin: requests go to the service that owns their path prefix;
-`/docs` and `/openapi.json` show the merged API; `/health`, `/ready` and `/metrics` cover
-the whole process. Services not hosted here are reached over HTTP at their configured URL.
+hosted service on one origin behind the gateway (`paymesh/gateway`): a public request
+passes the gateway's policies, then goes in process to the service that owns its path
+prefix. `/docs` and `/openapi.json` show the merged API; `/health`, `/ready` and
+`/metrics` cover the whole process. Services call each other past the gateway (in
+process, or over HTTP at their configured URL), as they would on a private network.
+
+`Platform(settings, [], gateway_only=True)` is the distributed gateway (`paymesh serve
+gateway`): no service here, each one reached over HTTP at `PAYMESH_<SERVICE>_URL`.
 """
 
 from __future__ import annotations
@@ -15,18 +20,20 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paymesh import __version__
+from paymesh.gateway.app import Gateway, build_gateway, with_cors
+from paymesh.gateway.docs import decorate_openapi, install_docs
+from paymesh.gateway.upstreams import HttpUpstream, InProcessUpstream, Upstream
 from paymesh.kernel.app import (
     add_operational_routes,
     create_service_app,
     database_check,
     service_asgi,
 )
-from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
+from paymesh.kernel.auth import CachedVerifier, Caller, DevelopmentTokens
 from paymesh.kernel.cache import build_cache
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
@@ -58,6 +65,11 @@ def load_spec(name: str) -> ServiceSpec:
     return spec
 
 
+def tier_of(caller: Caller) -> str | None:
+    """A caller's rate-limit tier: the `tier` its token carries (identity's clients)."""
+    return getattr(caller, "tier", None)
+
+
 def build_bus(settings: Settings) -> EventBus:
     if settings.broker_url:
         raise ValueError(
@@ -75,11 +87,14 @@ class Platform:
         *,
         specs: Sequence[ServiceSpec] = (),
         run_workers: bool = True,
+        gateway_only: bool = False,
     ) -> None:
         settings.check_exposure()
         self.settings = settings
         self.run_workers = run_workers
         chosen = list(SERVICE_MODULES) if services is None else list(services)
+        if gateway_only and (chosen or specs):
+            raise ValueError("the distributed gateway hosts no service")
         self.specs = [load_spec(name) for name in chosen] + list(specs)
         self.tokens = DevelopmentTokens(
             settings.signing_secret.get_secret_value(),
@@ -102,10 +117,12 @@ class Platform:
         verifier = CachedVerifier(
             CompositeVerifier(self.jwks, development), revocations=self.revocations
         )
+        # Behind the gateway a service's own access-log line would repeat the gateway's.
+        service_settings = settings.model_copy(update={"access_log": False})
         self.runtimes: dict[str, ServiceRuntime] = {
             spec.name: ServiceRuntime(
                 spec,
-                settings,
+                service_settings,
                 self.bus,
                 self.directory,
                 verifier,
@@ -118,16 +135,19 @@ class Platform:
             name: create_service_app(runtime, manage_lifecycle=False)
             for name, runtime in self.runtimes.items()
         }
-        asgi = {
+        self.asgi: dict[str, ASGIApp] = {
             name: service_asgi(app, self.runtimes[name]) for name, app in self.service_apps.items()
         }
         self.routes = sorted(
-            ((prefix, asgi[spec.name]) for spec in self.specs for prefix in spec.prefixes),
+            ((prefix, self.asgi[spec.name]) for spec in self.specs for prefix in spec.prefixes),
             key=lambda item: -len(item[0]),
         )
         self.root = self._root_app()
-        self.directory.transport = httpx.ASGITransport(app=self)
+        # Service-to-service calls skip the gateway (as on a private network).
+        self.directory.transport = httpx.ASGITransport(app=self._internal)
         self.directory.local = set(self.runtimes)
+        self.gateway = self._gateway(verifier, gateway_only=gateway_only)
+        self.public: ASGIApp = with_cors(self.gateway, settings)
         if self.jwks is not None:
             self.directory.service_tokens = self._service_token
         self._service_credentials: dict[str, ClientCredentialsTokens] = {}
@@ -166,7 +186,42 @@ class Platform:
             self._service_credentials[caller] = credentials
         return await credentials.token([service])
 
+    def _gateway(self, verifier: CachedVerifier, *, gateway_only: bool) -> Gateway:
+        upstreams: dict[str, Upstream]
+        if gateway_only:
+            remote = {
+                name: self.settings.service(name).urls
+                for name in SERVICE_MODULES
+                if self.settings.service(name).urls
+            }
+            specs = [load_spec(name) for name in remote]
+            interval = self.settings.gateway.health_interval_seconds
+            upstreams = {
+                name: HttpUpstream(name, urls, health_interval_seconds=interval)
+                for name, urls in remote.items()
+            }
+        else:
+            specs = self.specs
+            upstreams = {
+                spec.name: InProcessUpstream(spec.name, self.asgi[spec.name]) for spec in self.specs
+            }
+        return build_gateway(
+            self.settings,
+            specs,
+            upstreams,
+            verifier=verifier,
+            own_app=self.root,
+            tier_of=tier_of,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.root(scope, receive, send)
+            return
+        await self.public(scope, receive, send)
+
+    async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Straight to the service that owns the path (service-to-service calls)."""
         if scope["type"] in ("http", "websocket"):
             path: str = scope["path"]
             for prefix, app in self.routes:
@@ -188,6 +243,7 @@ class Platform:
 
     async def start(self) -> None:
         await self.revocations.start()
+        await self.gateway.start()
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
         if self.jwks is not None and "identity" in self.runtimes:
@@ -196,12 +252,13 @@ class Platform:
     async def stop(self) -> None:
         for runtime in reversed(self.runtimes.values()):
             await runtime.stop()
+        await self.gateway.stop()
         await self.revocations.stop()
         await self.cache.close()
 
     def openapi(self) -> dict[str, Any]:
         if self._openapi is None:
-            self._openapi = self._merged_openapi()
+            self._openapi = decorate_openapi(self._merged_openapi())
         return self._openapi
 
     def _merged_openapi(self) -> dict[str, Any]:
@@ -275,9 +332,7 @@ class Platform:
         async def openapi() -> JSONResponse:
             return JSONResponse(self.openapi())
 
-        @app.get("/docs", include_in_schema=False)
-        async def docs() -> HTMLResponse:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="Paymesh API")
+        install_docs(app, openapi_url="/openapi.json", title="Paymesh API")
 
         @app.get("/", include_in_schema=False)
         async def index() -> dict[str, Any]:
@@ -286,6 +341,7 @@ class Platform:
                 "version": __version__,
                 "services": {spec.name: list(spec.prefixes) for spec in self.specs},
                 "docs": "/docs",
+                "redoc": "/redoc",
             }
 
         app.add_middleware(

@@ -15,6 +15,7 @@ from paymesh.identity.provider.state import ProviderState
 from paymesh.identity.revocation import EVENT_TYPE as REVOCATION_EVENT
 from paymesh.identity.revocation import TokenRevoker
 from paymesh.identity.scim.app import router as scim_router
+from paymesh.kernel.config import EdgeRoute
 from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime, ServiceSpec
 
 
@@ -57,6 +58,19 @@ SPEC = ServiceSpec(
         demo_pages,
     ],
     path_prefixes=("/v1/identity", "/oauth2", "/.well-known", "/scim2", "/demo"),
+    edge_routes=(
+        # The OAuth2 endpoints authenticate clients themselves (Basic, client secret,
+        # PKCE) or take no credentials at all (discovery, JWKS, the login pages).
+        EdgeRoute("/oauth2", policy="public"),
+        EdgeRoute("/.well-known", policy="public"),
+        EdgeRoute("/demo", policy="public"),
+        EdgeRoute("/v1/identity/users", policy="public", methods=("POST",), exact=True),
+        EdgeRoute("/scim2", refusals="scim"),
+        # RFC 7644 4: what the SCIM service supports, readable without credentials.
+        EdgeRoute("/scim2/ServiceProviderConfig", policy="public", refusals="scim"),
+        EdgeRoute("/scim2/ResourceTypes", policy="public", refusals="scim"),
+        EdgeRoute("/scim2/Schemas", policy="public", refusals="scim"),
+    ),
     setup=_setup,
     on_start=_start,
     periodic_jobs=periodic_jobs,

@@ -100,6 +100,11 @@ def _random_hex(bits: int) -> str:
     return f"{random.getrandbits(bits):0{bits // 4}x}"
 
 
+def request_id_or_new(value: str) -> str:
+    """The client's `X-Request-ID` when well formed, else a new one."""
+    return value if _REQUEST_ID.match(value) else _random_hex(96)
+
+
 def new_traceparent(trace_id: str | None = None) -> str:
     return f"00-{trace_id or _random_hex(128)}-{_random_hex(64)}-01"
 

@@ -21,7 +21,7 @@ from sqlalchemy import MetaData
 
 from paymesh.kernel.auth import DevelopmentTokens, TokenVerifier
 from paymesh.kernel.cache import Cache, MemoryCache
-from paymesh.kernel.config import Settings
+from paymesh.kernel.config import EdgeRoute, Settings
 from paymesh.kernel.db import Database
 from paymesh.kernel.events import Consumer, ConsumerHandler, EventBus, Outbox, OutboxRelay
 from paymesh.kernel.http import ServiceClient
@@ -64,6 +64,8 @@ class ServiceSpec:
     body_limits: dict[tuple[str, str], int] = field(default_factory=dict)
     """Largest body per (method, path), for routes that take more than
     `PAYMESH_MAX_BODY_BYTES` (the ledger's batch endpoint)."""
+    edge_routes: tuple[EdgeRoute, ...] = ()
+    """The gateway's policies for this service's paths (public ones, required scopes)."""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -86,7 +88,7 @@ class Directory:
         """A bare HTTP client on `service` (in process or over the network)."""
         if service in self.local and self.transport is not None:
             return httpx.AsyncClient(base_url="http://paymesh.internal", transport=self.transport)
-        base_url = self.settings.service(service).url or self.settings.origin
+        base_url = self.settings.service(service).base_url or self.settings.origin
         return httpx.AsyncClient(
             base_url=base_url, timeout=httpx.Timeout(self.settings.http_timeout_seconds)
         )
@@ -105,7 +107,7 @@ class Directory:
         if transport is not None:
             base_url = "http://paymesh.internal"
         else:
-            base_url = self.settings.service(service).url or self.settings.origin
+            base_url = self.settings.service(service).base_url or self.settings.origin
         return ServiceClient(
             base_url,
             transport=transport,

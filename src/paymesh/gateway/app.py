@@ -1,0 +1,421 @@
+"""The gateway: every public request passes here, in both shapes.
+
+In order: request id and trace context; the route (path → service, policy); the client's
+address against the route's allow/deny lists; the body limit; authentication (bearer
+tokens from any trusted issuer, revocations included) and the route's scopes or roles;
+rate limits (the caller's tier, or the anonymous tier per address); the upstream's
+circuit breaker; then the upstream itself, with the answer's security and rate-limit
+headers. Plain ASGI, no framework: it sits on every request's path. Paths no service owns
+(`/health`, `/docs`, `/openapi.json`, ...) go to the platform's own app.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paymesh.gateway.breaker import Breakers, UpstreamFailure
+from paymesh.gateway.errors import AddressRefused, InsufficientScope, MissingToken, RateLimited
+from paymesh.gateway.ratelimit import Allowance, RateLimiter, storage_for, tier_limit
+from paymesh.gateway.routes import Address, Route, RouteTable
+from paymesh.gateway.upstreams import Upstream, strip_hop_by_hop
+from paymesh.kernel.auth import Caller, TokenVerifier, prepare_verifier
+from paymesh.kernel.config import Settings
+from paymesh.kernel.decoding import PayloadTooLarge
+from paymesh.kernel.errors import PROBLEM_MEDIA_TYPE, PaymeshError
+from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.observability import (
+    new_traceparent,
+    request_id_or_new,
+    request_id_var,
+    trace_id_of,
+    traceparent_var,
+)
+from paymesh.kernel.runtime import ServiceSpec
+
+log = structlog.get_logger("paymesh.gateway")
+
+TierOf = Callable[[Caller], str | None]
+SCIM_MEDIA_TYPE = "application/scim+json"
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+REPLACED_RESPONSE_HEADERS = frozenset({b"x-request-id", b"traceparent"})
+
+
+@dataclass
+class Exchange:
+    """One request's facts, for its answer's headers and its access-log line."""
+
+    request_id: str
+    traceparent: str
+    route: Route | None = None
+    caller: Caller | None = None
+    allowance: Allowance | None = None
+    status: int = 0
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        table: RouteTable,
+        upstreams: Mapping[str, Upstream],
+        verifier: TokenVerifier,
+        limiter: RateLimiter,
+        breakers: Breakers,
+        own_app: ASGIApp,
+        tier_of: TierOf,
+        anonymous_per_minute: int,
+        https: bool,
+        access_log: bool = True,
+    ) -> None:
+        self.table = table
+        self.upstreams = upstreams
+        self.verifier = verifier
+        self.limiter = limiter
+        self.breakers = breakers
+        self.own_app = own_app
+        self.tier_of = tier_of
+        self.anonymous_per_minute = anonymous_per_minute
+        self.access_log = access_log
+        self.security_headers = _security_headers(https)
+
+    async def start(self) -> None:
+        await self.breakers.start()
+        for upstream in self.upstreams.values():
+            await upstream.start()
+
+    async def stop(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.own_app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        exchange = Exchange(
+            request_id=request_id_or_new(_header(headers, b"x-request-id")),
+            traceparent=new_traceparent(trace_id_of(_header(headers, b"traceparent"))),
+        )
+        request_token = request_id_var.set(exchange.request_id)
+        trace_token = traceparent_var.set(exchange.traceparent)
+        started = time.perf_counter()
+        try:
+            await self._handle(scope, receive, self._answering(exchange, send), exchange)
+        finally:
+            request_id_var.reset(request_token)
+            traceparent_var.reset(trace_token)
+            if self.access_log:
+                self._log(scope, exchange, time.perf_counter() - started)
+
+    def _answering(self, exchange: Exchange, send: Send) -> Send:
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                message["headers"] = self._response_headers(message.get("headers", ()), exchange)
+            await send(message)
+
+        return answer
+
+    def _response_headers(
+        self, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange
+    ) -> list[tuple[bytes, bytes]]:
+        answer = [
+            (name, value)
+            for name, value in headers
+            if name.lower() not in REPLACED_RESPONSE_HEADERS
+        ]
+        present = {name.lower() for name, _ in answer}
+        answer += [header for header in self.security_headers if header[0] not in present]
+        answer.append((b"x-request-id", exchange.request_id.encode()))
+        answer.append((b"traceparent", exchange.traceparent.encode()))
+        if exchange.allowance is not None and b"ratelimit-limit" not in present:
+            answer += exchange.allowance.headers()
+        return answer
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
+        route = self.table.match(scope["method"], scope["path"])
+        if route is None:
+            await self.own_app(scope, receive, send)
+            return
+        exchange.route = route
+        try:
+            receive = await self._admit(scope, receive, route)
+            exchange.caller = await self._authenticate(scope, route)
+            await self._limit(scope, route, exchange)
+            upstream = self.upstreams[route.service]
+            scope = _forwarded(scope, exchange)
+            async with self.breakers.guard(route.service):
+                await upstream.forward(scope, receive, send, timeout_seconds=route.timeout_seconds)
+        except UpstreamFailure:  # counted by the breaker; its answer already went out
+            return
+        except PaymeshError as error:
+            if exchange.status:  # the upstream's answer is under way: nothing to add
+                raise
+            await self._refuse(scope, send, exchange, error)
+
+    async def _admit(self, scope: Scope, receive: Receive, route: Route) -> Receive:
+        if not route.admits(_client_address(scope)):
+            raise AddressRefused()
+        declared = _header(scope["headers"], b"content-length")
+        if declared:
+            if not declared.isdigit() or int(declared) > route.body_limit_bytes:
+                raise PayloadTooLarge(
+                    f"the body may not exceed {route.body_limit_bytes} bytes here",
+                    limit_bytes=route.body_limit_bytes,
+                )
+            return receive
+        return await _buffered(receive, route.body_limit_bytes)
+
+    async def _authenticate(self, scope: Scope, route: Route) -> Caller | None:
+        if route.policy == "public":
+            return None
+        token = _bearer(_header(scope["headers"], b"authorization"))
+        if token is None:
+            raise MissingToken()
+        await prepare_verifier(self.verifier, token)
+        caller = self.verifier.verify(token)
+        if (route.scopes or route.roles) and not caller.has_any(route.roles, route.scopes):
+            wanted = " ".join(sorted(route.scopes))
+            raise InsufficientScope(
+                "this route needs one of: "
+                + ", ".join([*sorted(route.scopes), *sorted(route.roles)]),
+                required_scope=wanted or None,
+            )
+        return caller
+
+    async def _limit(self, scope: Scope, route: Route, exchange: Exchange) -> None:
+        caller = exchange.caller
+        if caller is None:
+            address = _client_address(scope)
+            who = f"address:{address}"
+            per_minute: int | None = self.anonymous_per_minute
+        else:
+            who = f"client:{caller.client_id or caller.subject}"
+            per_minute = tier_limit(self.tier_of(caller))
+        checks = [(who, per_minute)]
+        if route.per_minute is not None:
+            checks.append((f"route:{route.limit_key}:{who}", route.per_minute))
+        try:
+            refused, reported = await self.limiter.check_all(checks)
+        except Exception:
+            log.exception("rate_limit_unavailable")
+            return
+        exchange.allowance = reported
+        if refused is not None:
+            raise RateLimited(
+                f"at most {refused.limit} requests per minute; retry in {refused.reset_seconds} s",
+                limit=refused.limit,
+            )
+
+    async def _refuse(
+        self, scope: Scope, send: Send, exchange: Exchange, error: PaymeshError
+    ) -> None:
+        document = error.problem(instance=scope["path"])
+        document["request_id"] = exchange.request_id
+        media_type = PROBLEM_MEDIA_TYPE
+        if exchange.route is not None and exchange.route.refusals == "scim":
+            document = _scim_error(document)
+            media_type = SCIM_MEDIA_TYPE
+        headers = [(b"content-type", media_type.encode())]
+        if error.status == 401:
+            headers.append((b"www-authenticate", _challenge(error)))
+        elif isinstance(error, InsufficientScope):
+            wanted = document.get("required_scope") or ""
+            challenge = f'Bearer realm="paymesh", error="insufficient_scope", scope="{wanted}"'
+            headers.append((b"www-authenticate", challenge.encode()))
+        body = dumps(document)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _log(self, scope: Scope, exchange: Exchange, elapsed: float) -> None:
+        caller = exchange.caller
+        route = exchange.route
+        log.info(
+            "gateway_request",
+            method=scope["method"],
+            path=scope["path"],
+            status=exchange.status,
+            latency_ms=round(elapsed * 1000, 2),
+            upstream=route.service if route else None,
+            client_id=caller.client_id if caller else None,
+            subject=caller.subject if caller else None,
+            request_id=exchange.request_id,
+        )
+
+
+def _scim_error(problem: dict[str, object]) -> dict[str, object]:
+    """A refusal as a SCIM error document (RFC 7644 3.12: `status` is a string)."""
+    document: dict[str, object] = {
+        "schemas": [SCIM_ERROR_SCHEMA],
+        "status": str(problem["status"]),
+        "detail": problem.get("detail") or problem["title"],
+    }
+    if problem["status"] == 400:
+        document["scimType"] = "invalidValue"
+    return document
+
+
+def _challenge(error: PaymeshError) -> bytes:
+    """RFC 6750 3.1: no error code when the request had no credentials at all."""
+    if isinstance(error, MissingToken):
+        return b'Bearer realm="paymesh"'
+    description = error.detail.replace('"', "'")
+    return (
+        f'Bearer realm="paymesh", error="invalid_token", error_description="{description}"'.encode()
+    )
+
+
+def _security_headers(https: bool) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cache-control", b"no-store"),
+    ]
+    if https:
+        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return headers
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _client_address(scope: Scope) -> Address | None:
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return ipaddress.ip_address(client[0])
+    except ValueError:
+        return None
+
+
+def _forwarded(scope: Scope, exchange: Exchange) -> Scope:
+    """The scope the upstream sees: our request id and trace context, `X-Forwarded-*`."""
+    headers = strip_hop_by_hop(scope["headers"])
+    client = scope.get("client")
+    forwarded_for = _header(headers, b"x-forwarded-for")
+    peer = client[0] if client else "unknown"
+    host = _header(headers, b"host")
+    replaced = {
+        b"x-request-id",
+        b"traceparent",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    }
+    # A client's own X-Forwarded-For is kept as the start of the chain (RFC 7239 style);
+    # the address we saw is appended, so an upstream trusts only the last hop it knows.
+    chain = f"{forwarded_for}, {peer}" if forwarded_for else peer
+    rewritten = [(name, value) for name, value in headers if name not in replaced]
+    rewritten += [
+        (b"x-request-id", exchange.request_id.encode()),
+        (b"traceparent", exchange.traceparent.encode()),
+        (b"x-forwarded-for", chain.encode("latin-1")),
+        (b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()),
+    ]
+    if host:
+        rewritten.append((b"x-forwarded-host", host.encode("latin-1")))
+    return {**scope, "headers": rewritten}
+
+
+async def _buffered(receive: Receive, limit_bytes: int) -> Receive:
+    """A body without Content-Length (chunked, or none at all) read here first, so one
+    over the limit is refused with 413 before any of it reaches an upstream."""
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit_bytes:
+            raise PayloadTooLarge(
+                f"the body may not exceed {limit_bytes} bytes here", limit_bytes=limit_bytes
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # after the body: the client's disconnect
+        replayed = True
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+    return replay
+
+
+def build_gateway(
+    settings: Settings,
+    specs: Sequence[ServiceSpec],
+    upstreams: Mapping[str, Upstream],
+    *,
+    verifier: TokenVerifier,
+    own_app: ASGIApp,
+    tier_of: TierOf,
+) -> Gateway:
+    """The gateway for `specs` (the route table) in front of `upstreams`."""
+    gateway_settings = settings.gateway
+    return Gateway(
+        table=RouteTable.from_specs(specs, settings),
+        upstreams=upstreams,
+        verifier=verifier,
+        limiter=RateLimiter(
+            storage_for(settings.redis_url), burst_per_second=gateway_settings.burst_per_second
+        ),
+        breakers=Breakers(
+            threshold=gateway_settings.breaker_threshold,
+            ttl_seconds=gateway_settings.breaker_ttl_seconds,
+            redis_url=settings.redis_url,
+        ),
+        own_app=own_app,
+        tier_of=tier_of,
+        anonymous_per_minute=gateway_settings.anonymous_per_minute,
+        https=settings.origin.startswith("https://"),
+        access_log=settings.access_log,
+    )
+
+
+def with_cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """CORS outermost, so a browser's preflight is answered before authentication."""
+    origins = settings.gateway.cors_origins
+    if not origins:
+        return app
+    return CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id"],
+        expose_headers=[
+            "x-request-id",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "retry-after",
+            "location",
+        ],
+        max_age=600,
+    )
