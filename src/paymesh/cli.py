@@ -152,7 +152,7 @@ def platform_from_environment() -> Platform:
     """uvicorn factory for `serve --processes N`: each process builds its own platform."""
     settings = _settings()
     services = os.environ["PAYMESH_SERVE_SERVICES"].split(",")
-    return Platform(settings, services, run_workers=settings.run_workers)
+    return Platform(settings, services, run_workers=settings.run_workers, gateway=False)
 
 
 def _serve_processes(
@@ -242,7 +242,7 @@ def serve(
         gateway = _platform(settings, [], gateway_only=True)
         _run_server(lambda: _serve(gateway, migrate=False, demo=False))
         return
-    platform = _platform(settings, [service], run_workers=run_workers)
+    platform = _platform(settings, [service], run_workers=run_workers, gateway=False)
     if processes > 1:
         _serve_processes(
             platform,

@@ -87,6 +87,7 @@ class Platform:
         *,
         specs: Sequence[ServiceSpec] = (),
         run_workers: bool = True,
+        gateway: bool = True,
         gateway_only: bool = False,
     ) -> None:
         settings.check_exposure()
@@ -117,8 +118,11 @@ class Platform:
         verifier = CachedVerifier(
             CompositeVerifier(self.jwks, development), revocations=self.revocations
         )
-        # Behind the gateway a service's own access-log line would repeat the gateway's.
-        service_settings = settings.model_copy(update={"access_log": False})
+        # Behind an in-process gateway a service's access-log line would repeat the
+        # gateway's; a service process of the distributed shape logs its own.
+        service_settings = (
+            settings.model_copy(update={"access_log": False}) if gateway else settings
+        )
         self.runtimes: dict[str, ServiceRuntime] = {
             spec.name: ServiceRuntime(
                 spec,
@@ -147,7 +151,9 @@ class Platform:
         self.directory.transport = httpx.ASGITransport(app=self._internal)
         self.directory.local = set(self.runtimes)
         self.gateway = self._gateway(verifier, gateway_only=gateway_only)
-        self.public: ASGIApp = with_cors(self.gateway, settings)
+        # A service process of the distributed shape sits behind `paymesh serve gateway`
+        # and answers it directly (verifying tokens itself, as every service does).
+        self.public: ASGIApp = with_cors(self.gateway, settings) if gateway else self._internal
         if self.jwks is not None:
             self.directory.service_tokens = self._service_token
         self._service_credentials: dict[str, ClientCredentialsTokens] = {}
