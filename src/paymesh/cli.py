@@ -238,7 +238,7 @@ def serve(
     run_workers = settings.run_workers if workers is None else workers
     if service == "gateway":
         if processes > 1:
-            raise typer.BadParameter("run several gateways on ports of their own", "--processes")
+            raise typer.BadParameter("run several gateways on ports of their own instead")
         gateway = _platform(settings, [], gateway_only=True)
         _run_server(lambda: _serve(gateway, migrate=False, demo=False))
         return
