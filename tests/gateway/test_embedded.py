@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from paymesh.gateway.upstreams import InProcessUpstream
 from paymesh.kernel.config import Settings
 from paymesh.kernel.revocation import Revocation
 from paymesh.platform import Platform
@@ -370,3 +371,59 @@ class TestDocs:
         assert account["security"]
         assert "RateLimit-Limit" in account["responses"]["200"]["headers"]
         assert "429" in account["responses"]
+
+
+class TestUpstreamFailures:
+    @pytest.fixture
+    async def platform(self, make_platform: Callable[..., Any], settings: Settings) -> Platform:
+        tuned = with_gateway(
+            settings,
+            routes=[{"prefix": "/v1/ledger/accounts", "timeout_seconds": 0.2}],
+            breaker_threshold=2,
+            breaker_ttl_seconds=0.5,
+        )
+        built: Platform = await make_platform(
+            ["identity", "ledger"], run_workers=False, settings_override=tuned
+        )
+        return built
+
+    def stall(self, platform: Platform, seconds: float) -> None:
+        async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+            await asyncio.sleep(seconds)
+
+        platform.gateway.upstreams = {
+            **platform.gateway.upstreams,
+            "ledger": InProcessUpstream("ledger", slow),
+        }
+
+    async def test_a_slow_upstream_is_504_then_the_breaker_opens_and_closes(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        working = platform.gateway.upstreams["ledger"]
+        headers = bearer(platform, roles=["admin"])
+        self.stall(platform, 5)
+
+        first = await client.get(ACCOUNT, headers=headers)
+        second = await client.get(ACCOUNT, headers=headers)
+        third = await client.get(ACCOUNT, headers=headers)
+
+        assert [first.status_code, second.status_code] == [504, 504]
+        assert first.json()["code"] == "upstream_timeout"
+        assert third.status_code == 503  # open: refused without waiting
+        assert third.json()["code"] == "upstream_unavailable"
+        platform.gateway.upstreams = {**platform.gateway.upstreams, "ledger": working}
+        await asyncio.sleep(0.6)  # past the breaker's ttl: the next request is a probe
+        assert (await client.get(ACCOUNT, headers=headers)).status_code == 404
+        assert (await client.get(ACCOUNT, headers=headers)).status_code == 404
+
+    async def test_other_services_are_unaffected_by_an_open_breaker(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        headers = bearer(platform, roles=["admin"])
+        self.stall(platform, 5)
+        for _ in range(3):
+            await client.get(ACCOUNT, headers=headers)
+
+        response = await client.get("/.well-known/openid-configuration")
+
+        assert response.status_code == 200
