@@ -25,7 +25,7 @@ from paymesh.kernel.revocation import RedisRevocationFeed, Revocation
 from tests.conftest import IN_CI
 
 PAYMESH = Path(sys.executable).parent / "paymesh"
-REDIS_URL = os.environ.get("PAYMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_URL = os.environ.get("PAYMESH_TEST_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/9")
 ACCOUNT = "/v1/ledger/accounts/acc_missing"
 
 
