@@ -99,6 +99,36 @@ class TestCreateClient:
         response = await identity.post(CLIENTS, json=CONFIDENTIAL)
         assert response.status_code == 401
 
+    async def test_rate_limit_tier_defaults_to_bronze(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin)
+        assert created["rate_limit_tier"] == "bronze"
+        events = await a.outbox_events(identity_platform, "identity.client.created")
+        assert events[0]["rate_limit_tier"] == "bronze"
+
+    async def test_rate_limit_tier_is_kept_as_given(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin, rate_limit_tier="gold")
+        shown = (await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)).json()
+        assert (created["rate_limit_tier"], shown["rate_limit_tier"]) == ("gold", "gold")
+
+    async def test_platform_service_account_defaults_to_unlimited(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin, client_id="service-reports")
+        assert created["rate_limit_tier"] == "unlimited"
+
+    async def test_unknown_rate_limit_tier_is_422_and_creates_nothing(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        body = CONFIDENTIAL | {"client_id": "backend", "rate_limit_tier": "platinum"}
+        response = await identity.post(CLIENTS, json=body, headers=admin)
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        assert (await identity.get(f"{CLIENTS}/backend", headers=admin)).status_code == 404
+
     async def test_identity_issued_admin_token_is_accepted(
         self, identity_platform: Platform, identity: httpx.AsyncClient
     ) -> None:
@@ -136,6 +166,15 @@ class TestListClients:
             if cursor is None:
                 break
         assert seen == made
+
+    async def test_shows_each_rate_limit_tier(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        await create(identity, admin, name="free")
+        await create(identity, admin, name="paid", rate_limit_tier="silver")
+        page = (await identity.get(CLIENTS, headers=admin)).json()
+        tiers = {item["name"]: item["rate_limit_tier"] for item in page["data"]}
+        assert tiers == {"free": "bronze", "paid": "silver"}
 
     async def test_tampered_cursor_is_422(
         self, identity: httpx.AsyncClient, admin: dict[str, str]
@@ -185,6 +224,64 @@ class TestDeleteClient:
         gone = await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)
         assert gone.status_code == 404
         assert "identity.client.deleted" in await a.outbox_types(identity_platform)
+
+
+class TestSetClientRateLimitTier:
+    async def test_changes_the_tier_and_records_who_did(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin)
+        path = f"{CLIENTS}/{created['client_id']}/rate-limit-tier"
+        response = await identity.put(path, json={"rate_limit_tier": "gold"}, headers=admin)
+        assert response.status_code == 200, response.text
+        assert response.json()["rate_limit_tier"] == "gold"
+        shown = (await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)).json()
+        assert shown["rate_limit_tier"] == "gold"
+        events = await a.outbox_events(identity_platform, "identity.client.rate_limit_tier_changed")
+        assert events == [
+            {
+                "actor": "usr_admin",
+                "client_id": created["client_id"],
+                "before": "bronze",
+                "after": "gold",
+            }
+        ]
+
+    async def test_unknown_tier_is_422_and_changes_nothing(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin, rate_limit_tier="silver")
+        path = f"{CLIENTS}/{created['client_id']}/rate-limit-tier"
+        for body in ({"rate_limit_tier": "platinum"}, {"rate_limit_tier": None}, {}):
+            response = await identity.put(path, json=body, headers=admin)
+            assert response.status_code == 422, body
+            assert response.headers["content-type"] == "application/problem+json"
+        shown = (await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)).json()
+        assert shown["rate_limit_tier"] == "silver"
+        assert "identity.client.rate_limit_tier_changed" not in await a.outbox_types(
+            identity_platform
+        )
+
+    async def test_unknown_client_is_404(
+        self, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        response = await identity.put(
+            f"{CLIENTS}/nobody/rate-limit-tier", json={"rate_limit_tier": "gold"}, headers=admin
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "client_not_found"
+
+    async def test_non_admin_is_refused_and_changes_nothing(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        created = await create(identity, admin)
+        path = f"{CLIENTS}/{created['client_id']}/rate-limit-tier"
+        merchant = a.bearer(identity_platform, "usr_merchant", ("merchant",))
+        refused = await identity.put(path, json={"rate_limit_tier": "unlimited"}, headers=merchant)
+        anonymous = await identity.put(path, json={"rate_limit_tier": "unlimited"})
+        assert (refused.status_code, anonymous.status_code) == (403, 401)
+        shown = (await identity.get(f"{CLIENTS}/{created['client_id']}", headers=admin)).json()
+        assert shown["rate_limit_tier"] == "bronze"
 
 
 class TestRotateClientSecret:

@@ -146,9 +146,12 @@ class Gateway:
             return
         exchange.route = route
         try:
-            receive = await self._admit(scope, receive, route)
+            declared = self._admit(scope, route)
+            # Who is asking, and whether they may, before a byte of the body is read.
             exchange.caller = await self._authenticate(scope, route)
             await self._limit(scope, route, exchange)
+            if not declared:
+                receive = await _buffered(receive, route.body_limit_bytes)
             upstream = self.upstreams[route.service]
             scope = _forwarded(scope, exchange)
             async with self.breakers.guard(route.service):
@@ -160,18 +163,20 @@ class Gateway:
                 raise
             await self._refuse(scope, send, exchange, error)
 
-    async def _admit(self, scope: Scope, receive: Receive, route: Route) -> Receive:
+    def _admit(self, scope: Scope, route: Route) -> bool:
+        """The address and declared body size; True when the body's length is declared
+        (and within the limit), False when it has to be read to be known."""
         if not route.admits(_client_address(scope)):
             raise AddressRefused()
         declared = _header(scope["headers"], b"content-length")
-        if declared:
-            if not declared.isdigit() or int(declared) > route.body_limit_bytes:
-                raise PayloadTooLarge(
-                    f"the body may not exceed {route.body_limit_bytes} bytes here",
-                    limit_bytes=route.body_limit_bytes,
-                )
-            return receive
-        return await _buffered(receive, route.body_limit_bytes)
+        if not declared:
+            return False
+        if not declared.isdigit() or int(declared) > route.body_limit_bytes:
+            raise PayloadTooLarge(
+                f"the body may not exceed {route.body_limit_bytes} bytes here",
+                limit_bytes=route.body_limit_bytes,
+            )
+        return True
 
     async def _authenticate(self, scope: Scope, route: Route) -> Caller | None:
         if route.policy == "public":

@@ -65,7 +65,9 @@ SPEC = ServiceSpec(
         EdgeRoute("/.well-known", policy="public"),
         EdgeRoute("/demo", policy="public"),
         EdgeRoute("/v1/identity/users", policy="public", methods=("POST",), exact=True),
-        EdgeRoute("/scim2", refusals="scim"),
+        # The same requirement as scim/app.py's: the admin role, and for a user's token
+        # used by an app, the identity:admin scope too.
+        EdgeRoute("/scim2", roles=("admin",), scopes=("identity:admin",), refusals="scim"),
         # RFC 7644 4: what the SCIM service supports, readable without credentials.
         EdgeRoute("/scim2/ServiceProviderConfig", policy="public", refusals="scim"),
         EdgeRoute("/scim2/ResourceTypes", policy="public", refusals="scim"),

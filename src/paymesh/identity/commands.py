@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from paymesh.identity import errors, service
 from paymesh.identity.keys import KeyStore
 from paymesh.identity.models import metadata
-from paymesh.identity.schemas import ClientCreate, UserCreate
+from paymesh.identity.schemas import ClientCreate, RateLimitTier, UserCreate
 from paymesh.identity.security import Cipher
 from paymesh.kernel.config import Settings
 from paymesh.kernel.db import Database
@@ -101,6 +101,10 @@ def create_client(
     client_id: Annotated[str | None, typer.Option(help="Fixed client id.")] = None,
     first_party: Annotated[bool, typer.Option(help="Skip the consent page.")] = False,
     allow_password_grant: Annotated[bool, typer.Option(help="Legacy clients only.")] = False,
+    rate_limit_tier: Annotated[
+        RateLimitTier | None,
+        typer.Option(help="The gateway's limit; default bronze (unlimited for service-<name>)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register an OAuth2 client. A confidential client's secret is printed once."""
@@ -116,6 +120,7 @@ def create_client(
         roles=role or [],
         first_party=first_party,
         password_grant_allowed=allow_password_grant,
+        rate_limit_tier=rate_limit_tier,
     )
 
     async def work(database: Database) -> Any:
@@ -127,9 +132,30 @@ def create_client(
         typer.echo(client.model_dump_json())
         return
     typer.echo(f"client_id: {client.client_id}")
+    typer.echo(f"rate_limit_tier: {client.rate_limit_tier}")
     if client.client_secret:
         typer.echo(f"client_secret: {client.client_secret}")
         typer.echo("(the secret is shown once; only its hash is stored)", err=True)
+
+
+@commands.command("set-client-tier")
+def set_client_tier(
+    client_id: Annotated[str, typer.Argument(help="The client's id.")],
+    tier: Annotated[RateLimitTier, typer.Argument(help="Its new rate-limit tier.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Set the rate-limit tier the API gateway applies to a client. Its access tokens
+    carry the tier, so the change takes effect on the next token it gets."""
+
+    async def work(database: Database) -> Any:
+        async with database.transaction() as session:
+            return await service.set_client_rate_limit_tier(session, client_id, tier)
+
+    before, client = _run(_load_settings(), work)
+    if as_json:
+        typer.echo(client.model_dump_json())
+    else:
+        typer.echo(f"client {client.client_id}: rate-limit tier {before} -> {tier}")
 
 
 @commands.command("rotate-keys")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from paymesh.identity.schemas import RateLimitTier
 from paymesh.kernel.db import JSON_TYPE, UTCDateTime, service_metadata
 from paymesh.kernel.tables import KernelTables
 
@@ -25,6 +26,8 @@ ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin")
 """Roles a user may hold. `service` is reserved for client-credentials service accounts."""
 
 USER_STATUSES = ("active", "disabled")
+
+KNOWN_TIERS = ", ".join(f"'{tier}'" for tier in RateLimitTier)
 
 
 class Base(DeclarativeBase):
@@ -99,7 +102,8 @@ class RecoveryCode(Base):
 
 class Client(Base):
     """An OAuth2 client. No secret: a public client (PKCE only). Roles on a client that may
-    use client_credentials make it a service account."""
+    use client_credentials make it a service account. `rate_limit_tier` is the gateway's
+    limit for it, written into its access tokens as the `tier` claim."""
 
     __tablename__ = "identity_client"
 
@@ -114,9 +118,20 @@ class Client(Base):
     audience: Mapped[list[str]] = mapped_column(JSON_TYPE, comment="extra token audiences")
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     password_grant_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    rate_limit_tier: Mapped[str] = mapped_column(
+        String(16),
+        default=RateLimitTier.BRONZE.value,
+        server_default=RateLimitTier.BRONZE.value,
+        comment="unlimited | gold | silver | bronze",
+    )
     status: Mapped[str] = mapped_column(String(16), comment="active | disabled")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # The gateway trusts the `tier` claim: the table holds no value it does not know.
+        CheckConstraint(f"rate_limit_tier IN ({KNOWN_TIERS})", name="rate_limit_tier_known"),
+    )
 
 
 class AuthorizationCode(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -10,6 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 Role = Literal["customer", "merchant", "ops", "finance", "auditor", "admin"]
 ServiceRole = Literal["customer", "merchant", "ops", "finance", "auditor", "admin", "service"]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials", "password"]
+
+
+class RateLimitTier(StrEnum):
+    """A client application's subscription tier, which the API gateway rate-limits by
+    (WSO2 API Manager's tiers): `unlimited`, `gold` (5,000 requests a minute), `silver`
+    (2,000), `bronze` (1,000). The gateway owns the numbers; identity keeps each client's
+    tier and writes it into the `tier` claim of the access tokens it issues."""
+
+    UNLIMITED = "unlimited"
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{1,149}$"
 SCOPE_PATTERN = r"^[\x21\x23-\x5B\x5D-\x7E]{1,100}$"
@@ -59,6 +73,11 @@ class ClientCreate(BaseModel):
     audience: list[str] = Field(default_factory=list, description="Token `aud` override.")
     first_party: bool = Field(default=False, description="Users are not asked for consent.")
     password_grant_allowed: bool = Field(default=False, description="Legacy apps only.")
+    rate_limit_tier: RateLimitTier | None = Field(
+        default=None,
+        description="The gateway's rate limit for it. Absent: `unlimited` for the platform's "
+        "own services (`service-<name>`), `bronze` for any other client.",
+    )
 
 
 class Client(BaseModel):
@@ -73,6 +92,7 @@ class Client(BaseModel):
     audience: list[str]
     first_party: bool
     password_grant_allowed: bool
+    rate_limit_tier: RateLimitTier = Field(description="The `tier` claim of its access tokens.")
     status: str
     created_at: dt.datetime
 

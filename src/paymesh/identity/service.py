@@ -1,20 +1,39 @@
 """Identity business operations used by the provider, the CLI and demo data: creating
-users and clients, and the claims a user's tokens carry. No HTTP, no SQL strings."""
+users and clients, setting a client's rate-limit tier, and the claims a user's tokens
+carry. No HTTP, no SQL strings."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity import errors, redirect_uris, repository
 from paymesh.identity import models as tables
-from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, User, UserCreate
+from paymesh.identity.schemas import (
+    Client,
+    ClientCreate,
+    ClientCreated,
+    RateLimitTier,
+    User,
+    UserCreate,
+)
 from paymesh.identity.security import hash_password, new_secret, secret_hash
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.ids import new_id
 
 USER_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+
+PLATFORM_SERVICE_CLIENT = re.compile(r"^service-([a-z][a-z0-9_]{1,31})$")
+"""Client ids of the platform's own services (`paymesh.kernel.oidc.service_client_id`)."""
+
+
+def default_rate_limit_tier(client_id: str) -> RateLimitTier:
+    """The platform's own services are never throttled by the gateway; others start low."""
+    if PLATFORM_SERVICE_CLIENT.match(client_id):
+        return RateLimitTier.UNLIMITED
+    return RateLimitTier.BRONZE
 
 
 def user_schema(row: tables.User, roles: list[str]) -> User:
@@ -46,6 +65,7 @@ def client_schema(row: tables.Client) -> Client:
         audience=list(row.audience),
         first_party=row.first_party,
         password_grant_allowed=row.password_grant_allowed,
+        rate_limit_tier=RateLimitTier(row.rate_limit_tier),
         status=row.status,
         created_at=row.created_at,
     )
@@ -133,6 +153,7 @@ async def create_client(
         audience=list(data.audience),
         first_party=data.first_party,
         password_grant_allowed=data.password_grant_allowed,
+        rate_limit_tier=(data.rate_limit_tier or default_rate_limit_tier(client_id)).value,
         status="active",
         created_at=now,
         updated_at=now,
@@ -140,6 +161,22 @@ async def create_client(
     session.add(row)
     await session.flush()
     return ClientCreated(**client_schema(row).model_dump(), client_secret=secret)
+
+
+async def set_client_rate_limit_tier(
+    session: AsyncSession, client_id: str, tier: RateLimitTier
+) -> tuple[RateLimitTier, Client]:
+    """Give the client `tier`; its tier before and the client after. Tokens already issued
+    keep the tier they were signed with until they expire: the change takes effect on the
+    next token the client gets (nothing is revoked, so nobody is signed out)."""
+    row = await repository.get_client(session, client_id)
+    if row is None:
+        raise errors.ClientNotFound(detail=f"no client {client_id!r}")
+    before = RateLimitTier(row.rate_limit_tier)
+    row.rate_limit_tier = tier.value
+    row.updated_at = utcnow()
+    await session.flush()
+    return before, client_schema(row)
 
 
 def user_claims(user: tables.User, scopes: set[str]) -> dict[str, object]:

@@ -1,4 +1,9 @@
-"""The tokens identity signs: RFC 9068 access tokens and OpenID Connect ID tokens."""
+"""The tokens identity signs: RFC 9068 access tokens and OpenID Connect ID tokens.
+
+Besides RFC 9068's claims, an access token carries `roles`, the client's `tier` (its
+rate-limit tier, `paymesh.identity.schemas.RateLimitTier`, which the API gateway limits
+by), and, when they apply, `auth_time`, `sid` and `refresh_family`. Claims are fixed when
+the token is signed: a change to the user or client shows in the next token issued."""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class AccessTokenRequest:
     client_id: str
     scope: str
     roles: Iterable[str]
+    rate_limit_tier: str
+    """The client's tier when the token is issued: the `tier` claim."""
     audience: list[str]
     auth_time: int | None = None
     session_id: str | None = None
@@ -66,6 +73,7 @@ class TokenSigner:
             "client_id": request.client_id,
             "scope": request.scope,
             "roles": sorted(set(request.roles)),
+            "tier": request.rate_limit_tier,
         }
         if request.auth_time is not None:
             claims["auth_time"] = request.auth_time

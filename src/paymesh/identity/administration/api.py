@@ -9,7 +9,12 @@ from fastapi import Depends, Path, Query, Request, Response
 
 from paymesh.identity import errors as identity_errors
 from paymesh.identity.administration import errors
-from paymesh.identity.administration.schemas import ClientSecret, Page, UserRoles
+from paymesh.identity.administration.schemas import (
+    ClientRateLimitTier,
+    ClientSecret,
+    Page,
+    UserRoles,
+)
 from paymesh.identity.administration.service import Admin
 from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, User
 from paymesh.kernel.app import service_router
@@ -89,6 +94,21 @@ async def disable_client(client_id: ClientId, service: AdminDep) -> Client:
 async def enable_client(client_id: ClientId, service: AdminDep) -> Client:
     """Let a disabled client get tokens again."""
     return await service.set_client_status(client_id, "active")
+
+
+@clients.put(
+    "/{client_id}/rate-limit-tier",
+    response_model=Client,
+    responses=problem_responses(*AUTH_ERRORS, identity_errors.ClientNotFound),
+)
+async def set_client_rate_limit_tier(
+    client_id: ClientId, body: ClientRateLimitTier, service: AdminDep
+) -> Client:
+    """Set the tier the API gateway rate-limits the client by: `unlimited`, `gold`,
+    `silver` or `bronze`. Access tokens carry it as their `tier` claim, so the change takes
+    effect on the next token the client gets; tokens already issued keep their tier until
+    they expire. An unknown tier is a 422 and changes nothing."""
+    return await service.set_client_rate_limit_tier(client_id, body.rate_limit_tier)
 
 
 @clients.delete(

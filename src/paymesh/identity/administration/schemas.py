@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from paymesh.identity.schemas import Role
+from paymesh.identity.schemas import RateLimitTier, Role
 
 T = TypeVar("T")
 
@@ -19,6 +19,14 @@ class Page(BaseModel, Generic[T]):
 class ClientSecret(BaseModel):
     client_id: str
     client_secret: str = Field(description="Shown once; only its hash is stored.")
+
+
+class ClientRateLimitTier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_tier: RateLimitTier = Field(
+        description="The client's new tier; the access tokens it gets from now on carry it."
+    )
 
 
 class UserRoles(BaseModel):

@@ -16,7 +16,7 @@ from paymesh.identity.administration import errors, repository
 from paymesh.identity.administration.schemas import ClientSecret, Page
 from paymesh.identity.models import Client as ClientRow
 from paymesh.identity.models import User as UserRow
-from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, User
+from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, RateLimitTier, User
 from paymesh.identity.security import new_secret, secret_hash
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
@@ -44,6 +44,7 @@ class Admin:
             public=created.public,
             grant_types=created.grant_types,
             roles=created.roles,
+            rate_limit_tier=created.rate_limit_tier.value,
         )
         return created
 
@@ -88,6 +89,21 @@ class Admin:
         await revocation.revoke(self.session, "client", client_id)
         await repository.delete_client(self.session, client_id)
         await self._record("identity.client.deleted", client_id, client_id=client_id)
+
+    async def set_client_rate_limit_tier(self, client_id: str, tier: RateLimitTier) -> Client:
+        """Change the tier the gateway limits the client by. Its tokens already issued keep
+        their `tier` claim until they expire; the next token it gets carries the new one."""
+        before, client = await identity_service.set_client_rate_limit_tier(
+            self.session, client_id, tier
+        )
+        await self._record(
+            "identity.client.rate_limit_tier_changed",
+            client_id,
+            client_id=client_id,
+            before=before.value,
+            after=tier.value,
+        )
+        return client
 
     async def rotate_client_secret(self, client_id: str) -> ClientSecret:
         """A new secret replaces the old one at once; shown here and never again."""

@@ -84,7 +84,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             claims = token.claims
             body: dict[str, Any] = {
                 key: claims[key]
-                for key in ("scope", "client_id", "sub", "aud", "iss", "exp", "jti")
+                for key in ("scope", "client_id", "sub", "aud", "iss", "exp", "jti", "tier")
                 if key in claims
             }
             if "iat" in claims:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +27,9 @@ from paymesh.identity.authentication import Authenticator
 from paymesh.identity.provider.exchange import current
 from paymesh.identity.provider.models import ClientModel, UserModel
 from paymesh.identity.revocation import TokenRevoker
+from paymesh.identity.schemas import RateLimitTier
 from paymesh.identity.security import new_secret, secret_hash
+from paymesh.identity.service import PLATFORM_SERVICE_CLIENT
 from paymesh.identity.tokens import AccessTokenRequest, TokenSigner
 from paymesh.kernel.auth import scopes_granted_by
 from paymesh.kernel.config import Settings
@@ -39,8 +40,6 @@ from paymesh.kernel.oidc import service_client_id, service_client_secret
 
 # Authlib logs issued tokens at DEBUG; they must never reach a log, whatever the level.
 logging.getLogger("authlib").setLevel(logging.WARNING)
-
-BUILTIN_SERVICE_CLIENT = re.compile(r"^service-([a-z][a-z0-9_]{1,31})$")
 
 
 @dataclass(frozen=True)
@@ -137,14 +136,15 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         row = await repository.get_client(await current().session(), client_id[:128])
         if row is not None:
             return ClientModel(row) if row.status == "active" else None
-        match = BUILTIN_SERVICE_CLIENT.match(client_id)
+        match = PLATFORM_SERVICE_CLIENT.match(client_id)
         if match is None:
             return None
         return ClientModel(self._builtin_service_client(match.group(1)), builtin=True)
 
     def _builtin_service_client(self, service: str) -> tables.Client:
         """Every Paymesh service is a client without registration: `service-<name>`, with
-        a secret derived from the platform signing secret (see kernel.oidc)."""
+        a secret derived from the platform signing secret (see kernel.oidc), and never
+        rate-limited by the gateway."""
         now = utcnow()
         return tables.Client(
             id=service_client_id(service),
@@ -158,6 +158,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             audience=[],
             first_party=True,
             password_grant_allowed=False,
+            rate_limit_tier=RateLimitTier.UNLIMITED.value,
             status="active",
             created_at=now,
             updated_at=now,
@@ -193,6 +194,9 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             client_id=client.client_id,
             scope=scope or "",
             roles=user.roles if user else client.row.roles,
+            # Read from the client row loaded for this exchange: a tier set by an admin
+            # applies from the next token on, whatever the grant (refresh included).
+            rate_limit_tier=client.row.rate_limit_tier,
             audience=list(client.row.audience) or [self.settings.token_audience],
             auth_time=int(user.auth_time.timestamp()) if user and user.auth_time else None,
             session_id=user.session_id if user else None,
