@@ -109,10 +109,18 @@ $(RP_DIR)/node_modules/.installed: $(RP_DIR)/package.json $(RP_DIR)/package-lock
 	npm ci --prefix $(RP_DIR) --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# tests/kernel/issuer: oidc-provider, the external OpenID issuer the gateway's multi-issuer
+# verifier is tested against; same rule as the relying party (npm ci when its lock changed).
 rp-deps:
 	@if command -v node >/dev/null && command -v npm >/dev/null; then \
 	  $(MAKE) --no-print-directory $(RP_DIR)/node_modules/.installed; \
-	else echo "node not found: the relying-party test will be skipped (fails with CI=true)"; fi
+	  dir=tests/kernel/issuer; stamp=$$dir/node_modules/.installed; \
+	  if [ ! -f $$stamp ] || [ $$dir/package.json -nt $$stamp ] \
+	      || [ $$dir/package-lock.json -nt $$stamp ]; then \
+	    npm ci --prefix $$dir --no-audit --no-fund --loglevel=error && touch $$stamp; \
+	  fi; \
+	else echo "node not found: the relying-party and trusted-issuer tests will be skipped" \
+	  "(fail with CI=true)"; fi
 
 # Both passes always run; the target fails if either failed (or PostgreSQL is missing in CI).
 test: install rp-deps

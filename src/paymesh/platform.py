@@ -33,7 +33,7 @@ from paymesh.kernel.app import (
     database_check,
     service_asgi,
 )
-from paymesh.kernel.auth import CachedVerifier, Caller, DevelopmentTokens
+from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
 from paymesh.kernel.cache import build_cache
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import install_error_handlers
@@ -41,8 +41,8 @@ from paymesh.kernel.events import EventBus, InProcessBus
 from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.oidc import (
     ClientCredentialsTokens,
-    CompositeVerifier,
     JwksVerifier,
+    MultiIssuerVerifier,
     service_client_id,
     service_client_secret,
 )
@@ -63,11 +63,6 @@ def load_spec(name: str) -> ServiceSpec:
     spec = importlib.import_module(SERVICE_MODULES[name]).SPEC
     assert isinstance(spec, ServiceSpec)
     return spec
-
-
-def tier_of(caller: Caller) -> str | None:
-    """A caller's rate-limit tier: the `tier` its token carries (identity's clients)."""
-    return getattr(caller, "tier", None)
 
 
 def build_bus(settings: Settings) -> EventBus:
@@ -115,9 +110,11 @@ class Platform:
             if settings.redis_url
             else None
         )
-        verifier = CachedVerifier(
-            CompositeVerifier(self.jwks, development), revocations=self.revocations
-        )
+        # Identity's tokens (and development tokens where allowed), plus those of every
+        # external OpenID provider in PAYMESH_GATEWAY_ISSUERS: one verifier, used by the
+        # gateway and by every service, with the revocations in force.
+        self.verifier = MultiIssuerVerifier.from_settings(settings, self.jwks, development)
+        verifier = CachedVerifier(self.verifier, revocations=self.revocations)
         # Behind an in-process gateway a service's access-log line would repeat the
         # gateway's; a service process of the distributed shape logs its own.
         service_settings = (
@@ -217,7 +214,7 @@ class Platform:
             upstreams,
             verifier=verifier,
             own_app=self.root,
-            tier_of=tier_of,
+            tier_of=self.verifier.tier_of,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -238,7 +238,8 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = Settings(
         _env_file=None, env="test", data_dir=tmp_path_factory.mktemp("var"), access_log=False
     )
-    return copy.deepcopy(Platform(settings).openapi())
+    # The merged document before the gateway decorates it (Platform.openapi() serves both).
+    return copy.deepcopy(Platform(settings)._merged_openapi())
 
 
 @pytest.fixture(scope="module")

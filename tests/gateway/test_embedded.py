@@ -19,6 +19,7 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.revocation import Revocation
 from paymesh.platform import Platform
 from tests.conftest import http_client
+from tests.identity import factories
 
 ACCOUNT = "/v1/ledger/accounts/acc_missing"
 
@@ -427,3 +428,47 @@ class TestUpstreamFailures:
         response = await client.get("/.well-known/openid-configuration")
 
         assert response.status_code == 200
+
+
+class TestTiers:
+    async def client_token(self, platform: Platform, client: httpx.AsyncClient, tier: str) -> str:
+        app = await factories.create_client(
+            platform,
+            public=False,
+            grant_types=["client_credentials"],
+            redirect_uris=[],
+            scopes=["ledger:read"],
+            roles=["auditor"],
+            rate_limit_tier=tier,
+        )
+        response = await client.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials", "scope": "ledger:read"},
+            auth=(app.client_id, app.client_secret or ""),
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    @pytest.mark.parametrize(
+        ("tier", "limit"), [("gold", "5000"), ("silver", "2000"), ("bronze", "1000")]
+    )
+    async def test_a_clients_tier_sets_its_limit(
+        self, platform: Platform, client: httpx.AsyncClient, tier: str, limit: str
+    ) -> None:
+        token = await self.client_token(platform, client, tier)
+
+        response = await client.get(ACCOUNT, headers={"authorization": f"Bearer {token}"})
+
+        assert response.status_code == 404  # identity's RS256 token passed the gateway
+        assert response.headers["ratelimit-limit"] == limit
+        assert int(response.headers["ratelimit-remaining"]) == int(limit) - 1
+
+    async def test_an_unlimited_client_is_not_counted(
+        self, platform: Platform, client: httpx.AsyncClient
+    ) -> None:
+        token = await self.client_token(platform, client, "unlimited")
+
+        response = await client.get(ACCOUNT, headers={"authorization": f"Bearer {token}"})
+
+        assert response.status_code == 404
+        assert "ratelimit-limit" not in response.headers

@@ -27,7 +27,7 @@ from paymesh.gateway.routes import Address, Route, RouteTable
 from paymesh.gateway.upstreams import Upstream, strip_hop_by_hop
 from paymesh.kernel.auth import Caller, TokenVerifier, prepare_verifier
 from paymesh.kernel.config import Settings
-from paymesh.kernel.decoding import PayloadTooLarge
+from paymesh.kernel.decoding import InvalidContentLength, PayloadTooLarge
 from paymesh.kernel.errors import PROBLEM_MEDIA_TYPE, PaymeshError
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.observability import (
@@ -146,11 +146,12 @@ class Gateway:
             return
         exchange.route = route
         try:
-            declared = self._admit(scope, route)
-            # Who is asking, and whether they may, before a byte of the body is read.
+            if not route.admits(_client_address(scope)):
+                raise AddressRefused()
+            # Who is asking, and whether they may, before the body is even measured.
             exchange.caller = await self._authenticate(scope, route)
             await self._limit(scope, route, exchange)
-            if not declared:
+            if not _declared_within(scope, route.body_limit_bytes):
                 receive = await _buffered(receive, route.body_limit_bytes)
             upstream = self.upstreams[route.service]
             scope = _forwarded(scope, exchange)
@@ -162,21 +163,6 @@ class Gateway:
             if exchange.status:  # the upstream's answer is under way: nothing to add
                 raise
             await self._refuse(scope, send, exchange, error)
-
-    def _admit(self, scope: Scope, route: Route) -> bool:
-        """The address and declared body size; True when the body's length is declared
-        (and within the limit), False when it has to be read to be known."""
-        if not route.admits(_client_address(scope)):
-            raise AddressRefused()
-        declared = _header(scope["headers"], b"content-length")
-        if not declared:
-            return False
-        if not declared.isdigit() or int(declared) > route.body_limit_bytes:
-            raise PayloadTooLarge(
-                f"the body may not exceed {route.body_limit_bytes} bytes here",
-                limit_bytes=route.body_limit_bytes,
-            )
-        return True
 
     async def _authenticate(self, scope: Scope, route: Route) -> Caller | None:
         if route.policy == "public":
@@ -341,6 +327,21 @@ def _forwarded(scope: Scope, exchange: Exchange) -> Scope:
     if host:
         rewritten.append((b"x-forwarded-host", host.encode("latin-1")))
     return {**scope, "headers": rewritten}
+
+
+def _declared_within(scope: Scope, limit_bytes: int) -> bool:
+    """True when the body's length is declared and within the limit; False when it has
+    to be read to be known (chunked, or no body header at all)."""
+    declared = _header(scope["headers"], b"content-length")
+    if not declared:
+        return False
+    if not declared.strip().isdigit():
+        raise InvalidContentLength()
+    if int(declared) > limit_bytes:
+        raise PayloadTooLarge(
+            f"the body may not exceed {limit_bytes} bytes here", limit_bytes=limit_bytes
+        )
+    return True
 
 
 async def _buffered(receive: Receive, limit_bytes: int) -> Receive:

@@ -23,6 +23,9 @@ from paymesh.kernel.errors import Forbidden, Unauthenticated
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.revocation import RevocationRegistry
 
+DEFAULT_TIER = "bronze"
+"""The rate-limit tier of a Paymesh token without a `tier` claim."""
+
 ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin", "service")
 
 
@@ -61,6 +64,10 @@ class Caller:
     issued_at: float = 0.0
     session_id: str | None = None
     family_id: str | None = None
+    issuer: str | None = None
+    """`iss` of the verified token: Paymesh identity or a trusted external provider."""
+    tier: str | None = None
+    """Rate-limit tier: identity's `tier` claim, or the trusted issuer's configured one."""
 
     @property
     def idempotency_scope(self) -> str:
@@ -104,6 +111,7 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     session_id = claims.get("sid")
     family_id = claims.get("refresh_family")
     client_id = claims.get("client_id")
+    issuer, tier = claims.get("iss"), claims.get("tier")
     return Caller(
         subject=str(claims["sub"]),
         client_id=str(client_id) if client_id is not None else None,
@@ -114,6 +122,8 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
         issued_at=float(issued_at) if isinstance(issued_at, int | float) else 0.0,
         session_id=session_id if isinstance(session_id, str) else None,
         family_id=family_id if isinstance(family_id, str) else None,
+        issuer=issuer if isinstance(issuer, str) else None,
+        tier=tier if isinstance(tier, str) and tier else DEFAULT_TIER,
     )
 
 

@@ -184,7 +184,11 @@ SPEC = ServiceSpec(
     routers=[router],
     # The kernel's tests speak to the service itself: the gateway lets them through, and
     # the service's own checks answer (tests/gateway covers the gateway's).
-    edge_routes=(EdgeRoute("/v1/sample", policy="public"),),
+    edge_routes=(
+        EdgeRoute("/v1/sample", policy="public"),
+        # Protected at the edge too: a bad token is refused before the body is measured.
+        EdgeRoute("/v1/sample/decoding/protected"),
+    ),
     consumers=_consumers,
     task_handlers=lambda _runtime: {
         "count": task_count,
