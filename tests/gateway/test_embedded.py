@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from starlette.types import Receive, Scope, Send
 
 from paymesh.gateway.upstreams import InProcessUpstream
 from paymesh.kernel.config import Settings
+from paymesh.kernel.observability import configure_logging
 from paymesh.kernel.revocation import Revocation
 from paymesh.platform import Platform
 from tests.conftest import http_client
@@ -472,3 +476,60 @@ class TestTiers:
 
         assert response.status_code == 404
         assert "ratelimit-limit" not in response.headers
+
+
+class TestAccessLogAndCors:
+    @pytest.fixture
+    async def platform(self, make_platform: Callable[..., Any], settings: Settings) -> Platform:
+        tuned = with_gateway(settings, cors_origins=["https://shop.example"]).model_copy(
+            update={"access_log": True}
+        )
+        built: Platform = await make_platform(
+            ["identity", "ledger"], run_workers=False, settings_override=tuned
+        )
+        return built
+
+    async def test_one_json_line_per_request_without_secrets(
+        self, platform: Platform, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        previous = structlog.get_config()
+        configure_logging("INFO", "json")
+        structlog.configure(cache_logger_on_first_use=False)
+        headers = bearer(platform, "auditor-1", roles=["admin"])
+        try:
+            await client.get(ACCOUNT, headers={**headers, "x-request-id": "req-log-7"})
+        finally:
+            structlog.configure(**previous)
+
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        [line] = [line for line in lines if line["event"] == "gateway_request"]
+        assert line["method"] == "GET" and line["path"] == ACCOUNT
+        assert line["status"] == 404 and line["upstream"] == "ledger"
+        assert line["subject"] == "auditor-1" and line["client_id"] == "paymesh-dev"
+        assert line["request_id"] == "req-log-7" and line["latency_ms"] >= 0
+        token = headers["authorization"].removeprefix("Bearer ")
+        assert token not in stream.getvalue()
+        assert token.split(".")[2] not in stream.getvalue()
+
+    async def test_cors_preflight_is_answered_before_authentication(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        preflight = await client.options(
+            ACCOUNT,
+            headers={
+                "origin": "https://shop.example",
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "authorization",
+            },
+        )
+        foreign = await client.options(
+            ACCOUNT,
+            headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
+        )
+
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+        assert foreign.status_code == 400
+        assert "access-control-allow-origin" not in foreign.headers

@@ -20,12 +20,13 @@ import structlog
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paymesh.gateway.authenticators import Authenticator, BearerAuthenticator
 from paymesh.gateway.breaker import Breakers, UpstreamFailure
 from paymesh.gateway.errors import AddressRefused, InsufficientScope, MissingToken, RateLimited
 from paymesh.gateway.ratelimit import Allowance, RateLimiter, storage_for, tier_limit
 from paymesh.gateway.routes import Address, Route, RouteTable
 from paymesh.gateway.upstreams import Upstream, strip_hop_by_hop
-from paymesh.kernel.auth import Caller, TokenVerifier, prepare_verifier
+from paymesh.kernel.auth import Caller, TokenVerifier
 from paymesh.kernel.config import Settings
 from paymesh.kernel.decoding import InvalidContentLength, PayloadTooLarge
 from paymesh.kernel.errors import PROBLEM_MEDIA_TYPE, PaymeshError
@@ -65,7 +66,7 @@ class Gateway:
         *,
         table: RouteTable,
         upstreams: Mapping[str, Upstream],
-        verifier: TokenVerifier,
+        authenticators: Sequence[Authenticator],
         limiter: RateLimiter,
         breakers: Breakers,
         own_app: ASGIApp,
@@ -76,7 +77,7 @@ class Gateway:
     ) -> None:
         self.table = table
         self.upstreams = upstreams
-        self.verifier = verifier
+        self.authenticators = list(authenticators)
         self.limiter = limiter
         self.breakers = breakers
         self.own_app = own_app
@@ -167,11 +168,13 @@ class Gateway:
     async def _authenticate(self, scope: Scope, route: Route) -> Caller | None:
         if route.policy == "public":
             return None
-        token = _bearer(_header(scope["headers"], b"authorization"))
-        if token is None:
+        caller = None
+        for authenticator in self.authenticators:
+            caller = await authenticator.authenticate(scope["headers"])
+            if caller is not None:
+                break
+        if caller is None:
             raise MissingToken()
-        await prepare_verifier(self.verifier, token)
-        caller = self.verifier.verify(token)
         if (route.scopes or route.roles) and not caller.has_any(route.roles, route.scopes):
             wanted = " ".join(sorted(route.scopes))
             raise InsufficientScope(
@@ -283,13 +286,6 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
-def _bearer(header: str) -> str | None:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _client_address(scope: Scope) -> Address | None:
     client = scope.get("client")
     if not client:
@@ -388,7 +384,7 @@ def build_gateway(
     return Gateway(
         table=RouteTable.from_specs(specs, settings),
         upstreams=upstreams,
-        verifier=verifier,
+        authenticators=[BearerAuthenticator(verifier)],
         limiter=RateLimiter(
             storage_for(settings.redis_url), burst_per_second=gateway_settings.burst_per_second
         ),
