@@ -229,6 +229,16 @@ class TestAssets:
         assert document.get("paths", {}) == {}
 
 
+def refusal_media_type(path: str) -> str:
+    """SCIM's paths are refused with SCIM error documents, the others with problems."""
+    return "application/scim+json" if path.startswith("/scim2") else "application/problem+json"
+
+
+def refusal_schema(path: str) -> str:
+    name = "ScimError" if path.startswith("/scim2") else "Problem"
+    return f"#/components/schemas/{name}"
+
+
 # --- decorate_openapi ---------------------------------------------------------------------
 
 
@@ -304,8 +314,8 @@ class TestDecorateOpenapi:
     ) -> None:
         for method, path, operation in operations(decorated):
             refusal = operation["responses"]["429"]
-            assert refusal["content"]["application/problem+json"]["schema"] == {
-                "$ref": "#/components/schemas/Problem"
+            assert refusal["content"][refusal_media_type(path)]["schema"] == {
+                "$ref": refusal_schema(path)
             }, (method, path)
             assert "rate_limited" in refusal["x-problem-codes"]
             assert refusal["headers"]["Retry-After"] == {"$ref": "#/components/headers/Retry-After"}
@@ -316,8 +326,8 @@ class TestDecorateOpenapi:
     ) -> None:
         for method, path, operation in operations(decorated):
             refusal = operation["responses"]["503"]
-            assert refusal["content"]["application/problem+json"]["schema"] == {
-                "$ref": "#/components/schemas/Problem"
+            assert refusal["content"][refusal_media_type(path)]["schema"] == {
+                "$ref": refusal_schema(path)
             }, (method, path)
             assert "upstream_unavailable" in refusal["x-problem-codes"]
             assert "upstream_unavailable" in refusal["description"]

@@ -326,7 +326,9 @@ class TestHeaders:
 class TestRateLimits:
     @pytest.fixture
     async def platform(self, make_platform: Callable[..., Any], settings: Settings) -> Platform:
-        tuned = with_gateway(settings, anonymous_per_minute=3, burst_per_second=50)
+        tuned = with_gateway(
+            settings, rate_limits=True, anonymous_per_minute=3, burst_per_second=50
+        )
         built: Platform = await make_platform(
             ["identity", "ledger"], run_workers=False, settings_override=tuned
         )
@@ -352,7 +354,7 @@ class TestRateLimits:
     async def test_a_burst_is_refused_then_recovers(
         self, make_platform: Callable[..., Any], settings: Settings
     ) -> None:
-        tuned = with_gateway(settings, burst_per_second=2)
+        tuned = with_gateway(settings, rate_limits=True, burst_per_second=2)
         platform: Platform = await make_platform(
             ["identity", "ledger"], run_workers=False, settings_override=tuned
         )
@@ -435,6 +437,15 @@ class TestUpstreamFailures:
 
 
 class TestTiers:
+    @pytest.fixture
+    async def platform(self, make_platform: Callable[..., Any], settings: Settings) -> Platform:
+        built: Platform = await make_platform(
+            ["identity", "ledger"],
+            run_workers=False,
+            settings_override=with_gateway(settings, rate_limits=True),
+        )
+        return built
+
     async def client_token(self, platform: Platform, client: httpx.AsyncClient, tier: str) -> str:
         app = await factories.create_client(
             platform,

@@ -28,7 +28,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def trusting(settings: Settings, issuer: str, **entry: Any) -> Settings:
     gateway = settings.gateway.model_copy(
-        update={"issuers": [TrustedIssuerSettings(issuer=issuer, **entry)]}
+        update={"issuers": [TrustedIssuerSettings(issuer=issuer, **entry)], "rate_limits": True}
     )
     return settings.model_copy(update={"gateway": gateway})
 

@@ -67,7 +67,7 @@ class Gateway:
         table: RouteTable,
         upstreams: Mapping[str, Upstream],
         authenticators: Sequence[Authenticator],
-        limiter: RateLimiter,
+        limiter: RateLimiter | None,
         breakers: Breakers,
         own_app: ASGIApp,
         tier_of: TierOf,
@@ -185,6 +185,8 @@ class Gateway:
         return caller
 
     async def _limit(self, scope: Scope, route: Route, exchange: Exchange) -> None:
+        if self.limiter is None:
+            return
         caller = exchange.caller
         if caller is None:
             address = _client_address(scope)
@@ -387,7 +389,9 @@ def build_gateway(
         authenticators=[BearerAuthenticator(verifier)],
         limiter=RateLimiter(
             storage_for(settings.redis_url), burst_per_second=gateway_settings.burst_per_second
-        ),
+        )
+        if gateway_settings.rate_limits
+        else None,
         breakers=Breakers(
             threshold=gateway_settings.breaker_threshold,
             ttl_seconds=gateway_settings.breaker_ttl_seconds,

@@ -275,6 +275,10 @@ RETRY_AFTER: dict[str, dict[str, Any]] = {
 }
 
 
+SCIM_MEDIA_TYPE = "application/scim+json"
+SCIM_ERROR_REF = "#/components/schemas/ScimError"
+
+
 def decorate_openapi(document: Mapping[str, Any], *, rate_limited: bool = True) -> dict[str, Any]:
     """A copy of the merged OpenAPI 3.1 `document` saying what the gateway does around
     every operation: `RateLimit-*` headers on every response and a 429 `rate_limited` with
@@ -293,14 +297,21 @@ def decorate_openapi(document: Mapping[str, Any], *, rate_limited: bool = True) 
         for name, header in (RATE_LIMIT_HEADERS | RETRY_AFTER).items():
             headers.setdefault(name, copy.deepcopy(header))
     security = decorated.get("security")
-    for operation in _operations(decorated.get("paths", {})):
+    scim_error = "ScimError" in schemas
+    for path, operation in _operations(decorated.get("paths", {})):
+        # The gateway refuses SCIM requests with SCIM error documents (RFC 7644 3.12).
+        media = (
+            (SCIM_MEDIA_TYPE, SCIM_ERROR_REF) if scim_error and path.startswith("/scim2") else None
+        )
         if "security" not in operation:
             operation["security"] = copy.deepcopy(security) if security is not None else []
         responses: dict[str, Any] = operation.setdefault("responses", {})
         if rate_limited:
-            _declare_refusal(responses, RateLimited, "`Retry-After` says how many seconds to wait.")
+            _declare_refusal(
+                responses, RateLimited, "`Retry-After` says how many seconds to wait.", media
+            )
             _add_headers(responses[str(RateLimited.status)], RETRY_AFTER)
-        _declare_refusal(responses, UpstreamUnavailable, "Try again later.")
+        _declare_refusal(responses, UpstreamUnavailable, "Try again later.", media)
         if rate_limited:
             for response in responses.values():
                 _add_headers(response, RATE_LIMIT_HEADERS)
@@ -311,20 +322,27 @@ def decorate_openapi(document: Mapping[str, Any], *, rate_limited: bool = True) 
     return decorated
 
 
-def _operations(paths: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    for item in paths.values():
+def _operations(paths: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, item in paths.items():
         for method, operation in item.items():
             if method in HTTP_METHODS and isinstance(operation, dict):
-                yield operation
+                yield path, operation
 
 
-def _declare_refusal(responses: dict[str, Any], error: type[GatewayError], hint: str) -> None:
-    """The response at `error.status` may be a problem document with `error.code`."""
+def _declare_refusal(
+    responses: dict[str, Any],
+    error: type[GatewayError],
+    hint: str,
+    media: tuple[str, str] | None = None,
+) -> None:
+    """The response at `error.status` may be a problem document with `error.code` (or
+    the `media` (type, schema reference) given, e.g. SCIM's error document)."""
     response: dict[str, Any] = responses.setdefault(str(error.status), {})
     if "$ref" in response:  # a shared response: its owner declares what it holds
         return
     content: dict[str, Any] = response.setdefault("content", {})
-    content.setdefault(PROBLEM_MEDIA_TYPE, {"schema": {"$ref": PROBLEM_REF}})
+    media_type, schema = media or (PROBLEM_MEDIA_TYPE, PROBLEM_REF)
+    content.setdefault(media_type, {"schema": {"$ref": schema}})
     codes = set(response.get("x-problem-codes", ()))
     if error.code in codes:
         return

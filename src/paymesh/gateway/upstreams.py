@@ -11,6 +11,7 @@ idempotent methods are retried, once, and only when the connection itself failed
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -136,10 +137,7 @@ class HttpUpstream:
         self.name = name
         self.targets = [Target(url.rstrip("/")) for url in urls]
         self._turn = itertools.cycle(range(len(self.targets)))
-        self.client = client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            follow_redirects=False,
-        )
+        self.client = client or proxy_client()
         self.health_interval_seconds = health_interval_seconds
         self._prober: asyncio.Task[None] | None = None
 
@@ -241,7 +239,12 @@ class HttpUpstream:
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": strip_hop_by_hop(response.headers.raw),
+                    # The server under us sets its own Date and Server.
+                    "headers": [
+                        (name, value)
+                        for name, value in strip_hop_by_hop(response.headers.raw)
+                        if name.lower() not in (b"date", b"server")
+                    ],
                 }
             )
             async for chunk in response.aiter_raw():
@@ -254,6 +257,28 @@ class HttpUpstream:
             raise UpstreamFailure(self.name, "broke mid-answer", None) from None
         finally:
             await response.aclose()
+
+
+def proxy_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The HTTP client of the gateway's hop to the services."""
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=32),
+        follow_redirects=False,
+        # A proxy keeps no cookies: one client's Set-Cookie must never ride along with
+        # another client's request.
+        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+    )
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Accepts no cookie and returns none."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
 
 
 class _RequestBody:

@@ -170,6 +170,10 @@ class GatewaySettings(BaseModel):
         default_factory=list,
         description="Route policies of the operator's (JSON list), over the services' own.",
     )
+    rate_limits: bool = Field(
+        default=True,
+        description="Rate-limit at the gateway (off: e.g. behind another edge that does).",
+    )
     anonymous_per_minute: int = Field(
         default=600, ge=1, description="Requests per minute per client address on public paths."
     )

@@ -489,6 +489,10 @@ class MultiIssuerVerifier:
             return trusted
         if self.identity is not None and issuer in self.identity_issuers:
             return self.identity
+        if token_header(token).get("alg") == "HS256":
+            # Say why, rather than "untrusted issuer": a development token where they are
+            # switched off (production, or a platform reachable from other machines).
+            raise Unauthenticated(detail="development tokens are not accepted here")
         raise Unauthenticated(detail="the token's issuer is not trusted here")
 
     async def prepare(self, token: str) -> None:
