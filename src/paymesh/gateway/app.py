@@ -24,7 +24,7 @@ from paymesh.gateway.authenticators import Authenticator, BearerAuthenticator
 from paymesh.gateway.breaker import Breakers, UpstreamFailure
 from paymesh.gateway.errors import AddressRefused, InsufficientScope, MissingToken, RateLimited
 from paymesh.gateway.ratelimit import Allowance, RateLimiter, storage_for, tier_limit
-from paymesh.gateway.routes import Address, Route, RouteTable
+from paymesh.gateway.routes import Address, Network, Route, RouteTable
 from paymesh.gateway.upstreams import Upstream, strip_hop_by_hop
 from paymesh.kernel.auth import Caller, TokenVerifier
 from paymesh.kernel.config import Settings
@@ -74,6 +74,7 @@ class Gateway:
         anonymous_per_minute: int,
         https: bool,
         access_log: bool = True,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.table = table
         self.upstreams = upstreams
@@ -85,6 +86,7 @@ class Gateway:
         self.anonymous_per_minute = anonymous_per_minute
         self.access_log = access_log
         self.security_headers = _security_headers(https)
+        self.trusted_proxies = tuple(trusted_proxies)
 
     async def start(self) -> None:
         await self.breakers.start()
@@ -147,7 +149,7 @@ class Gateway:
             return
         exchange.route = route
         try:
-            if not route.admits(_client_address(scope)):
+            if not route.admits(self._client_address(scope)):
                 raise AddressRefused()
             # Who is asking, and whether they may, before the body is even measured.
             exchange.caller = await self._authenticate(scope, route)
@@ -164,6 +166,9 @@ class Gateway:
             if exchange.status:  # the upstream's answer is under way: nothing to add
                 raise
             await self._refuse(scope, send, exchange, error)
+
+    def _client_address(self, scope: Scope) -> Address | None:
+        return client_address(scope, self.trusted_proxies)
 
     async def _authenticate(self, scope: Scope, route: Route) -> Caller | None:
         if route.policy == "public":
@@ -189,7 +194,7 @@ class Gateway:
             return
         caller = exchange.caller
         if caller is None:
-            address = _client_address(scope)
+            address = self._client_address(scope)
             who = f"address:{address}"
             per_minute: int | None = self.anonymous_per_minute
         else:
@@ -288,7 +293,7 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
-def _client_address(scope: Scope) -> Address | None:
+def _peer_address(scope: Scope) -> Address | None:
     client = scope.get("client")
     if not client:
         return None
@@ -296,6 +301,25 @@ def _client_address(scope: Scope) -> Address | None:
         return ipaddress.ip_address(client[0])
     except ValueError:
         return None
+
+
+def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> Address | None:
+    """The client's address: the TCP peer, unless the peer is one of our own proxies (a
+    load balancer in front of the gateway); then the `X-Forwarded-For` chain is read from
+    the right, past every trusted proxy, to the first address we did not put there. A
+    client can prepend anything to the chain; it cannot forge the part our proxies add."""
+    address = _peer_address(scope)
+    if address is None or not any(address in network for network in trusted_proxies):
+        return address
+    chain = _header(scope["headers"], b"x-forwarded-for")
+    for hop in reversed([part.strip() for part in chain.split(",") if part.strip()]):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return address  # garbage in the chain: stop at the last address we trust
+        if not any(address in network for network in trusted_proxies):
+            return address
+    return address
 
 
 def _forwarded(scope: Scope, exchange: Exchange) -> Scope:
@@ -402,6 +426,9 @@ def build_gateway(
         anonymous_per_minute=gateway_settings.anonymous_per_minute,
         https=settings.origin.startswith("https://"),
         access_log=settings.access_log,
+        trusted_proxies=[
+            ipaddress.ip_network(cidr, strict=False) for cidr in gateway_settings.trusted_proxies
+        ],
     )
 
 

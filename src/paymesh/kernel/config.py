@@ -181,6 +181,19 @@ class GatewaySettings(BaseModel):
         default=100, ge=1, description="Per-second window on top of every tier's per-minute one."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) of our own proxies in front of the gateway: from them, "
+        "the client address is read from X-Forwarded-For (JSON list).",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return value
+
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
     health_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often each upstream's /health is probed."
