@@ -150,7 +150,8 @@ class Platform:
         self.gateway = self._gateway(verifier, gateway_only=gateway_only)
         # A service process of the distributed shape sits behind `paymesh serve gateway`
         # and answers it directly (verifying tokens itself, as every service does).
-        self.public: ASGIApp = with_cors(self.gateway, settings) if gateway else self._internal
+        self.fronted = gateway or gateway_only
+        self.public: ASGIApp = with_cors(self.gateway, settings) if self.fronted else self._internal
         if self.jwks is not None:
             self.directory.service_tokens = self._service_token
         self._service_credentials: dict[str, ClientCredentialsTokens] = {}
@@ -246,7 +247,8 @@ class Platform:
 
     async def start(self) -> None:
         await self.revocations.start()
-        await self.gateway.start()
+        if self.fronted:  # a service process behind `serve gateway` opens no breaker store
+            await self.gateway.start()
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
         if self.jwks is not None and "identity" in self.runtimes:
@@ -255,7 +257,8 @@ class Platform:
     async def stop(self) -> None:
         for runtime in reversed(self.runtimes.values()):
             await runtime.stop()
-        await self.gateway.stop()
+        if self.fronted:
+            await self.gateway.stop()
         await self.revocations.stop()
         await self.cache.close()
 

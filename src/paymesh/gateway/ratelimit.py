@@ -19,6 +19,8 @@ from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from paymesh.kernel.auth import DEFAULT_TIER
+
 log = structlog.get_logger("paymesh.gateway")
 
 TIER_PER_MINUTE: dict[str, int | None] = {
@@ -27,7 +29,6 @@ TIER_PER_MINUTE: dict[str, int | None] = {
     "silver": 2_000,
     "bronze": 1_000,
 }
-DEFAULT_TIER = "bronze"
 
 
 @dataclass(frozen=True, slots=True)
