@@ -48,7 +48,7 @@ from paymesh.kernel.oidc import (
 )
 from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
-from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec
+from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settle_heap
 
 SERVICE_MODULES: dict[str, str] = {
     "identity": "paymesh.identity.app",
@@ -307,6 +307,7 @@ class Platform:
         @asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             await self.start()
+            settle_heap()
             try:
                 yield
             finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from paymesh.kernel.db import utcnow
@@ -144,6 +146,69 @@ class TestIdempotencyInFlight:
         assert other.status_code == 201
         assert first_response.status_code == 201
         assert await note_count(sample) == 2
+
+
+    async def test_a_request_cancelled_mid_work_leaves_no_claim_behind(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        # A client gone (or a worker stopped) in the middle: nothing was committed, so the
+        # key must be free at once; no lease to wait out.
+        body = {**NOTE, "text": "held"}
+        sample_app.gate["held"] = asyncio.Event()
+        sample_app.arrived["held"] = asyncio.Event()
+        first = asyncio.create_task(
+            client.post(NOTES, json=body, headers=headers(admin_token, "k-gone"))
+        )
+        await asyncio.wait_for(sample_app.arrived["held"].wait(), timeout=10)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert await table_rows(sample, "idempotency_record") == []
+
+        sample_app.gate["held"].set()
+        retry = await client.post(NOTES, json=body, headers=headers(admin_token, "k-gone"))
+
+        assert retry.status_code == 201, retry.text
+        assert "idempotent-replayed" not in retry.headers
+        assert await note_count(sample) == 1
+
+    async def test_same_key_in_another_process_is_409_on_postgresql(
+        self, sample: Platform, client: httpx.AsyncClient, admin_token: str
+    ) -> None:
+        # A second platform on the same database knows nothing of the first's running
+        # requests: only the database can say the key is taken (an advisory lock).
+        if not runtime_of(sample).database.is_postgres:
+            pytest.skip("one process owns a SQLite database")
+        other = Platform(sample.settings, [], specs=list(sample.specs), run_workers=False)
+        await other.start()
+        body = {**NOTE, "text": "held"}
+        sample_app.gate["held"] = asyncio.Event()
+        sample_app.arrived["held"] = asyncio.Event()
+        try:
+            first = asyncio.create_task(
+                client.post(NOTES, json=body, headers=headers(admin_token, "k-twice"))
+            )
+            await asyncio.wait_for(sample_app.arrived["held"].wait(), timeout=10)
+            async with http_client(other) as other_client:
+                second = await asyncio.wait_for(
+                    other_client.post(NOTES, json=body, headers=headers(admin_token, "k-twice")),
+                    timeout=10,
+                )
+                sample_app.gate["held"].set()
+                first_response = await asyncio.wait_for(first, timeout=10)
+                third = await other_client.post(
+                    NOTES, json=body, headers=headers(admin_token, "k-twice")
+                )
+        finally:
+            sample_app.gate["held"].set()
+            await other.stop()
+
+        assert second.status_code == 409, second.text
+        assert second.json()["code"] == "idempotency_request_in_progress"
+        assert first_response.status_code == 201, first_response.text
+        assert third.headers["idempotent-replayed"] == "true"
+        assert third.json() == first_response.json()
+        assert await note_count(sample) == 1
 
 
 class TestIdempotencyScope:

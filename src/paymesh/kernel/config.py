@@ -249,7 +249,6 @@ class Settings(BaseSettings):
     token_issuer: str = "paymesh"  # noqa: S105 - an issuer name, not a secret
     token_audience: str = "paymesh"  # noqa: S105 - an audience name, not a secret
     idempotency_ttl_seconds: int = Field(default=86_400, ge=86_400)
-    idempotency_lease_seconds: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

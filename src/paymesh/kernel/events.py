@@ -120,6 +120,7 @@ class Outbox:
     def __init__(self, service: str, tables: KernelTables) -> None:
         self.source = f"/paymesh/{service}"
         self.table = tables.outbox
+        self._insert = tables.outbox.insert()  # built once: a statement costs to build
         self.listeners: list[Callable[[], None]] = []
 
     def committed(self) -> None:
@@ -144,7 +145,9 @@ class Outbox:
         """Write `envelope()` dicts in the caller's transaction."""
         if not envelopes:
             return
-        await session.execute(self.table.insert(), self.envelope_rows(envelopes))
+        rows = self.envelope_rows(envelopes)
+        # One row goes as one parameter set: a list would take the executemany path.
+        await session.execute(self._insert, rows[0] if len(rows) == 1 else rows)
         if isinstance(session, AsyncSession):
             # Database.transaction() wakes the relay after commit; other callers use
             # committed().

@@ -6,9 +6,10 @@
 * Same key while the first request still runs: 409 `idempotency_request_in_progress`.
 * Keys are scoped to the caller and kept at least 24 h.
 
-The in-flight marker is committed first so concurrent requests see it; the stored response
-is written in the same transaction as the request's own work, so a request whose effects
-committed can never run a second time. 5xx outcomes release the key for a retry.
+The stored response is written in the same transaction as the request's own work (one
+writer transaction per request), so a request whose effects committed can never run a
+second time, and one that died left nothing behind. 5xx outcomes store nothing: the key
+stays free for a retry.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
+from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.errors import (
     IdempotencyKeyReused,
     IdempotencyRequestInProgress,
@@ -69,91 +73,139 @@ def check_key(key: str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(
-        self,
-        database: Database,
-        tables: KernelTables,
-        *,
-        ttl_seconds: int = 86_400,
-        lease_seconds: float = 60.0,
-    ) -> None:
+    """One caller's keys, kept in the service's own database.
+
+    A request with a key costs one writer transaction: its response is stored (an upsert)
+    in the transaction of its own work, then one commit; nothing is written before the
+    work, so a crash leaves no claim behind. "Still running" is known without a committed
+    marker: in this process by `running`; across processes (PostgreSQL) by a
+    transaction-scoped advisory lock on the key, taken by `claim` in the request's own
+    transaction, which a second request fails to take. On SQLite (one process owns the
+    file) `claim` looks the key up on a read connection, so the writer lock is not held
+    while the endpoint works on something else first (a call to another service).
+    """
+
+    def __init__(self, database: Database, tables: KernelTables, *, ttl_seconds: int = 86_400):
         self.database = database
-        self.table = tables.idempotency
+        self.table = table = tables.idempotency
         self.ttl = dt.timedelta(seconds=ttl_seconds)
-        self.lease = dt.timedelta(seconds=lease_seconds)
-
-    async def begin(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
-        """Claim the key (None) or return the response to replay; raise on conflicts."""
-        table = self.table
-        now = utcnow()
-        async with self.database.transaction() as session:
-            await session.execute(
-                delete(table).where(
-                    table.c.scope == scope, table.c.key == key, table.c.expires_at < now
-                )
-            )
-            inserted = await session.execute(
-                insert_ignoring_conflicts(session, table).values(
-                    scope=scope,
-                    key=key,
-                    request_hash=fingerprint,
-                    state="in_flight",
-                    locked_until=now + self.lease,
-                    created_at=now,
-                    expires_at=now + self.ttl,
-                )
-            )
-            if inserted.rowcount:  # type: ignore[attr-defined]
-                return None
-            row = (
-                await session.execute(
-                    select(table).where(table.c.scope == scope, table.c.key == key)
-                )
-            ).one()
-            if row.request_hash != fingerprint:
-                raise IdempotencyKeyReused()
-            if row.state == "completed":
-                return StoredResponse(
-                    status=row.response_status,
-                    headers=dict(row.response_headers or {}),
-                    body=bytes(row.response_body or b""),
-                )
-            if row.locked_until is not None and row.locked_until > now:
-                raise IdempotencyRequestInProgress()
-            # The first attempt died without committing anything: this one takes over.
-            await session.execute(
-                update(table)
-                .where(table.c.scope == scope, table.c.key == key)
-                .values(locked_until=now + self.lease)
-            )
-            return None
-
-    async def complete(
-        self, session: AsyncSession, scope: str, key: str, response: StoredResponse
-    ) -> None:
-        """Store the response in the request's own transaction."""
-        await session.execute(
-            update(self.table)
-            .where(self.table.c.scope == scope, self.table.c.key == key)
-            .values(
-                state="completed",
-                locked_until=None,
-                response_status=response.status,
-                response_headers=response.headers,
-                response_body=response.body,
-            )
+        self._running: set[tuple[str, str]] = set()
+        # Built once: constructing a statement costs more than running it on SQLite.
+        this_key = (table.c.scope == bindparam("scope")) & (table.c.key == bindparam("key"))
+        self._find = select(
+            table.c.request_hash,
+            table.c.state,
+            table.c.locked_until,
+            table.c.expires_at,
+            table.c.response_status,
+            table.c.response_headers,
+            table.c.response_body,
+        ).where(this_key)
+        self._try_lock = select(
+            func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger))
+        )
+        upsert = (postgresql if database.is_postgres else sqlite).insert(table)
+        replaced = {
+            column.name: upsert.excluded[column.name]
+            for column in table.columns
+            if column.name not in ("scope", "key")
+        }
+        # Overwrites only a record that no longer counts (expired, or an older release's
+        # abandoned in-flight claim): never another request's live outcome.
+        self._store = upsert.on_conflict_do_update(
+            index_elements=[table.c.scope, table.c.key],
+            set_=replaced,
+            where=(table.c.expires_at <= upsert.excluded.created_at)
+            | (table.c.state != "completed"),
         )
 
-    async def release(self, scope: str, key: str) -> None:
-        """Forget an in-flight key whose request failed without effect, so it can be retried."""
+    @contextmanager
+    def running(self, scope: str, key: str) -> Iterator[None]:
+        """Marks the key as running in this process; a second request with it is 409."""
+        marker = (scope, key)
+        if marker in self._running:
+            raise IdempotencyRequestInProgress()
+        self._running.add(marker)
+        try:
+            yield
+        finally:
+            self._running.discard(marker)
+
+    async def claim(
+        self,
+        request_session: Callable[[], Awaitable[AsyncSession]],
+        scope: str,
+        key: str,
+        fingerprint: str,
+    ) -> StoredResponse | None:
+        """The response to replay, or None when this request is the one to run. Raises 422
+        for another request under the key, 409 while a request with it runs elsewhere.
+        Call inside `running(scope, key)`."""
+        params = {"scope": scope, "key": key}
+        if self.database.is_postgres:
+            session = await request_session()
+            lock = {"lock": advisory_lock_key(scope, key)}
+            if not (await session.execute(self._try_lock, lock)).scalar():
+                raise IdempotencyRequestInProgress()
+            row = (await session.execute(self._find, params)).first()
+        else:
+            async with self.database.read_engine.connect() as connection:
+                row = (await connection.execute(self._find, params)).first()
+        if row is None:
+            return None
+        now = utcnow()
+        if row.expires_at <= now:
+            return None
+        if row.state != "completed":
+            # The in-flight claim of an older release: live while its lease runs.
+            if row.locked_until is not None and row.locked_until > now:
+                raise IdempotencyRequestInProgress()
+            return None
+        if row.request_hash != fingerprint:
+            raise IdempotencyKeyReused()
+        return StoredResponse(
+            status=row.response_status,
+            headers=dict(row.response_headers or {}),
+            body=bytes(row.response_body or b""),
+        )
+
+    async def complete(
+        self,
+        session: AsyncSession,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        response: StoredResponse,
+    ) -> None:
+        """Store the response in the request's own transaction (same commit as its work)."""
+        now = utcnow()
+        await session.execute(
+            self._store,
+            {
+                "scope": scope,
+                "key": key,
+                "request_hash": fingerprint,
+                "state": "completed",
+                "locked_until": None,
+                "response_status": response.status,
+                "response_headers": response.headers,
+                "response_body": response.body,
+                "created_at": now,
+                "expires_at": now + self.ttl,
+            },
+        )
+
+    async def complete_refusal(
+        self, scope: str, key: str, fingerprint: str, response: StoredResponse
+    ) -> None:
+        """Store a 4xx outcome after its request's own writes were rolled back, in a
+        transaction of its own: the refusal is the answer a retry gets too."""
         async with self.database.transaction() as session:
-            await session.execute(
-                delete(self.table).where(
-                    self.table.c.scope == scope,
-                    self.table.c.key == key,
-                    self.table.c.state == "in_flight",
-                )
-            )
+            if self.database.is_postgres:
+                lock = {"lock": advisory_lock_key(scope, key)}
+                if not (await session.execute(self._try_lock, lock)).scalar():
+                    return  # another request under the key runs now: its outcome counts
+            await self.complete(session, scope, key, fingerprint, response)
 
     async def purge_expired(self) -> int:
         async with self.database.transaction() as session:
@@ -161,3 +213,9 @@ class IdempotencyStore:
                 delete(self.table).where(self.table.c.expires_at < utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def advisory_lock_key(scope: str, key: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock id for one caller's key."""
+    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -159,38 +159,32 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
     scope = caller.idempotency_scope if caller else "anonymous"
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     fingerprint = request_fingerprint(request.method, target, await request.body())
-    stored = await store.begin(scope, key, fingerprint)
-    if stored is not None:
-        return _replay(stored)
-    unit = UnitOfWork(runtime)
-    request.state.unit_of_work = unit
-    try:
+    with store.running(scope, key):
+        unit = UnitOfWork(runtime)
+        request.state.unit_of_work = unit
         try:
-            response = await endpoint(request)
-        except PaymeshError as error:
-            if error.status >= 500:
-                raise
-            response = render_error(request, error)
-        if response.status_code >= 500:
-            # Not an outcome: release the key so the client may retry.
-            await unit.close()
-            await store.release(scope, key)
+            # One writer transaction: the work and its stored response commit together.
+            stored = await store.claim(unit.session, scope, key, fingerprint)
+            if stored is not None:
+                return _replay(stored)
+            try:
+                response = await endpoint(request)
+            except PaymeshError as error:
+                if error.status >= 500:
+                    raise
+                response = render_error(request, error)
+            if response.status_code >= 500:
+                return response  # not an outcome: nothing stored, a retry runs again
+            outcome = _stored(response)
+            if response.status_code < 400:
+                await store.complete(await unit.session(), scope, key, fingerprint, outcome)
+                await unit.commit()
+            else:
+                await unit.close()  # the refused request's own writes roll back
+                await store.complete_refusal(scope, key, fingerprint, outcome)
             return response
-        outcome = _stored(response)
-        if response.status_code < 400:
-            await store.complete(await unit.session(), scope, key, outcome)
-            await unit.commit()
-        else:
+        finally:
             await unit.close()
-            async with runtime.database.transaction() as session:
-                await store.complete(session, scope, key, outcome)
-        return response
-    except BaseException:
-        await unit.close()
-        await store.release(scope, key)
-        raise
-    finally:
-        await unit.close()
 
 
 def _stored(response: Response) -> StoredResponse:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import ARRAY, Row, String, Table, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import is_postgres
@@ -199,6 +200,20 @@ async def write_posting(session: AsyncConnection, posting: Posting) -> None:
 
 async def insert_account(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(accounts.insert().values(**values))
+
+
+# Built once per dialect, run with the values as parameters.
+_INSERT_ACCOUNT_IF_ABSENT = {
+    "postgresql": postgresql.insert(accounts).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(accounts).on_conflict_do_nothing(),
+}
+
+
+async def insert_account_if_absent(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the account unless one with its id exists; True when inserted."""
+    statement = _INSERT_ACCOUNT_IF_ABSENT[session.get_bind().dialect.name]
+    result = await session.execute(statement, values)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # Built once: constructing `accounts.c.id == value` costs more than running the statement.

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import insert_ignoring_conflicts, utcnow
+from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.ledger import errors, repository
@@ -117,9 +117,7 @@ class LedgerService:
             "credits_posted": 0,
             "created_at": utcnow(),
         }
-        table = repository.accounts
-        inserted = await session.execute(insert_ignoring_conflicts(session, table).values(**values))
-        if not inserted.rowcount:  # type: ignore[attr-defined]
+        if not await repository.insert_account_if_absent(session, values):
             existing = await repository.get_account(session, account_id)
             assert existing is not None
             same = (
