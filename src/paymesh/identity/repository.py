@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Row, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +88,16 @@ async def accept_totp_step(session: AsyncSession, user_id: str, step: int) -> bo
 
 async def get_client(session: AsyncSession, client_id: str) -> Client | None:
     return await session.get(Client, client_id)
+
+
+# Built once: the OAuth2 endpoints read their client on every request.
+_CLIENT_RECORD = select(Client.__table__).where(Client.__table__.c.id == bindparam("client_id"))
+
+
+async def get_client_record(session: AsyncSession, client_id: str) -> Row[Any] | None:
+    """The client's columns, read only: no ORM instance, no identity map (a fifth of a
+    token grant's time went to loading the client as an entity)."""
+    return (await session.execute(_CLIENT_RECORD, {"client_id": client_id})).first()
 
 
 # --- authorization codes -----------------------------------------------------------------

@@ -224,5 +224,5 @@ async def _start_session(
 async def _client_name(state: ProviderState, request: Request, items: list[tuple[str, str]]) -> str:
     client_id = dict(items).get("client_id", "")
     async with state.database.transaction() as session:
-        row = await repository.get_client(session, client_id[:128])
+        row = await repository.get_client_record(session, client_id[:128])
     return row.name if row is not None else "the application"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
+from sqlalchemy import Row
 
 from paymesh.identity import models as tables
 from paymesh.identity import redirect_uris
@@ -21,7 +22,8 @@ SERVICE_SCOPE = re.compile(r"^[a-z][a-z0-9_]{1,31}(:[a-z]{1,16})?$")
 
 @dataclass
 class ClientModel(ClientMixin):  # type: ignore[misc]
-    row: tables.Client
+    row: tables.Client | Row[Any]
+    """The registered client's columns (read only), or a built-in service account."""
     builtin: bool = False
     """A built-in service account (`service-<name>`): it may ask for any service's name
     as a scope."""
