@@ -147,7 +147,6 @@ class TestIdempotencyInFlight:
         assert first_response.status_code == 201
         assert await note_count(sample) == 2
 
-
     async def test_a_request_cancelled_mid_work_leaves_no_claim_behind(
         self, sample: Platform, client: httpx.AsyncClient, admin_token: str
     ) -> None:

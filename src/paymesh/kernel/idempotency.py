@@ -101,9 +101,7 @@ class IdempotencyStore:
             table.c.response_headers,
             table.c.response_body,
         ).where(this_key)
-        self._try_lock = select(
-            func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger))
-        )
+        self._try_lock = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
         upsert = (postgresql if database.is_postgres else sqlite).insert(table)
         replaced = {
             column.name: upsert.excluded[column.name]

@@ -232,4 +232,3 @@ def settle_heap() -> None:
     all: pauses of 60-220 ms measured under load, the whole p99 tail of a write."""
     gc.collect()
     gc.freeze()
-
