@@ -54,6 +54,7 @@ SERVICE_MODULES: dict[str, str] = {
     "identity": "paymesh.identity.app",
     "ledger": "paymesh.ledger.app",
     "forex": "paymesh.forex.app",
+    "wallets": "paymesh.wallets.app",
 }
 
 

@@ -66,6 +66,24 @@ class LedgerSettings(ServiceSettings):
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
 
 
+class WalletsSettings(ServiceSettings):
+    max_hold_seconds: int = Field(
+        default=7 * 86_400, ge=1, le=31_536_000, description="Longest a hold may last."
+    )
+    hold_expiry_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often expired holds are settled with the ledger."
+    )
+    recovery_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often operations left pending are resumed."
+    )
+    recovery_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An operation still pending this long after it began is resumed by the "
+        "recovery job (a request may still be running before that).",
+    )
+
+
 class ForexSettings(ServiceSettings):
     provider: Literal["ecb", "oanda", "static"] = Field(
         default="ecb",
@@ -289,6 +307,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     identity: IdentitySettings = IdentitySettings()
     forex: ForexSettings = ForexSettings()
+    wallets: WalletsSettings = WalletsSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

@@ -1,0 +1,1 @@
+"""Wallets service: customer balances on ledger accounts, holds, deposits and withdrawals."""
