@@ -23,6 +23,7 @@ from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
 from paymesh.kernel.observability import configure_logging
 from paymesh.platform import SERVICE_MODULES, Platform, load_spec
+from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 
 app = typer.Typer(help="Paymesh payment services platform.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -92,8 +93,11 @@ def _check_service(name: str) -> str:
     return name
 
 
+SIMULATORS = ("kyc-simulator",)
+
+
 def _check_servable(name: str) -> str:
-    return name if name == "gateway" else _check_service(name)
+    return name if name == "gateway" or name in SIMULATORS else _check_service(name)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -146,6 +150,21 @@ async def _serve(platform: Platform, *, migrate: bool, demo: bool) -> None:
     server = uvicorn.Server(config)
     _announce(platform, settings.origin, demo)
     await server.serve()
+
+
+async def _serve_simulator(settings: Settings) -> None:
+    """A simulator of an external party alone: no database, no gateway."""
+    config = uvicorn.Config(
+        build_kyc_simulator(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    console.print(f"KYC vendor simulator on {settings.origin}   Ctrl-C stops")
+    await uvicorn.Server(config).serve()
 
 
 def platform_from_environment() -> Platform:
@@ -216,7 +235,8 @@ def serve(
         typer.Argument(
             callback=_check_servable,
             help="Service to run, or `gateway`: the public entry point in front of the "
-            "services at PAYMESH_<SERVICE>_URL (several comma-separated URLs each).",
+            "services at PAYMESH_<SERVICE>_URL (several comma-separated URLs each), or "
+            "`kyc-simulator`: the KYC vendor's simulator (PAYMESH_PROVIDERS_KYC_* settings).",
         ),
     ],
     host: HostOption = None,
@@ -236,6 +256,9 @@ def serve(
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings().listening_on(host, port)
     run_workers = settings.run_workers if workers is None else workers
+    if service == "kyc-simulator":
+        _run_server(lambda: _serve_simulator(settings))
+        return
     if service == "gateway":
         if processes > 1:
             raise typer.BadParameter("run several gateways on ports of their own instead")

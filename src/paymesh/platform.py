@@ -49,10 +49,14 @@ from paymesh.kernel.oidc import (
 from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settle_heap
+from paymesh.providers.connectors.kyc import SIMULATOR_PATH
+from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 
 SERVICE_MODULES: dict[str, str] = {
     "identity": "paymesh.identity.app",
     "ledger": "paymesh.ledger.app",
+    "profiles": "paymesh.profiles.app",
+    "providers": "paymesh.providers.app",
     "forex": "paymesh.forex.app",
     "wallets": "paymesh.wallets.app",
 }
@@ -342,6 +346,10 @@ class Platform:
             return JSONResponse(self.openapi())
 
         install_docs(app, openapi_url="/openapi.json", title="Paymesh API")
+        if "providers" in self.runtimes and self.settings.env != "production":
+            # The KYC vendor's simulator, outside the gateway like the vendor's own API, so
+            # `make run` needs no second process (`paymesh serve kyc-simulator` otherwise).
+            app.mount(SIMULATOR_PATH, build_kyc_simulator(self.settings))
 
         @app.get("/", include_in_schema=False)
         async def index() -> dict[str, Any]:

@@ -1,0 +1,2 @@
+"""Providers service: connectors to external parties (the KYC vendor now; PSPs and the
+partner bank later) and local simulators of each."""

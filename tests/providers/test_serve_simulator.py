@@ -1,0 +1,62 @@
+"""`paymesh serve kyc-simulator`: the vendor simulator as a process of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.profiles.support import loopback_socket
+
+pytestmark = pytest.mark.slow
+
+PAYMESH = Path(sys.executable).parent / "paymesh"
+
+
+def test_serve_kyc_simulator(tmp_path: Path) -> None:
+    probe = loopback_socket()
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYMESH_")}
+    env |= {"PAYMESH_DATA_DIR": str(tmp_path), "PAYMESH_PROVIDERS_KYC_API_KEY": "vendor-key"}
+    process = subprocess.Popen(
+        [str(PAYMESH), "serve", "kyc-simulator", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the simulator did not start"
+            time.sleep(0.2)
+        refused = httpx.post(f"{base}/v1/checks", json={}, headers={"authorization": "Bearer x"})
+        missing = httpx.get(
+            f"{base}/v1/checks/vck_x", headers={"authorization": "Bearer vendor-key"}
+        )
+        empty = httpx.post(
+            f"{base}/v1/checks", json={}, headers={"authorization": "Bearer vendor-key"}
+        )
+        assert refused.status_code == 401  # the key is checked before the body
+        assert empty.status_code == 422
+        assert missing.status_code == 404
+        # No service runs there: the simulator makes no database.
+        assert list(tmp_path.glob("*.db")) == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
