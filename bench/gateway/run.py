@@ -13,7 +13,8 @@ first, with that token.
 Rate limiting stays on: an `unlimited` client is not counted against a tier, so the run
 gives `/v1/ledger/accounts` an operator route limit (`PAYMESH_GATEWAY_ROUTES`) high enough
 never to refuse, and raises the per-second burst window likewise; every request then takes
-the full check (burst window, minute window, window stats), as a tiered client's does.
+the full check (burst window, minute window and its stats: one storage call), as a tiered
+client's does.
 
 1. Maximum throughput with wrk (closed loop, 8 connections), direct and through the
    gateway; server CPU per request of the gateway and of the ledger from /proc/<pid>/stat.
@@ -46,7 +47,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,10 +56,21 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: support.py
+from support import (
+    Supervisor,
+    commit,
+    free_port,
+    parse_wrk,
+    stop_on_sigterm,
+    tree_cpu_seconds,
+    wait_ready,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -72,7 +83,6 @@ WARMUP_SECONDS = float(os.environ.get("PAYMESH_BENCH_WARMUP_SECONDS", "1"))
 ACCESS_LOG = os.environ.get("PAYMESH_BENCH_ACCESS_LOG", "false").lower() in ("1", "true", "yes")
 PROFILER = os.environ.get("PAYMESH_BENCH_PROFILE", "")
 THREADS = min(2, CONNECTIONS)
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 ACCOUNT_ID = "acc_bench_gateway"
 ACCOUNT_PATH = f"/v1/ledger/accounts/{ACCOUNT_ID}"
@@ -87,109 +97,9 @@ ORDER = ("direct", "gateway", "gateway", "direct")  # ABBA: a linear drift hits 
 # --- processes ------------------------------------------------------------------------------
 
 
-class Supervisor:
-    """Every process the benchmark starts, each in its own process group, stopped on exit,
-    error, Ctrl-C or SIGTERM."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, args: list[str], *, output: IO[bytes] | int, **options: Any
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **options,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes], timeout_seconds: float = 30) -> None:
-        if process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout_seconds)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        with suppress(ProcessLookupError):  # anything it left behind in its group
-            os.killpg(process.pid, signal.SIGKILL)
-        if process in self.processes:
-            self.processes.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.processes)):
-            self.stop(process, timeout_seconds=10)
-
-
 def say(text: str) -> None:
     """Progress, on stderr: the table and the JSON line stay alone on stdout."""
     print(f"[gateway bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{process.args!r} did not answer {url} in 180 s:\n{tail(log)}")
-
-
-# --- CPU time from /proc ------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of one process, or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields after the command name
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
-    tree, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        tree.append(pid)
-        queue.extend(children.get(pid, []))
-    return tree
-
-
-def tree_cpu_seconds(root: int) -> float:
-    return sum(cpu for pid in process_tree(root) if (cpu := cpu_seconds(pid)) is not None)
 
 
 # --- the cluster ------------------------------------------------------------------------------
@@ -353,7 +263,12 @@ def running_cluster(supervisor: Supervisor, work: Path) -> Iterator[Cluster]:
         serve(supervisor, cluster, "identity", env, work)
         serve(supervisor, cluster, "gateway", gateway_env(env), work)
         for name in ("ledger", "identity", "gateway"):
-            wait_ready(cluster.processes[name], f"{cluster.url(name)}/health", work / f"{name}.log")
+            wait_ready(
+                cluster.processes[name],
+                f"{cluster.url(name)}/health",
+                work / f"{name}.log",
+                timeout_seconds=180,
+            )
         cluster.token = client_credentials_token(cluster, client_id, client_secret)
         prepare_account(cluster)
         say(f"identity, ledger and gateway ready: {cluster.ports}")
@@ -497,31 +412,6 @@ def wrk_command(port: int, seconds: float) -> list[str]:
     ]
 
 
-def _duration_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s|m|h)$", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    requests = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
-    if requests is None or rate is None or "50" not in percentiles or "99" not in percentiles:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    return {
-        "requests": int(requests.group(1)),
-        "requests_per_second": float(rate.group(1)),
-        "latency_ms_p50": _duration_ms(percentiles["50"]),
-        "latency_ms_p99": _duration_ms(percentiles["99"]),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
-    }
-
-
 def drive_wrk(supervisor: Supervisor, cluster: Cluster, port: int, seconds: float) -> str:
     env = {**os.environ, "BENCH_PATH": ACCOUNT_PATH, "TOKEN": cluster.token}
     with tempfile.TemporaryFile() as output:
@@ -569,8 +459,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                                       "gateway/authenticators.py",
                                                       "kernel/oidc.py", "kernel/revocation")),
     ("circuit breaker (purgatory, gateway/breaker.py)", ("purgatory/", "gateway/breaker.py")),
-    ("upstream call (httpx, httpcore, h11, anyio)", ("httpx/", "httpcore/", "h11/", "anyio/",
-                                                     "gateway/upstreams.py")),
+    ("upstream call (gateway/upstreams.py, pool.py, httptools)", ("gateway/upstreams.py",
+                                                                   "gateway/pool.py")),
     ("HTTP server (uvicorn, httptools)", ("uvicorn/",)),
     ("logging (structlog, logging)", ("structlog/", "logging/")),
     ("gateway's own code (gateway/app.py, platform.py)", ("gateway/app.py", "platform.py",
@@ -728,7 +618,7 @@ def report(
             print(f"  and at half the gateway's maximum throughput: {other}")
     line = {
         "benchmark": "gateway",
-        "commit": _commit(),
+        "commit": commit(),
         "token": "RS256 access token from identity (client_credentials), tier unlimited",
         "rate_limit": {"route_per_minute": ROUTE_PER_MINUTE, "burst_per_second": BURST_PER_SECOND},
         "access_log": ACCESS_LOG,
@@ -754,27 +644,12 @@ def report(
     return met
 
 
-def _commit() -> str | None:
-    with suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    return None
-
-
-def _stop_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup below
-
-
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench-tools)")
     if PROFILER and shutil.which(PROFILER) is None:
         sys.exit(f"PAYMESH_BENCH_PROFILE={PROFILER}: no such executable (py-spy)")
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     supervisor = Supervisor()
     load_before = os.getloadavg()[0]
     try:

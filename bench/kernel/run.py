@@ -19,11 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,10 +29,23 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: support.py
+from support import (
+    Supervisor,
+    commit,
+    cpu_snapshot,
+    cpu_used,
+    free_port,
+    parse_wrk,
+    process_tree,
+    stop_on_sigterm,
+    wait_ready,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -46,7 +57,6 @@ SECONDS = int(os.environ.get("PAYMESH_BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("PAYMESH_BENCH_CONNECTIONS", "8"))
 WARMUP_SECONDS = int(os.environ.get("PAYMESH_BENCH_WARMUP_SECONDS", "1"))
 THREADS = min(2, CONNECTIONS)
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 SIGNING_SECRET = secrets.token_urlsafe(32)  # the servers' and `paymesh token`'s, per run
 
 ACCOUNT_PATH = "/v1/ledger/accounts/demo_alice_usd"  # ledger/demo.py seeds it
@@ -102,109 +112,6 @@ TARGETS = {
     "mixed_sqlite_read": Target(p99_ms=20.0),
     "mixed_sqlite_write": Target(p99_ms=50.0),
 }
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-class Supervisor:
-    """Every process the benchmark starts, each in its own process group, stopped on exit,
-    error, Ctrl-C or SIGTERM."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, args: list[str], *, output: IO[bytes] | int, **options: Any
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **options
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes], timeout_seconds: float = 30) -> None:
-        if process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout_seconds)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            with suppress(ProcessLookupError):  # anything it left behind in its group
-                os.killpg(process.pid, signal.SIGKILL)
-        if process in self.processes:
-            self.processes.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.processes)):
-            self.stop(process, timeout_seconds=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{process.args!r} did not answer {url} in 120 s:\n{tail(log)}")
-
-
-# --- CPU time from /proc ------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of one process, or None when it is gone (or not on this machine)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields after the command name
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
-    tree, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        tree.append(pid)
-        queue.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_snapshot(pids: list[int]) -> dict[int, float]:
-    return {pid: cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None}
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds between two snapshots; a process that appeared in between counts whole."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -379,33 +286,6 @@ def token_load(path: str, client_id: str, client_secret: str) -> Load:
 def write_load(token: str, connections: int = CONNECTIONS) -> Load:
     threads = min(THREADS, connections)
     return Load("create_account.lua", {"TOKEN": token}, connections, threads)
-
-
-def _duration_ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s|m|h)$", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    requests = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
-    if requests is None or rate is None or "50" not in percentiles or "99" not in percentiles:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    refusals = re.findall(r"^first refusal: (.*)$", out, re.MULTILINE)
-    return {
-        "requests": float(requests.group(1)),
-        "requests_per_second": float(rate.group(1)),
-        "latency_ms_p50": _duration_ms(percentiles["50"]),
-        "latency_ms_p99": _duration_ms(percentiles["99"]),
-        "non_2xx": float(errors.group(1)) if errors else 0.0,
-        "socket_errors": float(sum(int(n) for n in sockets.groups())) if sockets else 0.0,
-        "first_refusals": refusals,
-    }
 
 
 def drive(supervisor: Supervisor, port: int, loads: list[Load], seconds: int) -> list[str]:
@@ -607,7 +487,7 @@ def report(results: dict[str, dict[str, Any]], loads: tuple[list[float], list[fl
     )
     line = {
         "benchmark": "kernel",
-        "commit": _commit(),
+        "commit": commit(),
         "seconds": SECONDS,
         "connections": CONNECTIONS,
         "threads": THREADS,
@@ -620,27 +500,12 @@ def report(results: dict[str, dict[str, Any]], loads: tuple[list[float], list[fl
     (out / f"kernel-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(line, indent=2))
 
 
-def _commit() -> str | None:
-    with suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    return None
-
-
-def _stop_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup below
-
-
 def main() -> None:
     for tool in ("wrk", "psql"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install wrk postgresql-client (make bench-tools)")
     ensure_oidc_provider()
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     supervisor = Supervisor()
     load_before = list(os.getloadavg())
     try:

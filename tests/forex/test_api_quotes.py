@@ -295,12 +295,6 @@ class TestStaleRates:
         )
         assert again.status_code == 200
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the gateway counts a service's own 503 answers as upstream failures "
-        "(gateway/upstreams.py FAILING_STATUSES): five rates_stale answers open the forex "
-        "breaker and the public rate board answers upstream_unavailable for 10 s",
-    )
     async def test_refusing_stale_rates_does_not_take_the_rate_board_down(
         self, forex_platform: Platform, client: httpx.AsyncClient
     ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paymesh.gateway.app import client_address
+from paymesh.gateway.inbound import client_address
 from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
 

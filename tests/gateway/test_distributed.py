@@ -5,6 +5,7 @@ rate limits and breaker state. Processes are killed with SIGKILL, as a crash wou
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -86,6 +87,17 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes.clear()
+
+    def settled_count(self) -> int:
+        """Requests the ledger replicas logged, once the count stops moving (0.3 s)."""
+        count = -1
+        for _ in range(20):
+            seen = self.requests_seen_by("ledger-1") + self.requests_seen_by("ledger-2")
+            if seen == count:
+                break
+            count = seen
+            time.sleep(0.3)
+        return count
 
     def requests_seen_by(self, name: str, path: str = ACCOUNT) -> int:
         """Requests for `path` in a service's access log (not the gateway's probes)."""
@@ -175,7 +187,7 @@ class TestThroughTheGateway:
         assert int(response.headers["ratelimit-limit"]) > 0
 
     def test_no_token_is_refused_at_the_edge(self, cluster: Cluster) -> None:
-        before = cluster.requests_seen_by("ledger-1") + cluster.requests_seen_by("ledger-2")
+        before = cluster.settled_count()  # an earlier test's log lines may be on their way
 
         response = httpx.get(f"{cluster.url('gateway')}{ACCOUNT}", timeout=10)
 
@@ -232,6 +244,28 @@ class TestThroughTheGateway:
         seen = cluster.requests_seen_by("ledger-1") + cluster.requests_seen_by("ledger-2")
         assert refused_by_the_gateway(get(cluster, ACCOUNT, token))
         assert cluster.requests_seen_by("ledger-1") + cluster.requests_seen_by("ledger-2") == seen
+
+    def test_a_chunked_request_body_reaches_the_service(self, cluster: Cluster, token: str) -> None:
+        account = f"acc_chunked_{secrets.token_hex(4)}"
+        document = json.dumps({"id": account, "currency": "USD", "code": 1}).encode()
+
+        def chunks() -> Iterator[bytes]:  # no length known: sent chunked
+            yield document[:10]
+            yield document[10:]
+
+        response = httpx.post(
+            f"{cluster.url('gateway')}/v1/ledger/accounts",
+            content=chunks(),
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": "application/json",
+                "idempotency-key": account,
+            },
+            timeout=10,
+        )
+
+        assert response.status_code == 201, response.text
+        assert response.json()["id"] == account
 
 
 class TestFailures:

@@ -23,12 +23,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from paymesh.gateway.authenticators import Authenticator, BearerAuthenticator
 from paymesh.gateway.breaker import Breakers, UpstreamFailure
 from paymesh.gateway.errors import AddressRefused, InsufficientScope, MissingToken, RateLimited
+from paymesh.gateway.inbound import (
+    buffered,
+    chunked,
+    client_address,
+    declared_within,
+    forwarded,
+    header,
+    with_length,
+)
 from paymesh.gateway.ratelimit import Allowance, RateLimiter, storage_for, tier_limit
 from paymesh.gateway.routes import Address, Network, Route, RouteTable
-from paymesh.gateway.upstreams import Upstream, strip_hop_by_hop
+from paymesh.gateway.upstreams import Upstream
 from paymesh.kernel.auth import Caller, TokenVerifier
 from paymesh.kernel.config import Settings
-from paymesh.kernel.decoding import InvalidContentLength, PayloadTooLarge
 from paymesh.kernel.errors import PROBLEM_MEDIA_TYPE, PaymeshError
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.observability import (
@@ -86,6 +94,9 @@ class Gateway:
         self.anonymous_per_minute = anonymous_per_minute
         self.access_log = access_log
         self.security_headers = _security_headers(https)
+        self._watched = frozenset(
+            [*(name for name, _ in self.security_headers), b"ratelimit-limit"]
+        )
         self.trusted_proxies = tuple(trusted_proxies)
 
     async def start(self) -> None:
@@ -103,8 +114,8 @@ class Gateway:
             return
         headers = scope["headers"]
         exchange = Exchange(
-            request_id=request_id_or_new(_header(headers, b"x-request-id")),
-            traceparent=new_traceparent(trace_id_of(_header(headers, b"traceparent"))),
+            request_id=request_id_or_new(header(headers, b"x-request-id")),
+            traceparent=new_traceparent(trace_id_of(header(headers, b"traceparent"))),
         )
         request_token = request_id_var.set(exchange.request_id)
         trace_token = traceparent_var.set(exchange.traceparent)
@@ -129,13 +140,20 @@ class Gateway:
     def _response_headers(
         self, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange
     ) -> list[tuple[bytes, bytes]]:
-        answer = [
-            (name, value)
-            for name, value in headers
-            if name.lower() not in REPLACED_RESPONSE_HEADERS
-        ]
-        present = {name.lower() for name, _ in answer}
-        answer += [header for header in self.security_headers if header[0] not in present]
+        answer: list[tuple[bytes, bytes]] = []
+        present: set[bytes] = set()  # of the names we would add: the upstream's win
+        watched = self._watched
+        for pair in headers:
+            name = pair[0].lower()
+            if name in REPLACED_RESPONSE_HEADERS:
+                continue
+            if name in watched:
+                present.add(name)
+            answer.append(pair)
+        if present:
+            answer += [pair for pair in self.security_headers if pair[0] not in present]
+        else:
+            answer += self.security_headers
         answer.append((b"x-request-id", exchange.request_id.encode()))
         answer.append((b"traceparent", exchange.traceparent.encode()))
         if exchange.allowance is not None and b"ratelimit-limit" not in present:
@@ -149,15 +167,18 @@ class Gateway:
             return
         exchange.route = route
         try:
-            if not route.admits(self._client_address(scope)):
+            if (route.allow or route.deny) and not route.admits(self._client_address(scope)):
                 raise AddressRefused()
             # Who is asking, and whether they may, before the body is even measured.
             exchange.caller = await self._authenticate(scope, route)
             await self._limit(scope, route, exchange)
-            if not _declared_within(scope, route.body_limit_bytes):
-                receive = await _buffered(receive, route.body_limit_bytes)
+            if not declared_within(scope, route.body_limit_bytes) and chunked(scope):
+                receive, length = await buffered(receive, route.body_limit_bytes)
+                if length:  # read whole here: sent on with its length (chunked framing is
+                    # hop-by-hop, and dropped)
+                    scope = with_length(scope, length)
             upstream = self.upstreams[route.service]
-            scope = _forwarded(scope, exchange)
+            scope = forwarded(scope, exchange.request_id, exchange.traceparent)
             async with self.breakers.guard(route.service):
                 await upstream.forward(scope, receive, send, timeout_seconds=route.timeout_seconds)
         except UpstreamFailure:  # counted by the breaker; its answer already went out
@@ -284,116 +305,6 @@ def _security_headers(https: bool) -> list[tuple[bytes, bytes]]:
     if https:
         headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
     return headers
-
-
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
-def _peer_address(scope: Scope) -> Address | None:
-    client = scope.get("client")
-    if not client:
-        return None
-    try:
-        return ipaddress.ip_address(client[0])
-    except ValueError:
-        return None
-
-
-def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> Address | None:
-    """The client's address: the TCP peer, unless the peer is one of our own proxies (a
-    load balancer in front of the gateway); then the `X-Forwarded-For` chain is read from
-    the right, past every trusted proxy, to the first address we did not put there. A
-    client can prepend anything to the chain; it cannot forge the part our proxies add."""
-    address = _peer_address(scope)
-    if address is None or not any(address in network for network in trusted_proxies):
-        return address
-    chain = _header(scope["headers"], b"x-forwarded-for")
-    for hop in reversed([part.strip() for part in chain.split(",") if part.strip()]):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            return address  # garbage in the chain: stop at the last address we trust
-        if not any(address in network for network in trusted_proxies):
-            return address
-    return address
-
-
-def _forwarded(scope: Scope, exchange: Exchange) -> Scope:
-    """The scope the upstream sees: our request id and trace context, `X-Forwarded-*`."""
-    headers = strip_hop_by_hop(scope["headers"])
-    client = scope.get("client")
-    forwarded_for = _header(headers, b"x-forwarded-for")
-    peer = client[0] if client else "unknown"
-    host = _header(headers, b"host")
-    replaced = {
-        b"x-request-id",
-        b"traceparent",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-    }
-    # A client's own X-Forwarded-For is kept as the start of the chain (RFC 7239 style);
-    # the address we saw is appended, so an upstream trusts only the last hop it knows.
-    chain = f"{forwarded_for}, {peer}" if forwarded_for else peer
-    rewritten = [(name, value) for name, value in headers if name not in replaced]
-    rewritten += [
-        (b"x-request-id", exchange.request_id.encode()),
-        (b"traceparent", exchange.traceparent.encode()),
-        (b"x-forwarded-for", chain.encode("latin-1")),
-        (b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()),
-    ]
-    if host:
-        rewritten.append((b"x-forwarded-host", host.encode("latin-1")))
-    return {**scope, "headers": rewritten}
-
-
-def _declared_within(scope: Scope, limit_bytes: int) -> bool:
-    """True when the body's length is declared and within the limit; False when it has
-    to be read to be known (chunked, or no body header at all)."""
-    declared = _header(scope["headers"], b"content-length")
-    if not declared:
-        return False
-    if not declared.strip().isdigit():
-        raise InvalidContentLength()
-    if int(declared) > limit_bytes:
-        raise PayloadTooLarge(
-            f"the body may not exceed {limit_bytes} bytes here", limit_bytes=limit_bytes
-        )
-    return True
-
-
-async def _buffered(receive: Receive, limit_bytes: int) -> Receive:
-    """A body without Content-Length (chunked, or none at all) read here first, so one
-    over the limit is refused with 413 before any of it reaches an upstream."""
-    chunks: list[bytes] = []
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        if received > limit_bytes:
-            raise PayloadTooLarge(
-                f"the body may not exceed {limit_bytes} bytes here", limit_bytes=limit_bytes
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()  # after the body: the client's disconnect
-        replayed = True
-        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-    return replay
 
 
 def build_gateway(

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 
-from paymesh.kernel.auth import DEFAULT_TIER
+from paymesh.kernel.auth import DEFAULT_TIER, RateLimitTier
 
 log = structlog.get_logger("paymesh.gateway")
 
-TIER_PER_MINUTE: dict[str, int | None] = {
-    "unlimited": None,
-    "gold": 5_000,
-    "silver": 2_000,
-    "bronze": 1_000,
+TIER_PER_MINUTE: dict[RateLimitTier, int | None] = {
+    RateLimitTier.UNLIMITED: None,
+    RateLimitTier.GOLD: 5_000,
+    RateLimitTier.SILVER: 2_000,
+    RateLimitTier.BRONZE: 1_000,
 }
 
 
@@ -51,11 +52,12 @@ class Allowance:
         return headers
 
 
+_BY_NAME: dict[str | None, int | None] = {str(tier): n for tier, n in TIER_PER_MINUTE.items()}
+
+
 def tier_limit(tier: str | None) -> int | None:
     """Requests per minute of `tier` (None: unlimited); an unknown tier is `bronze`'s."""
-    if tier in TIER_PER_MINUTE:
-        return TIER_PER_MINUTE[tier]
-    return TIER_PER_MINUTE[DEFAULT_TIER]
+    return _BY_NAME.get(tier, TIER_PER_MINUTE[DEFAULT_TIER])
 
 
 def storage_for(redis_url: str | None) -> Storage:
@@ -66,10 +68,117 @@ def storage_for(redis_url: str | None) -> Storage:
     return RedisStorage(uri, implementation="redispy", key_prefix="paymesh:ratelimit")
 
 
+Window = tuple[str, int, int]
+"""A moving window to count one request in: its storage key, limit and length (s)."""
+Outcome = tuple[int, int, float]
+"""What one request's count found: BURST_REFUSED, ALLOWED or REFUSED (by the minute
+window), then the minute window's count after it and the time of its oldest entry."""
+BURST_REFUSED, ALLOWED, REFUSED = 0, 1, 2
+
+
+class MemoryWindows:
+    """The moving window of `limits` kept in this process, one call per request: a deque
+    of timestamps per key, oldest first, trimmed from the left as entries age out (O(1)
+    per request, where `limits`' MemoryStorage inserts at the front of a list and hands
+    an expiry walk to a thread on every hit). Keys idle past their window are swept once
+    a minute."""
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.events: dict[str, tuple[int, deque[float]]] = {}
+        self._next_sweep = 0.0
+
+    async def acquire(self, burst: Window, minute: Window, now: float) -> Outcome:
+        if now >= self._next_sweep:
+            self._sweep(now)
+        if not self._take(burst, now):
+            return BURST_REFUSED, 0, now
+        allowed = self._take(minute, now)
+        events = self.events[minute[0]][1]
+        return (ALLOWED if allowed else REFUSED), len(events), events[0] if events else now
+
+    def _take(self, window: Window, now: float) -> bool:
+        key, limit, expiry = window
+        found = self.events.get(key)
+        if found is None:
+            found = self.events[key] = (expiry, deque())
+        events = found[1]
+        cutoff = now - expiry
+        while events and events[0] <= cutoff:
+            events.popleft()
+        if len(events) >= limit:
+            return False
+        events.append(now)
+        return True
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.SWEEP_SECONDS
+        for key, (expiry, events) in list(self.events.items()):
+            if not events or events[-1] <= now - expiry:
+                del self.events[key]
+
+
+# The same lists as limits' moving window on Redis (newest first, trimmed to the limit,
+# expiring with the window), both windows and the minute window's stats in one round trip.
+_ACQUIRE_WINDOWS = """
+local now = tonumber(ARGV[1])
+local function take(key, limit, expiry)
+    local entry = redis.call('lindex', key, limit - 1)
+    if entry and tonumber(entry) > now - expiry then
+        return false
+    end
+    redis.call('lpush', key, ARGV[1])
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+    return true
+end
+if not take(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3])) then
+    return {0, 0, ARGV[1]}
+end
+local limit, expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
+local allowed = take(KEYS[2], limit, expiry)
+local low, high, found = 0, redis.call('llen', KEYS[2]) - 1, -1
+while low <= high do
+    local middle = math.floor((low + high) / 2)
+    if tonumber(redis.call('lindex', KEYS[2], middle)) > now - expiry then
+        found, low = middle, middle + 1
+    else
+        high = middle - 1
+    end
+end
+local oldest = ARGV[1]
+if found >= 0 then
+    oldest = redis.call('lindex', KEYS[2], found)
+end
+return {allowed and 1 or 2, found + 1, oldest}
+"""
+
+
+class RedisWindows:
+    """Both windows in Redis, shared by every gateway process: one script per request,
+    on the connection and under the key prefix of `limits`' RedisStorage."""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self.storage = storage
+        bridge: Any = storage.bridge
+        self._prefixed = bridge.prefixed_key
+        self._script = bridge.get_connection().register_script(_ACQUIRE_WINDOWS)
+
+    async def acquire(self, burst: Window, minute: Window, now: float) -> Outcome:
+        found = await self._script(
+            keys=[self._prefixed(burst[0]), self._prefixed(minute[0])],
+            args=[repr(now), burst[1], burst[2], minute[1], minute[2]],
+        )
+        return int(found[0]), int(found[1]), float(found[2])
+
+
 class RateLimiter:
     def __init__(self, storage: Storage, *, burst_per_second: int) -> None:
         self.storage = storage
-        self.window = MovingWindowRateLimiter(storage)
+        self.windows: MemoryWindows | RedisWindows = (
+            RedisWindows(storage) if isinstance(storage, RedisStorage) else MemoryWindows()
+        )
         self.burst = RateLimitItemPerSecond(burst_per_second)
         self._per_minute: dict[int, RateLimitItem] = {}
 
@@ -81,16 +190,21 @@ class RateLimiter:
 
     async def check(self, key: str, per_minute: int | None) -> Allowance | None:
         """Count one request of `key` against its per-minute limit (None: unlimited, no
-        counting) and the burst window; the answer says whether it may pass."""
+        counting) and the burst window: one storage call; the answer says whether it may
+        pass and what the RateLimit-* headers say."""
         if per_minute is None:
             return None
-        minute = self._minute(per_minute)
-        if not await self.window.hit(self.burst, key):
+        minute, burst = self._minute(per_minute), self.burst
+        now = time.time()
+        outcome, count, oldest = await self.windows.acquire(
+            (burst.key_for(key), burst.amount, burst.get_expiry()),
+            (minute.key_for(key), per_minute, minute.get_expiry()),
+            now,
+        )
+        if outcome == BURST_REFUSED:
             return Allowance(False, per_minute, 0, 1)
-        allowed = await self.window.hit(minute, key)
-        stats = await self.window.get_window_stats(minute, key)
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
-        return Allowance(allowed, per_minute, max(0, stats.remaining), reset)
+        reset = max(0, math.ceil(oldest + minute.get_expiry() - now))
+        return Allowance(outcome == ALLOWED, per_minute, max(0, per_minute - count), reset)
 
     async def check_all(
         self, checks: list[tuple[str, int | None]]

@@ -2,61 +2,62 @@
 one of the service's processes over HTTP (distributed).
 
 Over HTTP the request streams to the upstream and the answer streams back (neither is
-held whole in memory); hop-by-hop headers are dropped both ways; `X-Forwarded-*` are set.
-With several URLs per service the gateway takes them in turn, skipping one whose
-`/health` probe failed or which refused a connection, until a probe finds it back. Only
-idempotent methods are retried, once, and only when the connection itself failed.
+held whole in memory) over a keep-alive pool per process (`gateway/pool.py`); hop-by-hop
+headers are dropped both ways; `X-Forwarded-*` are set by the gateway. With several URLs
+per service the gateway takes them in turn, skipping one whose `/health` probe failed or
+which refused a connection, until a probe finds it back. Only idempotent methods without
+a body are retried, once, on another process when the connection could not be made; a
+pooled connection the upstream had closed before answering is replaced by a fresh one
+under the same rule. Nothing is kept between requests but connections: no cookie jar.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import httpx
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymesh.gateway.breaker import UpstreamFailure
 from paymesh.gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from paymesh.gateway.hop import (
+    IDEMPOTENT_METHODS,
+    RELAYED_NOT,
+    ClientGone,
+    ProxiedRequest,
+    strip_hop_by_hop,
+)
+from paymesh.gateway.pool import ConnectFailed, Connection, ConnectionBroken, ConnectionPool
 
 log = structlog.get_logger("paymesh.gateway")
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 FAILING_STATUSES = frozenset({502, 503, 504})
+PROBLEM_JSON = b"application/problem+json"
+
+
+def is_failure(status: int, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether an answer counts against the upstream's breaker. A 503 that is the
+    service's own problem document (forex's `rates_stale`, the ledger's `ledger_overloaded`)
+    is the service answering: counting it would let one such condition take every path of
+    the service down for the breaker's ttl. Gateways', proxies' and servers' 502-504 count."""
+    if status not in FAILING_STATUSES:
+        return False
+    if status != 503:
+        return True
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return not value.startswith(PROBLEM_JSON)
+    return True
+
+
 """Upstream answers that count against its breaker (the answer still reaches the client)."""
-
-
-def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """`headers` without the hop-by-hop ones, including those `Connection` names."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    return [
-        (name, value)
-        for name, value in headers
-        if name.lower() not in HOP_BY_HOP and name.lower() not in named
-    ]
+CONNECT_TIMEOUT = 3.0
+HEALTH_TIMEOUT = 2.0
 
 
 class Upstream(Protocol):
@@ -91,12 +92,14 @@ class InProcessUpstream:
     ) -> None:
         started = False
         status = 0
+        failed = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started, status
+            nonlocal started, status, failed
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
+                failed = is_failure(status, message.get("headers", ()))
             await send(message)
 
         try:
@@ -110,34 +113,34 @@ class InProcessUpstream:
                 "timed out",
                 UpstreamTimeout(f"{self.name} did not answer within {timeout_seconds:g} s"),
             ) from None
-        if status in FAILING_STATUSES:
+        if failed:
             raise UpstreamFailure(self.name, f"answered {status}", None)
 
 
 @dataclass
 class Target:
     url: str
+    pool: ConnectionPool
+    host_header: bytes
     healthy: bool = True
-    failures: int = field(default=0)
 
 
 class HttpUpstream:
-    """A service's processes at one or more base URLs."""
+    """A service's processes at one or more base URLs, each with a keep-alive pool."""
 
     def __init__(
         self,
         name: str,
         urls: Sequence[str],
         *,
-        client: httpx.AsyncClient | None = None,
         health_interval_seconds: float = 5.0,
+        max_idle_connections: int = 32,
     ) -> None:
         if not urls:
             raise ValueError(f"no URL for service {name}")
         self.name = name
-        self.targets = [Target(url.rstrip("/")) for url in urls]
+        self.targets = [_target(url, max_idle_connections) for url in urls]
         self._turn = itertools.cycle(range(len(self.targets)))
-        self.client = client or proxy_client()
         self.health_interval_seconds = health_interval_seconds
         self._prober: asyncio.Task[None] | None = None
 
@@ -149,7 +152,8 @@ class HttpUpstream:
         if self._prober is not None:
             self._prober.cancel()
             await asyncio.gather(self._prober, return_exceptions=True)
-        await self.client.aclose()
+        for target in self.targets:
+            await target.pool.close()
 
     async def _probe_forever(self) -> None:
         while True:
@@ -158,11 +162,7 @@ class HttpUpstream:
 
     async def probe(self) -> None:
         async def check(target: Target) -> None:
-            try:
-                response = await self.client.get(f"{target.url}/health", timeout=2.0)
-                healthy = response.status_code == 200
-            except httpx.HTTPError:
-                healthy = False
+            healthy = await _health(target)
             if healthy != target.healthy:
                 log.warning("upstream_health", upstream=self.name, url=target.url, healthy=healthy)
             target.healthy = healthy
@@ -171,9 +171,12 @@ class HttpUpstream:
 
     def _next_targets(self) -> list[Target]:
         """The healthy targets, starting with the next in turn."""
-        count = len(self.targets)
+        targets = self.targets
+        if len(targets) == 1:
+            return targets if targets[0].healthy else []
+        count = len(targets)
         start = next(self._turn)
-        ordered = [self.targets[(start + offset) % count] for offset in range(count)]
+        ordered = [targets[(start + offset) % count] for offset in range(count)]
         return [target for target in ordered if target.healthy]
 
     async def forward(
@@ -186,133 +189,141 @@ class HttpUpstream:
                 "no healthy process",
                 UpstreamUnavailable(f"no process of {self.name} is reachable", service=self.name),
             )
-        body = _RequestBody(receive, expected=_has_body(scope))
-        method = scope["method"]
+        method: str = scope["method"]
+        request = ProxiedRequest(scope, receive)
         attempts = targets[:2] if method in IDEMPOTENT_METHODS else targets[:1]
         for number, target in enumerate(attempts, start=1):
-            request = self.client.build_request(
-                method,
-                target.url + _path_and_query(scope),
-                # The upstream's own Host; the client's is in X-Forwarded-Host.
-                headers=[
-                    (name, value)
-                    for name, value in strip_hop_by_hop(scope["headers"])
-                    if name != b"host"
-                ],
-                content=body.stream() if body.expected else None,
-                timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 3.0)),
-            )
             try:
-                response = await asyncio.wait_for(
-                    self.client.send(request, stream=True), timeout_seconds
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                connection = await self._exchange(target, request, timeout_seconds)
+            except ClientGone:
+                return  # nobody is left to answer; not the upstream's failure
+            except ConnectFailed:
                 target.healthy = False
                 log.warning("upstream_refused", upstream=self.name, url=target.url)
-                if number < len(attempts) and not body.started:
+                if number < len(attempts) and not request.body_started:
                     continue
                 raise UpstreamFailure(
                     self.name,
-                    error.__class__.__name__,
+                    "refused",
                     UpstreamUnavailable(f"{self.name} refused the connection", service=self.name),
                 ) from None
-            except (TimeoutError, httpx.TimeoutException):
+            await self._relay(target, connection, send, timeout_seconds)
+            return
+
+    async def _exchange(
+        self, target: Target, request: ProxiedRequest, timeout_seconds: float
+    ) -> Connection:
+        """Send the request on a pooled connection and wait for the answer's head. A
+        reused connection the upstream had closed before answering anything is replaced
+        by a fresh one, once, when the request can be sent again (idempotent, no body
+        read yet)."""
+        for fresh_retry in (False, True):
+            connection = await target.pool.acquire(
+                min(timeout_seconds, CONNECT_TIMEOUT), fresh=fresh_retry
+            )
+            connection.arm(timeout_seconds)
+            try:
+                connection.begin(request.head(target.host_header), head_only=request.head_only)
+                await request.send_body(connection)
+                await connection.answer_head()
+                connection.disarm()  # the body's reads are timed one by one (`_relay`)
+                return connection
+            except TimeoutError:
+                connection.close()
                 raise UpstreamFailure(
                     self.name,
                     "timed out",
                     UpstreamTimeout(f"{self.name} did not answer within {timeout_seconds:g} s"),
                 ) from None
-            except httpx.HTTPError as error:
+            except ConnectionBroken as broken:
+                connection.close()
+                if broken.reused and not broken.received and request.replayable and not fresh_retry:
+                    continue
                 raise UpstreamFailure(
                     self.name,
-                    error.__class__.__name__,
+                    str(broken),
                     UpstreamUnavailable(f"{self.name} failed mid-request", service=self.name),
                 ) from None
-            await self._relay(response, send)
-            if response.status_code in FAILING_STATUSES:
-                raise UpstreamFailure(self.name, f"answered {response.status_code}", None)
-            return
+            except BaseException:
+                connection.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _relay(self, response: httpx.Response, send: Send) -> None:
+    async def _relay(
+        self, target: Target, connection: Connection, send: Send, timeout_seconds: float
+    ) -> None:
+        """The answer to the client as it arrives; the connection back to its pool after."""
+        status = connection.status
         try:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": status,
                     # The server under us sets its own Date and Server.
-                    "headers": [
-                        (name, value)
-                        for name, value in strip_hop_by_hop(response.headers.raw)
-                        if name.lower() not in (b"date", b"server")
-                    ],
+                    "headers": strip_hop_by_hop(connection.headers, RELAYED_NOT),
                 }
             )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        except httpx.HTTPError:
+            while True:
+                if connection.chunks:
+                    body = connection.take()
+                    if connection.complete and not connection.chunks:
+                        break
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                elif connection.complete:
+                    body = b""
+                    break
+                elif connection.closed or connection.error is not None:
+                    raise connection.broken("closed mid-answer")
+                else:
+                    connection.arm(timeout_seconds)
+                    await connection.wait()
+            await send({"type": "http.response.body", "body": body})
+        except (ConnectionBroken, TimeoutError):
             # The status line went out already: cut the answer short; the client sees an
             # incomplete body (Content-Length or chunked framing tells it).
+            connection.close()
             log.warning("upstream_broke_mid_answer", upstream=self.name)
             raise UpstreamFailure(self.name, "broke mid-answer", None) from None
-        finally:
-            await response.aclose()
+        except BaseException:
+            connection.close()
+            raise
+        failed = is_failure(status, connection.headers)  # before the connection is reused
+        target.pool.release(connection)
+        if failed:
+            raise UpstreamFailure(self.name, f"answered {status}", None)
 
 
-def proxy_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The HTTP client of the gateway's hop to the services."""
-    return httpx.AsyncClient(
-        transport=transport,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=32),
-        follow_redirects=False,
-        # A proxy keeps no cookies: one client's Set-Cookie must never ride along with
-        # another client's request.
-        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+def _target(url: str, max_idle: int) -> Target:
+    parts = urlsplit(url.rstrip("/"))
+    if parts.scheme != "http" or not parts.hostname or parts.path or parts.query:
+        raise ValueError(f"an upstream URL is http://host[:port] (no TLS, path or query): {url}")
+    port = parts.port or 80
+    return Target(
+        url=url.rstrip("/"),
+        pool=ConnectionPool(parts.hostname, port, max_idle=max_idle),
+        host_header=parts.netloc.encode("idna"),
     )
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """Accepts no cookie and returns none."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+async def _health(target: Target) -> bool:
+    """`GET /health` answered 200 within two seconds (on a pooled connection)."""
+    connection: Connection | None = None
+    try:
+        connection = await target.pool.acquire(HEALTH_TIMEOUT)
+        connection.arm(HEALTH_TIMEOUT)
+        connection.begin(
+            b"GET /health HTTP/1.1\r\nhost: " + target.host_header + b"\r\n\r\n",
+            head_only=False,
+        )
+        while not connection.complete:
+            if connection.closed or connection.error is not None:
+                return False
+            await connection.wait()
+        connection.take()
+        healthy = connection.status == 200
+        target.pool.release(connection)
+        return healthy
+    except (ConnectFailed, ConnectionBroken, TimeoutError):
+        if connection is not None:
+            connection.close()
         return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-class _RequestBody:
-    """The client's request body as a stream for httpx, read from ASGI as it arrives."""
-
-    def __init__(self, receive: Receive, *, expected: bool) -> None:
-        self.receive = receive
-        self.started = False
-        self.expected = expected
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        self.started = True
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-
-def _has_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return value.strip() not in (b"", b"0")
-        if name == b"transfer-encoding":
-            return True
-    return False
-
-
-def _path_and_query(scope: Scope) -> str:
-    raw = scope.get("raw_path") or scope["path"].encode()
-    path = raw.decode("latin-1")
-    query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path

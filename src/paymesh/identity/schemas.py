@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from paymesh.kernel.auth import RateLimitTier as RateLimitTier  # noqa: PLC0414 (re-exported: one definition, in the kernel)
+
 Role = Literal["customer", "merchant", "ops", "finance", "auditor", "admin"]
 ServiceRole = Literal["customer", "merchant", "ops", "finance", "auditor", "admin", "service"]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials", "password"]
-
-
-class RateLimitTier(StrEnum):
-    """A client application's subscription tier, which the API gateway rate-limits by
-    (WSO2 API Manager's tiers): `unlimited`, `gold` (5,000 requests a minute), `silver`
-    (2,000), `bronze` (1,000). The gateway owns the numbers; identity keeps each client's
-    tier and writes it into the `tier` claim of the access tokens it issues."""
-
-    UNLIMITED = "unlimited"
-    GOLD = "gold"
-    SILVER = "silver"
-    BRONZE = "bronze"
 
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{1,149}$"

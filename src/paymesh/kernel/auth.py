@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -23,7 +24,21 @@ from paymesh.kernel.errors import Forbidden, Unauthenticated
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.revocation import RevocationRegistry
 
-DEFAULT_TIER = "bronze"
+
+class RateLimitTier(StrEnum):
+    """A client application's subscription tier, which the API gateway rate-limits by
+    (WSO2 API Manager's tiers): `unlimited`, `gold` (5,000 requests a minute), `silver`
+    (2,000), `bronze` (1,000). The gateway owns the numbers; identity keeps each client's
+    tier and writes it into the `tier` claim of the access tokens it issues; a trusted
+    external issuer's clients take the tier configured for it."""
+
+    UNLIMITED = "unlimited"
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
+
+DEFAULT_TIER = RateLimitTier.BRONZE
 """The rate-limit tier of a Paymesh token without a `tier` claim."""
 
 ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin", "service")

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from paymesh.kernel.auth import DEFAULT_TIER, RateLimitTier
+
 DEVELOPMENT_SIGNING_SECRET = "paymesh-development-signing-secret-change-me"  # noqa: S105
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
 """Listening on every interface: the origin advertised by default is loopback."""
@@ -263,8 +265,8 @@ class TrustedIssuerSettings(BaseModel):
         default=False,
         description="Require the RFC 9068 `typ: at+jwt` header (Keycloak and WSO2 IS send JWT).",
     )
-    tier: str = Field(
-        default="bronze", description="Rate-limit tier of its clients (no tier claim there)."
+    tier: RateLimitTier = Field(
+        default=DEFAULT_TIER, description="Rate-limit tier of its clients (no tier claim there)."
     )
 
 
