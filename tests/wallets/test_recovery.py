@@ -76,3 +76,61 @@ class TestRecovery:
             "pending": 600,
             "posted": 1_000,
         }
+
+
+class Unreachable:
+    """The real ledger client, but the next transfer never reaches the ledger."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def create_transfer(self, transfer: TransferCreate) -> Transfer:
+        raise ServiceUnavailable(detail="connection refused")
+
+
+class TestClosingWhileMoneyMoves:
+    async def test_a_wallet_with_a_movement_in_progress_does_not_close(self, world: World) -> None:
+        # A deposit recorded but not yet posted: closing now would let the recovery job
+        # (or the retry) credit a closed wallet.
+        carol = await world.customer("carol")
+        wallet = await world.open(carol)
+        operations = world.platform.runtimes["wallets"].state["operations"]
+        real = operations.postings.ledger
+        operations.postings.ledger = Unreachable(real)
+        headers = world.staff("finance") | key()
+        path = f"/v1/wallets/{wallet['id']}/deposits"
+        body = {"amount": 4_200, "reference": "wire 2"}
+        stuck = await world.client.post(path, json=body, headers=headers)
+        assert stuck.status_code == 503
+        assert (await world.balance(wallet["id"]))["posted"] == 0
+
+        closing = await world.client.post(f"/v1/wallets/{wallet['id']}/close", headers=carol)
+
+        assert closing.status_code == 409, closing.text
+        assert closing.json()["code"] == "balance_not_zero"
+        assert "in progress" in closing.json()["detail"]
+        operations.postings.ledger = real
+        retried = await world.client.post(path, json=body, headers=headers)
+        assert retried.status_code == 201, retried.text
+        shown = await world.client.get(f"/v1/wallets/{wallet['id']}", headers=carol)
+        assert shown.json()["status"] == "active"
+        assert shown.json()["balance"]["posted"] == 4_200
+
+    async def test_a_movement_after_the_close_finds_the_wallet_closed(self, world: World) -> None:
+        carol = await world.customer("carol")
+        wallet = await world.open(carol)
+        closing = await world.client.post(f"/v1/wallets/{wallet['id']}/close", headers=carol)
+        assert closing.status_code == 200, closing.text
+
+        late = await world.client.post(
+            f"/v1/wallets/{wallet['id']}/deposits",
+            json={"amount": 100, "reference": "late"},
+            headers=world.staff("finance") | key(),
+        )
+
+        assert late.status_code == 409, late.text
+        assert late.json()["code"] == "wallet_not_active"
+        assert (await world.balance(wallet["id"]))["posted"] == 0

@@ -221,6 +221,12 @@ class Operations:
     async def _record(
         self, session: AsyncSession, caller: Caller, intent: Intent, request_key: str
     ) -> Any:
+        # The wallet is still as checked, and stays so until this commits: `close` cannot
+        # slip between the check and the recorded operation (a row lock on PostgreSQL;
+        # SQLite's one writer serialises the two anyway).
+        status = intent.wallet.status
+        if not await repository.set_wallet_status(session, intent.wallet.id, status, (status,)):
+            raise errors.WalletNotActive(detail="the wallet changed; retry")
         now = utcnow()
         operation_id = new_id("wop")
         hold_id = intent.hold.id if intent.hold is not None else None

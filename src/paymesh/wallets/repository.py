@@ -143,6 +143,13 @@ async def count_open_holds(session: AsyncSession, wallet_id: str) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
+async def count_pending_operations(session: AsyncSession, wallet_id: str) -> int:
+    query = select(func.count()).where(
+        operations.c.wallet_id == wallet_id, operations.c.status == "pending"
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
 async def due_holds(session: AsyncSession, now: dt.datetime, limit: int) -> Sequence[Row[Any]]:
     query = (
         select(holds)

@@ -241,15 +241,20 @@ class WalletsService:
         row = await self.visible_wallet(session, caller, wallet_id)
         if row.status not in ("active", "frozen"):
             raise errors.WalletNotActive(detail=f"the wallet is {row.status}")
-        balance = balances_of(await self.account_of(row))
-        open_holds = await repository.count_open_holds(session, row.id)
-        if balance.posted != 0 or balance.pending != 0 or open_holds:
-            raise errors.BalanceNotZero(
-                detail=f"posted {balance.posted}, reserved {balance.pending}, "
-                f"{open_holds} open hold(s)"
-            )
+        # Closed first, checked after, in one transaction: a money movement records its
+        # operation by touching the wallet row under its status (operations._record), so
+        # either it committed before this update (and is counted below: refused, rolled
+        # back) or it finds the wallet closed. The ledger is read after the update too.
         if not await repository.set_wallet_status(session, row.id, "closed", (row.status,)):
             raise errors.WalletNotActive(detail="the wallet changed; retry")
+        in_flight = await repository.count_pending_operations(session, row.id)
+        open_holds = await repository.count_open_holds(session, row.id)
+        balance = balances_of(await self.account_of(row))
+        if balance.posted != 0 or balance.pending != 0 or open_holds or in_flight:
+            raise errors.BalanceNotZero(
+                detail=f"posted {balance.posted}, reserved {balance.pending}, "
+                f"{open_holds} open hold(s), {in_flight} movement(s) in progress"
+            )
         await self._event(session, "wallets.wallet.closed", row, caller)
         return await self.present(await repository.get_wallet(session, row.id))
 
