@@ -6,8 +6,10 @@ providers verifies it and tells profiles with an event."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from paymesh.profiles.jobs import resend_unsent_submissions
 from tests.profiles.fixtures import World
 from tests.profiles.support import (
     Customer,
@@ -263,3 +265,33 @@ class TestKycSubmission:
 
 async def _sent(world: World) -> bool:
     return len(world.simulator.checks) == 1
+
+
+class TestKycUnsent:
+    async def test_a_submission_whose_task_was_lost_is_sent_by_the_sweep(
+        self, world: World
+    ) -> None:
+        # The task that sends a submission can spend its retries while the vendor is down
+        # (or be lost); the customer must not stay `pending` for ever.
+        runtime = world.platform.runtimes["profiles"]
+        kyc = runtime.state["kyc"]
+        real_enqueue = kyc.enqueue
+
+        async def lost(*_: Any) -> str:
+            return "tsk_lost"
+
+        kyc.enqueue = lost
+        carol = await customer(world.platform, world.http, "carol")
+        try:
+            await submit(world, carol, "P12345678")
+        finally:
+            kyc.enqueue = real_enqueue
+        assert (await kyc_of(world, carol))["status"] == "pending"
+
+        too_recent = await resend_unsent_submissions(runtime, older_than=dt.timedelta(hours=1))
+        sent = await resend_unsent_submissions(runtime, older_than=dt.timedelta(0))
+        final = await decided(world, carol)
+        again = await resend_unsent_submissions(runtime, older_than=dt.timedelta(0))
+
+        assert (too_recent, sent, again) == (0, 1, 0)
+        assert final["status"] == "verified"

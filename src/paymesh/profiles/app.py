@@ -12,7 +12,7 @@ from paymesh.profiles.api import router
 from paymesh.profiles.consumers import consumers
 from paymesh.profiles.demo import seed_demo
 from paymesh.profiles.identity import HttpIdentityAccounts
-from paymesh.profiles.jobs import task_handlers
+from paymesh.profiles.jobs import periodic_jobs, task_handlers
 from paymesh.profiles.kyc import KycSubmissions
 from paymesh.profiles.models import kernel_tables, metadata
 from paymesh.profiles.service import Profiles
@@ -56,5 +56,6 @@ SPEC = ServiceSpec(
     on_stop=_stop,
     consumers=consumers,
     task_handlers=task_handlers,
+    periodic_jobs=periodic_jobs,
     seed_demo=seed_demo,
 )

@@ -52,3 +52,20 @@ async def count_submissions_since(session: AsyncSession, user_id: str, since: dt
         .where(KycSubmission.user_id == user_id, KycSubmission.created_at >= since)
     )
     return int(count.scalar_one())
+
+
+async def unsent_submissions(
+    session: AsyncSession, created_before: dt.datetime, limit: int
+) -> list[str]:
+    """Pending submissions never handed to the vendor, oldest first."""
+    query = (
+        select(KycSubmission.id)
+        .where(
+            KycSubmission.status == "pending",
+            KycSubmission.provider_check_id.is_(None),
+            KycSubmission.created_at < created_before,
+        )
+        .order_by(KycSubmission.created_at)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
