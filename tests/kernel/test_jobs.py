@@ -125,13 +125,15 @@ class TestRunTask:
         self, idle_sample: Platform
     ) -> None:
         task_id = await enqueue(idle_sample, "count", "orphan")
-        dead_worker = eager_queue(idle_sample, worker="dead", lease_seconds=0.05)
+        # A lease long enough that a loaded machine cannot outrun it between the two
+        # statements below (50 ms could: CI saw it lapse), short enough to wait out.
+        dead_worker = eager_queue(idle_sample, worker="dead", lease_seconds=1.0)
         [claimed] = await dead_worker.claim()  # claims, then "crashes" without running it
         assert claimed["id"] == task_id
         survivor = eager_queue(idle_sample, worker="survivor")
         assert await survivor.run_once() == 0  # the lease still holds
 
-        await asyncio.sleep(0.1)  # let the 50 ms lease run out
+        await asyncio.sleep(1.1)  # let the lease run out
         assert await survivor.run_once() == 1
 
         row = await task_row(idle_sample, task_id)
