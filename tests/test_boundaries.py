@@ -130,7 +130,7 @@ class TestRealTree:
         # Guards against a vacuous pass (wrong root, nothing scanned).
         assert "ledger" in service_packages(SOURCE_ROOT)
         assert KERNEL not in service_packages(SOURCE_ROOT)
-        assert (SOURCE_ROOT / KERNEL / "config.py").is_file()
+        assert (SOURCE_ROOT / KERNEL / "runtime.py").is_file()
 
 
 class TestChecker:

