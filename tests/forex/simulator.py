@@ -24,7 +24,14 @@ async def serving(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(simulator.app(), log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            simulator.app(),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # in the test's loop: see tests/profiles/support.py serving()
+            timeout_keep_alive=600,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):  # up to 5 s

@@ -28,6 +28,7 @@ SERVICES = ["identity", "profiles", "providers"]
 PASSWORD = "plum-orbit-candle-42"
 NOWHERE = "http://127.0.0.1:1"  # nothing listens: the vendor is refused at once
 T = TypeVar("T")
+KEEP_ALIVE_SECONDS = 600
 
 
 def loopback_socket() -> socket.socket:
@@ -43,9 +44,20 @@ def url_of(sock: socket.socket) -> str:
 
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, sock: socket.socket, lifespan: str = "off") -> AsyncIterator[None]:
-    """`app` served by uvicorn on `sock`, in the test's event loop."""
+    """`app` served by uvicorn on `sock`, in the test's event loop.
+
+    Server and clients share that loop: when it stalls for longer than uvicorn's 5 s
+    keep-alive (a loaded CI machine), the server's idle timer and a client's next request
+    fall due in the same turn and the request meets a connection being closed (ReadError).
+    The keep-alive here outlasts any test."""
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan=lifespan, log_config=None, access_log=False)  # type: ignore[arg-type]
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            lifespan=lifespan,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
