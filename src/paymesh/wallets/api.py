@@ -21,10 +21,10 @@ from paymesh.kernel.errors import (
     problem_responses,
 )
 from paymesh.kernel.money import CurrencyCode
+from paymesh.kernel.pagination import InvalidCursor
 from paymesh.kernel.routing import SessionDep
 from paymesh.wallets import errors
 from paymesh.wallets.operations import Operations
-from paymesh.wallets.repository import InvalidCursor
 from paymesh.wallets.schemas import (
     Hold,
     HoldCapture,

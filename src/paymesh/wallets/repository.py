@@ -3,7 +3,6 @@ so that a request and the recovery job racing on the same row change it once."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
@@ -11,8 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.errors import PaymeshError
-from paymesh.kernel.jsonutil import dumps, strict_loads
+from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.wallets.models import Hold, Operation, Wallet
 
 wallets = cast(Table, Wallet.__table__)
@@ -20,28 +18,6 @@ holds = cast(Table, Hold.__table__)
 operations = cast(Table, Operation.__table__)
 
 OPEN_HOLD_STATUSES = ("placing", "active")
-
-
-class InvalidCursor(PaymeshError):
-    code = "invalid_cursor"
-    status = 422
-    title = "The cursor is not valid"
-
-
-def encode_cursor(created_at: dt.datetime, last_id: str) -> str:
-    return base64.urlsafe_b64encode(dumps([created_at.isoformat(), last_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    try:
-        values = strict_loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        created, last_id = values
-        instant = dt.datetime.fromisoformat(created)
-        if instant.tzinfo is None or not isinstance(last_id, str) or not last_id:
-            raise ValueError("not a cursor")
-        return instant.astimezone(dt.UTC), last_id
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidCursor() from None
 
 
 # -- wallets -------------------------------------------------------------------------------

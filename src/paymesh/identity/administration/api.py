@@ -20,6 +20,7 @@ from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, User
 from paymesh.kernel.app import service_router
 from paymesh.kernel.auth import Caller, require
 from paymesh.kernel.errors import Forbidden, Unauthenticated, problem_responses
+from paymesh.kernel.pagination import InvalidCursor
 from paymesh.kernel.routing import SessionDep
 
 clients = service_router(prefix="/v1/identity/clients", tags=["identity: admin"])
@@ -59,7 +60,7 @@ async def create_client(body: ClientCreate, service: AdminDep, response: Respons
 @clients.get(
     "",
     response_model=Page[Client],
-    responses=problem_responses(*AUTH_ERRORS, errors.InvalidCursor),
+    responses=problem_responses(*AUTH_ERRORS, InvalidCursor),
 )
 async def list_clients(service: AdminDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Client]:
     """Clients, oldest first; follow `next_cursor` for the next page."""
@@ -140,7 +141,7 @@ async def rotate_client_secret(
 @users.get(
     "",
     response_model=Page[User],
-    responses=problem_responses(*AUTH_ERRORS, errors.InvalidCursor),
+    responses=problem_responses(*AUTH_ERRORS, InvalidCursor),
 )
 async def list_users(service: AdminDep, limit: Limit = 50, cursor: Cursor = None) -> Page[User]:
     """Users, oldest first; follow `next_cursor` for the next page."""

@@ -5,12 +5,6 @@ from __future__ import annotations
 from paymesh.identity.errors import IdentityError
 
 
-class InvalidCursor(IdentityError):
-    code = "invalid_cursor"
-    status = 422
-    title = "The cursor is not one this API returned"
-
-
 class PublicClientHasNoSecret(IdentityError):
     code = "public_client_has_no_secret"
     status = 409

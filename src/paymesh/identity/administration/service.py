@@ -20,6 +20,7 @@ from paymesh.identity.schemas import Client, ClientCreate, ClientCreated, RateLi
 from paymesh.identity.security import new_secret, secret_hash
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
+from paymesh.kernel.pagination import decode_cursor, encode_cursor
 
 
 class Admin:
@@ -49,14 +50,10 @@ class Admin:
         return created
 
     async def list_clients(self, limit: int, cursor: str | None) -> Page[Client]:
-        after = repository.decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         rows = await repository.list_clients(self.session, limit + 1, after)
         page = rows[:limit]
-        next_cursor = (
-            repository.encode_cursor(page[-1].created_at, page[-1].id)
-            if len(rows) > limit
-            else None
-        )
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         return Page[Client](
             data=[identity_service.client_schema(row) for row in page], next_cursor=next_cursor
         )
@@ -122,15 +119,11 @@ class Admin:
     # --- users ---------------------------------------------------------------------------
 
     async def list_users(self, limit: int, cursor: str | None) -> Page[User]:
-        after = repository.decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         rows = await accounts_repository.list_users(self.session, limit + 1, after)
         page = rows[:limit]
         roles = await accounts_repository.roles_of(self.session, [row.id for row in page])
-        next_cursor = (
-            repository.encode_cursor(page[-1].created_at, page[-1].id)
-            if len(rows) > limit
-            else None
-        )
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         return Page[User](
             data=[identity_service.user_schema(row, roles[row.id]) for row in page],
             next_cursor=next_cursor,
