@@ -24,6 +24,7 @@ from paymesh.kernel.config import Settings, get_settings
 from paymesh.kernel.observability import configure_logging
 from paymesh.platform import SERVICE_MODULES, Platform, load_spec
 from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
+from paymesh.risk import commands as risk_commands
 
 app = typer.Typer(help="Paymesh payment services platform.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -50,6 +51,7 @@ def _settings() -> Settings:
 
 
 app.add_typer(identity_commands.build(_settings), name="identity")
+app.add_typer(risk_commands.build(_settings), name="risk")
 gateway_commands = typer.Typer(help="The API gateway: its route table.", no_args_is_help=True)
 app.add_typer(gateway_commands, name="gateway")
 

@@ -59,6 +59,7 @@ SERVICE_MODULES: dict[str, str] = {
     "providers": "paymesh.providers.app",
     "forex": "paymesh.forex.app",
     "wallets": "paymesh.wallets.app",
+    "risk": "paymesh.risk.app",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from paymesh.forex.schemas import Quote, Rate
+from paymesh.forex.schemas import Conversion, Quote, Rate
 from paymesh.kernel.http import ServiceClient
 
 
@@ -17,6 +17,10 @@ class ForexClient(Protocol):
     async def get_rate(self, base: str, quote: str, on: dt.date | None = None) -> Rate: ...
 
     async def get_quote(self, quote_id: str) -> Quote: ...
+
+    async def convert(self, from_currency: str, to_currency: str, amount: int) -> Conversion:
+        """`amount` minor units of `from_currency` at today's mid rate, rounded down."""
+        ...
 
     async def consume_quote(self, quote_id: str, reference: str) -> Quote: ...
 
@@ -35,6 +39,11 @@ class HttpForexClient:
     async def get_quote(self, quote_id: str) -> Quote:
         response = await self.http.request("GET", f"/v1/forex/quotes/{quote_id}")
         return Quote.model_validate_json(response.content)
+
+    async def convert(self, from_currency: str, to_currency: str, amount: int) -> Conversion:
+        body = {"from": from_currency, "to": to_currency, "amount": amount}
+        response = await self.http.request("POST", "/v1/forex/convert", json=body)
+        return Conversion.model_validate_json(response.content)
 
     async def consume_quote(self, quote_id: str, reference: str) -> Quote:
         response = await self.http.request(

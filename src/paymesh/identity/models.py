@@ -22,7 +22,7 @@ from paymesh.kernel.tables import KernelTables
 metadata = service_metadata()
 kernel_tables = KernelTables(metadata)
 
-ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin")
+ROLES = ("customer", "merchant", "ops", "finance", "compliance", "auditor", "admin")
 """Roles a user may hold. `service` is reserved for client-credentials service accounts."""
 
 USER_STATUSES = ("active", "disabled")

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from paymesh.kernel.auth import RateLimitTier as RateLimitTier  # noqa: PLC0414 (re-exported: one definition, in the kernel)
 
-Role = Literal["customer", "merchant", "ops", "finance", "auditor", "admin"]
-ServiceRole = Literal["customer", "merchant", "ops", "finance", "auditor", "admin", "service"]
+Role = Literal["customer", "merchant", "ops", "finance", "compliance", "auditor", "admin"]
+ServiceRole = Literal[
+    "customer", "merchant", "ops", "finance", "compliance", "auditor", "admin", "service"
+]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials", "password"]
 
 

@@ -41,7 +41,7 @@ class RateLimitTier(StrEnum):
 DEFAULT_TIER = RateLimitTier.BRONZE
 """The rate-limit tier of a Paymesh token without a `tier` claim."""
 
-ROLES = ("customer", "merchant", "ops", "finance", "auditor", "admin", "service")
+ROLES = ("customer", "merchant", "ops", "finance", "compliance", "auditor", "admin", "service")
 
 
 OPENID_SCOPES = frozenset({"openid", "profile", "email", "phone", "address", "offline_access"})

@@ -34,6 +34,7 @@ from paymesh.kernel.config.services import (
     LevelLimits,
     ProfilesSettings,
     ProvidersSettings,
+    RiskSettings,
     WalletsSettings,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "LevelLimits",
     "ProfilesSettings",
     "ProvidersSettings",
+    "RiskSettings",
     "ServiceSettings",
     "Settings",
     "TrustedIssuerSettings",
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
     forex: ForexSettings = ForexSettings()
     profiles: ProfilesSettings = ProfilesSettings()
     providers: ProvidersSettings = ProvidersSettings()
+    risk: RiskSettings = RiskSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

@@ -65,6 +65,23 @@ class ForexSettings(ServiceSettings):
     )
 
 
+class RiskSettings(ServiceSettings):
+    screening_threshold: float = Field(
+        default=85.0,
+        ge=50.0,
+        le=100.0,
+        description="A sanctions match at or above this score (0-100) is a hit.",
+    )
+    screening_required: bool = Field(
+        default=True,
+        description="Evaluations and screenings answer 503 no_sanctions_list until a list "
+        "is loaded (fail closed); false screens against nothing.",
+    )
+    list_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often each process looks for a newer list."
+    )
+
+
 KycLevel = Literal["none", "basic", "full"]
 KYC_LEVELS: tuple[KycLevel, ...] = ("none", "basic", "full")
 MAX_LIMIT_MINOR = 2**63 - 1

@@ -1,0 +1,69 @@
+"""Builds the risk service: evaluations with reasons, rule sets as data, the review queue
+and sanctions screening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paymesh.forex.client import HttpForexClient
+from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
+from paymesh.profiles.client import HttpProfiles
+from paymesh.risk.api import router
+from paymesh.risk.cases import Cases
+from paymesh.risk.consumers import consumers
+from paymesh.risk.demo import seed_demo
+from paymesh.risk.models import kernel_tables, metadata
+from paymesh.risk.rulesets import RuleSets
+from paymesh.risk.sanctions import Screening
+from paymesh.risk.service import Evaluations
+
+
+def _setup(runtime: ServiceRuntime) -> None:
+    settings = runtime.settings.risk
+    runtime.state["rulesets"] = RuleSets(runtime.outbox)
+    runtime.state["cases"] = Cases(runtime.outbox)
+    runtime.state["screening"] = Screening(
+        runtime.database,
+        threshold=settings.screening_threshold,
+        required=settings.screening_required,
+    )
+
+
+async def _start(runtime: ServiceRuntime) -> None:
+    rulesets: RuleSets = runtime.state["rulesets"]
+    screening: Screening = runtime.state["screening"]
+    await rulesets.install_default(runtime.database)
+    await screening.refresh()
+    screening.watch(runtime.settings.risk.list_refresh_seconds)
+    # Made at start: the in-process transport between services exists only by then.
+    forex_http, profiles_http = runtime.client("forex"), runtime.client("profiles")
+    runtime.state["http_clients"] = (forex_http, profiles_http)
+    forex = HttpForexClient(forex_http)
+    runtime.state["forex"] = forex
+    runtime.state["evaluations"] = Evaluations(
+        rulesets, screening, HttpProfiles(profiles_http), forex, runtime.outbox
+    )
+
+
+async def _stop(runtime: ServiceRuntime) -> None:
+    screening: Screening = runtime.state["screening"]
+    await screening.stop()
+    for client in runtime.state.pop("http_clients", ()):
+        await client.aclose()
+
+
+SPEC = ServiceSpec(
+    name="risk",
+    title="Risk",
+    description="Decisions with reasons before money moves: rules as data, limits, "
+    "velocity, sanctions screening, and the review queue.",
+    metadata=metadata,
+    tables=kernel_tables,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    setup=_setup,
+    on_start=_start,
+    on_stop=_stop,
+    consumers=consumers,
+    seed_demo=seed_demo,
+)

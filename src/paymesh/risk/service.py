@@ -1,0 +1,277 @@
+"""Evaluations: gather the facts, run the active rule set, store the decision.
+
+The facts come from their owners: KYC status and level and the level's limits from
+profiles, the amount in USD from forex, the customer's recent transactions from risk's own
+velocity store, sanctions matches from screening (the counterparty, and the customer's
+legal name). A fact that cannot be had means no decision (503 `facts_unavailable`): risk
+fails closed, never guesses. A stored decision is never changed; a `review` opens a case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.forex.client import ForexClient
+from paymesh.kernel.auth import Caller
+from paymesh.kernel.db import utcnow
+from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
+from paymesh.kernel.events import Outbox
+from paymesh.kernel.ids import new_id
+from paymesh.profiles.client import ProfilesClient
+from paymesh.profiles.schemas import Limits, Profile
+from paymesh.risk import errors, repository
+from paymesh.risk.models import Case, Decision
+from paymesh.risk.rules import CompiledRuleSet, Facts, Outcome, day_and_month_start
+from paymesh.risk.rulesets import RuleSets
+from paymesh.risk.sanctions import Screening, match_view
+from paymesh.risk.schemas import (
+    DecisionDetail,
+    DecisionOut,
+    EvaluationCreate,
+    ReasonOut,
+    ScreeningMatchOut,
+)
+from paymesh.risk.screening import ScreeningMatch
+
+T = TypeVar("T")
+DAY = dt.timedelta(hours=24)
+
+
+class Evaluations:
+    def __init__(
+        self,
+        rulesets: RuleSets,
+        screening: Screening,
+        profiles: ProfilesClient,
+        forex: ForexClient,
+        outbox: Outbox,
+    ) -> None:
+        self.rulesets = rulesets
+        self.screening = screening
+        self.profiles = profiles
+        self.forex = forex
+        self.outbox = outbox
+
+    async def evaluate(
+        self, session: AsyncSession, caller: Caller, body: EvaluationCreate
+    ) -> DecisionOut:
+        now = utcnow()
+        ruleset = await self.rulesets.active(session)
+        profile, limits, amount_usd = await _gathered(
+            self.profiles.get_profile(body.customer_id),
+            self.profiles.get_limits(body.customer_id),
+            self._in_usd(body),
+        )
+        count, daily, monthly = await _velocity(session, body, now)
+        matches = self._screen(body, profile)
+        facts = Facts(
+            amount_usd=amount_usd,
+            kyc_status=profile.kyc.status,
+            kyc_level=profile.kyc.level,
+            transactions_24h=count,
+            sanctions_hit=bool(matches),
+            daily_usd=daily,
+            monthly_usd=monthly,
+            limit_per_transaction_usd=limits.per_transaction,
+            limit_daily_usd=limits.daily,
+            limit_monthly_usd=limits.monthly,
+            type=body.type,
+            currency=body.currency,
+            counterparty_country=body.counterparty.country if body.counterparty else None,
+            channel=body.channel,
+        )
+        outcome = ruleset.evaluate(facts)
+        row = _decision_row(body, caller, facts, matches, outcome, ruleset.version, now)
+        session.add(row)
+        if outcome.decision != "block":
+            # A blocked payment never moves money: it uses no limit and adds no velocity.
+            await repository.record_activity(
+                session,
+                {
+                    "customer_id": body.customer_id,
+                    "transaction_id": body.transaction_id,
+                    "amount_usd": amount_usd,
+                    "occurred_at": now,
+                    "voided": False,
+                    "source": "evaluation",
+                },
+            )
+        if outcome.decision == "review":
+            await self._open_case(session, row)
+        await session.flush()
+        return decision_view(row)
+
+    def simulate(
+        self, ruleset: CompiledRuleSet, body: EvaluationCreate, facts: Facts
+    ) -> DecisionOut:
+        """The caller's facts through a rule set: nothing gathered, nothing stored."""
+        outcome = ruleset.evaluate(facts)
+        return DecisionOut(
+            decision_id=None,
+            transaction_id=body.transaction_id,
+            score=outcome.score,
+            level=outcome.level,
+            decision=outcome.decision,
+            reasons=[ReasonOut(**reason.to_json()) for reason in outcome.reasons],
+            ruleset_version=ruleset.version,
+            created_at=utcnow(),
+        )
+
+    async def get(self, session: AsyncSession, decision_id: str) -> DecisionDetail:
+        row = await repository.decision(session, decision_id)
+        if row is None:
+            raise errors.DecisionNotFound()
+        return detail_view(row)
+
+    async def _in_usd(self, body: EvaluationCreate) -> int:
+        if body.currency == "USD":
+            return body.amount
+        try:
+            conversion = await self.forex.convert(body.currency, "USD", body.amount)
+        except RemoteServiceError as error:
+            if error.remote_status == 422:
+                raise errors.CurrencyNotConvertible(detail=error.detail) from None
+            raise
+        return conversion.amount
+
+    def _screen(self, body: EvaluationCreate, profile: Profile) -> list[ScreeningMatch]:
+        matches: list[ScreeningMatch] = []
+        party = body.counterparty
+        if party is not None:
+            found, _ = self.screening.screen(party.name, type=party.type, country=party.country)
+            matches.extend(found)
+        if profile.legal_name:
+            found, _ = self.screening.screen(
+                profile.legal_name,
+                type="individual",
+                country=profile.country,
+                date_of_birth=profile.date_of_birth,
+            )
+            matches.extend(found)
+        return matches
+
+    async def _open_case(self, session: AsyncSession, decision: Decision) -> None:
+        case = Case(
+            id=new_id("case"),
+            decision_id=decision.id,
+            transaction_id=decision.transaction_id,
+            customer_id=decision.customer_id,
+            status="open",
+            reasons=decision.reasons,
+            created_at=decision.created_at,
+        )
+        session.add(case)
+        await self.outbox.add(
+            session,
+            "risk.case.opened",
+            {
+                "case_id": case.id,
+                "decision_id": decision.id,
+                "transaction_id": decision.transaction_id,
+                "customer_id": decision.customer_id,
+                "reasons": decision.reasons,
+            },
+            subject=case.id,
+        )
+
+
+async def _gathered(
+    profile: Awaitable[Profile], limits: Awaitable[Limits], amount_usd: Awaitable[int]
+) -> tuple[Profile, Limits, int]:
+    """The three remote facts, fetched together; a missing customer is 422, anything
+    else that fails is 503 (no decision without the facts)."""
+    results = await asyncio.gather(profile, limits, amount_usd, return_exceptions=True)
+    for result in results:
+        if isinstance(result, RemoteServiceError) and result.remote_status == 404:
+            raise errors.CustomerNotFound() from None
+    for result in results:
+        if isinstance(result, errors.RiskError):
+            raise result
+        if isinstance(result, (RemoteServiceError, ServiceUnavailable)):
+            raise errors.FactsUnavailable(detail=_why(result)) from None
+        if isinstance(result, BaseException):
+            raise result
+    found_profile, found_limits, found_amount = results
+    return _typed(found_profile, Profile), _typed(found_limits, Limits), _typed(found_amount, int)
+
+
+def _typed(value: Any, kind: type[T]) -> T:
+    assert isinstance(value, kind)
+    return value
+
+
+def _why(error: RemoteServiceError | ServiceUnavailable) -> str:
+    if isinstance(error, RemoteServiceError):
+        return f"{error.remote_code}: {error.detail}"[:300]
+    return (error.detail or "unavailable")[:300]
+
+
+async def _velocity(
+    session: AsyncSession, body: EvaluationCreate, now: dt.datetime
+) -> tuple[int, int, int]:
+    day_start, month_start = day_and_month_start(now)
+    return await repository.velocity(
+        session,
+        body.customer_id,
+        body.transaction_id,
+        since_24h=now - DAY,
+        day_start=day_start,
+        month_start=month_start,
+    )
+
+
+def _decision_row(
+    body: EvaluationCreate,
+    caller: Caller,
+    facts: Facts,
+    matches: list[ScreeningMatch],
+    outcome: Outcome,
+    version: int,
+    now: dt.datetime,
+) -> Decision:
+    return Decision(
+        id=new_id("dec"),
+        transaction_id=body.transaction_id,
+        customer_id=body.customer_id,
+        type=body.type,
+        amount=body.amount,
+        currency=body.currency,
+        request=body.model_dump(mode="json", exclude_none=True),
+        facts=facts.model_dump(mode="json"),
+        screening=[match_view(match).model_dump(by_alias=True) for match in matches],
+        score=outcome.score,
+        level=outcome.level,
+        decision=outcome.decision,
+        reasons=[reason.to_json() for reason in outcome.reasons],
+        ruleset_version=version,
+        requested_by=caller.subject,
+        created_at=now,
+    )
+
+
+def decision_view(row: Decision) -> DecisionOut:
+    return DecisionOut(
+        decision_id=row.id,
+        transaction_id=row.transaction_id,
+        score=row.score,
+        level=row.level,
+        decision=row.decision,
+        reasons=[ReasonOut.model_validate(reason) for reason in row.reasons],
+        ruleset_version=row.ruleset_version,
+        created_at=row.created_at,
+    )
+
+
+def detail_view(row: Decision) -> DecisionDetail:
+    return DecisionDetail(
+        **decision_view(row).model_dump(),
+        customer_id=row.customer_id,
+        request=row.request,
+        facts=row.facts,
+        screening=[ScreeningMatchOut.model_validate(match) for match in row.screening],
+    )
