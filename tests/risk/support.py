@@ -92,6 +92,7 @@ class RiskWorld:
         return registered.json()["id"], headers
 
     async def evaluate(self, customer_id: str, amount: int, **fields: Any) -> httpx.Response:
+        headers = self.service | fields.pop("headers", {})
         body = {
             "transaction_id": fields.pop("transaction_id", unique("pay_")),
             "customer_id": customer_id,
@@ -100,7 +101,6 @@ class RiskWorld:
             "currency": fields.pop("currency", "USD"),
             **fields,
         }
-        headers = self.service | fields.pop("headers", {})
         return await self.http.post("/v1/risk/evaluate", json=body, headers=headers)
 
     async def events(self, event_type: str) -> list[dict[str, Any]]:

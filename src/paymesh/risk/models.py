@@ -43,7 +43,7 @@ class RuleSetActivation(Base):
     previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     activated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     activated_by: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(String(32), comment="activate | rollback | initial")
+    reason: Mapped[str] = mapped_column(String(32))  # activate | rollback | initial
 
 
 class Decision(Base):
@@ -53,11 +53,11 @@ class Decision(Base):
     transaction_id: Mapped[str] = mapped_column(String(128))
     customer_id: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(16))
-    amount: Mapped[int] = mapped_column(BigInteger, comment="minor units of `currency`")
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units of `currency`
     currency: Mapped[str] = mapped_column(String(3))
-    request: Mapped[dict[str, Any]] = mapped_column(JSON, comment="the evaluation's input")
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # the evaluation's input
     facts: Mapped[dict[str, Any]] = mapped_column(JSON)
-    screening: Mapped[list[Any]] = mapped_column(JSON, comment="sanctions matches")
+    screening: Mapped[list[Any]] = mapped_column(JSON)  # sanctions matches
     score: Mapped[int] = mapped_column(Integer)
     level: Mapped[str] = mapped_column(String(8))
     decision: Mapped[str] = mapped_column(String(8))
@@ -82,10 +82,10 @@ class Activity(Base):
 
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     transaction_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    amount_usd: Mapped[int] = mapped_column(BigInteger, comment="USD cents")
+    amount_usd: Mapped[int] = mapped_column(BigInteger)  # USD cents
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     voided: Mapped[bool] = mapped_column(Boolean, default=False)
-    source: Mapped[str] = mapped_column(String(16), comment="evaluation | event")
+    source: Mapped[str] = mapped_column(String(16))  # evaluation | event
 
     __table_args__ = (
         CheckConstraint("amount_usd >= 0", name="amount_not_negative"),
@@ -124,8 +124,8 @@ class SanctionsListVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     list_name: Mapped[str] = mapped_column(String(32))
-    published: Mapped[str] = mapped_column(String(64), comment="the file's own date")
-    source_format: Mapped[str] = mapped_column(String(16), comment="un-xml | ofac-csv")
+    published: Mapped[str] = mapped_column(String(64))  # the file's own date
+    source_format: Mapped[str] = mapped_column(String(16))  # un-xml | ofac-csv
     sha256: Mapped[str] = mapped_column(String(64))
     entry_count: Mapped[int] = mapped_column(Integer)
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -139,4 +139,4 @@ class SanctionsEntry(Base):
 
     list_version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    entry: Mapped[dict[str, Any]] = mapped_column(JSON, comment="ListedEntry.to_json()")
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)  # ListedEntry.to_json()

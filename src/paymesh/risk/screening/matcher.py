@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 
 from rapidfuzz import fuzz, process
 
@@ -25,7 +25,11 @@ from paymesh.risk.screening.lists import (
     NameStrength,
     country_code,
 )
-from paymesh.risk.screening.normalise import name_tokens, phonetic_key
+from paymesh.risk.screening.normalise import (
+    comparison_tokens,
+    deletion_neighbourhood,
+    phonetic_key,
+)
 
 DEFAULT_THRESHOLD = 85.0
 # Score changes, in points out of 100. Positive evidence is kept smaller than negative so a
@@ -47,9 +51,11 @@ PHONETIC_MAX_LIFT = 8.0
 # to reach the threshold. Words are "common" when at least this many entries use them.
 COMMON_NAME_PENALTY = 15.0
 COMMON_WORD_MIN_ENTRIES = 8
-_MAX_POSITIVE_ADJUSTMENT = DATE_OF_BIRTH_EXACT_BONUS + COUNTRY_MATCHES_BONUS
 # Interior words dropped to build "middle name omitted" forms stay few for long names.
 _MAX_WORDS_FOR_OMISSIONS = 6
+# Names that score up to this much below the cut-off are compared again with their shared
+# words aligned (see `_aligned_similarity`).
+ALIGNMENT_BAND = 25.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class _NameForm:
 
 @dataclass(frozen=True)
 class _QueryForms:
+    tokens: list[str]
     sorted_words: str
     phonetic: str
     word_count: int
@@ -90,6 +97,7 @@ def _forms_of(tokens: list[str]) -> Iterable[tuple[list[str], bool]]:
 
 def _query_forms(tokens: list[str]) -> _QueryForms:
     return _QueryForms(
+        tokens=tokens,
         sorted_words=" ".join(sorted(tokens)),
         phonetic=" ".join(sorted(phonetic_key(token) for token in tokens)),
         word_count=len(tokens),
@@ -107,44 +115,54 @@ class ScreeningIndex:
         self._forms: list[_NameForm] = []
         self._sorted_words: list[str] = []
         self._by_phonetic: dict[str, list[int]] = {}
-        # Per query word count: the full names plus the middle-omitted forms of that length,
-        # so one scan compares a query with exactly the forms it could reasonably be.
-        self._choices_by_word_count: dict[int, tuple[list[str], list[int]]] = {}
-        full_forms: list[tuple[str, int]] = []
-        omitted_by_word_count: dict[int, list[tuple[str, int]]] = {}
+        # Blocking: forms by (word, word count), word count 0 for full names and the form's own
+        # word count for middle-omitted forms, so a query only meets the forms it could
+        # reasonably be. Adjacent words are also indexed joined ("abdul qader" under
+        # "abdulqader"), since lists and customers split compound names differently.
+        self._forms_by_word: dict[tuple[str, int], list[int]] = {}
+        # A word's one-letter deletions (and the word itself) -> the indexed words that have it.
+        self._words_by_deletion: dict[str, list[str]] = {}
         seen: set[tuple[str, str, str]] = set()
         for entry in entries:
             for name in entry.names:
-                for tokens, middle_omitted in _forms_of(name_tokens(name.text)):
+                for tokens, middle_omitted in _forms_of(comparison_tokens(name.text)):
                     forms = _query_forms(tokens)
                     key = (entry.list_name, entry.entry_id, forms.sorted_words)
                     if not tokens or key in seen:
                         continue
                     seen.add(key)
-                    index = len(self._forms)
-                    self._forms.append(
-                        _NameForm(entry, name.text, name.strength, len(tokens), middle_omitted)
+                    self._add_form(
+                        _NameForm(entry, name.text, name.strength, len(tokens), middle_omitted),
+                        tokens,
+                        forms,
                     )
-                    self._sorted_words.append(forms.sorted_words)
-                    self._by_phonetic.setdefault(forms.phonetic, []).append(index)
-                    bucket = (
-                        omitted_by_word_count.setdefault(len(tokens), [])
-                        if middle_omitted
-                        else full_forms
-                    )
-                    bucket.append((forms.sorted_words, index))
-        for word_count in range(1, _MAX_WORDS_FOR_OMISSIONS + 1):
-            choices = full_forms + omitted_by_word_count.get(word_count, [])
-            self._choices_by_word_count[word_count] = (
-                [text for text, _ in choices],
-                [index for _, index in choices],
-            )
-        self._full_choices = self._choices_by_word_count[_MAX_WORDS_FOR_OMISSIONS + 1] = (
-            [text for text, _ in full_forms],
-            [index for _, index in full_forms],
-        )
+        self._postings = self._postings_by_query_length()
         self._common_words = _common_words(self._forms)
         self._name_count = len({(f.entry.entry_id, f.listed_text) for f in self._forms})
+
+    def _postings_by_query_length(self) -> dict[tuple[str, int], tuple[int, ...]]:
+        """(word, query word count) -> the forms a query of that length is compared with."""
+        postings: dict[tuple[str, int], tuple[int, ...]] = {}
+        words = {word for word, _ in self._forms_by_word}
+        for word in words:
+            full = self._forms_by_word.get((word, 0), [])
+            for word_count in range(1, _MAX_WORDS_FOR_OMISSIONS + 2):
+                merged = (*full, *self._forms_by_word.get((word, word_count), ()))
+                if merged:
+                    postings[word, word_count] = merged
+        return postings
+
+    def _add_form(self, form: _NameForm, tokens: list[str], forms: _QueryForms) -> None:
+        index = len(self._forms)
+        self._forms.append(form)
+        self._sorted_words.append(forms.sorted_words)
+        self._by_phonetic.setdefault(forms.phonetic, []).append(index)
+        word_count = form.word_count if form.middle_omitted else 0
+        for word in {*tokens, *_joined_pairs(tokens)}:
+            self._forms_by_word.setdefault((word, word_count), []).append(index)
+            if word not in self._words_by_deletion.get(word, ()):
+                for deletion in deletion_neighbourhood(word):
+                    self._words_by_deletion.setdefault(deletion, []).append(word)
 
     @property
     def size(self) -> int:
@@ -162,14 +180,18 @@ class ScreeningIndex:
         limit: int = 5,
     ) -> list[ScreeningMatch]:
         """Listed names similar to `name`, best first, each scoring at least `threshold`."""
-        tokens = name_tokens(name)
+        tokens = comparison_tokens(name)
         if not tokens or limit <= 0:
             return []
         query = _query_forms(tokens)
-        cut_off = min(100.0, max(0.0, threshold - _MAX_POSITIVE_ADJUSTMENT))
-        similarities = self._name_similarities(query, cut_off)
         query_country = _query_country(country)
         query_is_common = len(tokens) <= 2 and all(t in self._common_words for t in tokens)
+        cut_off = _similarity_cut_off(
+            threshold, query_is_common, date_of_birth is not None, query_country is not None
+        )
+        if cut_off > 100.0:
+            return []
+        similarities = self._name_similarities(query, cut_off)
         best_by_entry: dict[tuple[str, str], ScreeningMatch] = {}
         for form_index, (similarity, how) in similarities.items():
             form = self._forms[form_index]
@@ -190,12 +212,28 @@ class ScreeningIndex:
         self, query: _QueryForms, cut_off: float
     ) -> dict[int, tuple[float, str]]:
         """Best name similarity per indexed form at or above `cut_off`, with how it was found."""
-        texts, indices = self._choices_by_word_count.get(query.word_count, self._full_choices)
+        candidates = self._candidates(query)
+        texts = list(map(self._sorted_words.__getitem__, candidates))
         found: dict[int, tuple[float, str]] = {}
+        near_misses: list[int] = []
         for _, similarity, position in process.extract(
-            query.sorted_words, texts, scorer=fuzz.ratio, score_cutoff=cut_off, limit=None
+            query.sorted_words,
+            texts,
+            scorer=fuzz.ratio,
+            score_cutoff=max(0.0, cut_off - ALIGNMENT_BAND),
+            limit=None,
         ):
-            found[indices[position]] = (similarity, "spelling")
+            if similarity >= cut_off:
+                found[candidates[position]] = (similarity, "spelling")
+            else:
+                near_misses.append(candidates[position])
+        # Sorting words puts a word with a typo in its first letter elsewhere ("tbdul" sorts
+        # after "salam"): align the words the two names share, then compare the rest.
+        for index in near_misses:
+            if self._forms[index].word_count == query.word_count:
+                similarity = _aligned_similarity(query.tokens, self._sorted_words[index])
+                if similarity >= cut_off:
+                    found[index] = (similarity, "spelling")
         # Same sounds word for word: lift the spelling similarity, but only so far, because
         # phonetic keys are short and different names can share them.
         for index in self._by_phonetic.get(query.phonetic, ()):
@@ -207,12 +245,74 @@ class ScreeningIndex:
                 found[index] = (lifted, "sounds alike")
         return found
 
+    def _candidates(self, query: _QueryForms) -> list[int]:
+        """The forms that share a word, up to one edit, with the query (blocking).
+
+        A form can only reach the cut-off when most of its letters agree with the query's, so
+        at least one of its words equals a query word up to one edit (after transliteration
+        folding). Forms that share none are never compared: most of the list, for most names.
+        """
+        postings: list[tuple[int, ...]] = []
+        by_deletion, by_word = self._words_by_deletion, self._postings
+        word_count = min(query.word_count, _MAX_WORDS_FOR_OMISSIONS + 1)
+        for token in (*query.tokens, *_joined_pairs(query.tokens)):
+            # One- and two-letter words are one edit from hundreds of others: exact only.
+            keys = deletion_neighbourhood(token) if len(token) > 2 else (token,)
+            similar = set().union(*(by_deletion.get(key, ()) for key in keys))
+            postings.extend(by_word.get((word, word_count), ()) for word in similar)
+        return list(set().union(*postings))
+
+    def _all_similarities(self, query: _QueryForms, cut_off: float) -> dict[int, tuple[float, str]]:
+        """Spelling similarity against every eligible form, unblocked: the reference that tests
+        hold the blocked path to."""
+        found: dict[int, tuple[float, str]] = {}
+        for index, text in enumerate(self._sorted_words):
+            form = self._forms[index]
+            if form.middle_omitted and form.word_count != query.word_count:
+                continue
+            similarity = fuzz.ratio(query.sorted_words, text)
+            if similarity >= cut_off:
+                found[index] = (similarity, "spelling")
+        return found
+
+
+def _aligned_similarity(tokens: list[str], listed_sorted_words: str) -> float:
+    listed = listed_sorted_words.split()
+    shared = sorted(set(tokens) & set(listed))
+    if not shared:
+        return 0.0
+    rest_of_query = sorted(token for token in tokens if token not in shared)
+    rest_of_listed = sorted(word for word in listed if word not in shared)
+    return fuzz.ratio(" ".join(shared + rest_of_query), " ".join(shared + rest_of_listed))
+
+
+def _joined_pairs(tokens: list[str]) -> list[str]:
+    return [first + second for first, second in pairwise(tokens)]
+
+
+def _similarity_cut_off(
+    threshold: float, query_is_common: bool, has_date_of_birth: bool, has_country: bool
+) -> float:
+    """The lowest name similarity that could still reach `threshold` with this query's evidence.
+
+    Only the bonuses this query can earn are credited, and a common name's penalty is certain,
+    so "Ahmad Hasan" without a date of birth or country compares only against near-identical
+    names. A margin of 0.1 covers the rounding of scores.
+    """
+    if threshold <= 0:
+        return 0.0
+    reachable = (DATE_OF_BIRTH_EXACT_BONUS if has_date_of_birth else 0.0) + (
+        COUNTRY_MATCHES_BONUS if has_country else 0.0
+    )
+    penalty = COMMON_NAME_PENALTY if query_is_common else 0.0
+    return max(0.0, threshold - reachable + penalty - 0.1)
+
 
 def _common_words(forms: list[_NameForm]) -> frozenset[str]:
     entries_by_word: dict[str, set[str]] = {}
     for form in forms:
         if not form.middle_omitted:
-            for word in name_tokens(form.listed_text):
+            for word in comparison_tokens(form.listed_text):
                 entries_by_word.setdefault(word, set()).add(form.entry.entry_id)
     return frozenset(
         word for word, ids in entries_by_word.items() if len(ids) >= COMMON_WORD_MIN_ENTRIES

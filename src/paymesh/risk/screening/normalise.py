@@ -100,3 +100,80 @@ def phonetic_key(token: str) -> str:
     if not token.isalpha():
         return token
     return jellyfish.metaphone(token) or token
+
+
+# Transliteration folding, applied to both sides after the ASCII step: the letters that Latin,
+# Russian-language and French-language spellings of the same name write differently (a Latin
+# "Hasan" becomes "Хасан" and comes back as "khasan"; "Jamal" comes back as "dzhamal").
+# Order matters: longer sequences first, double letters collapsed last.
+_FOLDS = (
+    ("dzh", "j"), ("dj", "j"), ("zh", "j"), ("kh", "h"), ("ph", "f"), ("ck", "k"),
+    ("ou", "u"), ("q", "k"), ("w", "v"), ("x", "ks"), ("y", "i"),
+)  # fmt: skip
+_C_NOT_BEFORE_H = re.compile(r"c(?!h)")
+_DOUBLE_LETTER = re.compile(r"([a-z])\1+")
+# A word this long, one edit away from a spelling family member, is that member misspelled
+# ("Mohaoed"); shorter words are too easily another name one letter away.
+_FUZZY_FAMILY_MIN_LENGTH = 6
+
+
+def fold_word(word: str) -> str:
+    """A word's transliteration-neutral spelling: "khassan" and "hasan" both become "hasan"."""
+    for written, folded in _FOLDS:
+        if written in word:
+            word = word.replace(written, folded)
+    word = _C_NOT_BEFORE_H.sub("k", word)
+    return _DOUBLE_LETTER.sub(r"\1", word)
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:position] + word[position + 1 :] for position in range(len(word))}
+
+
+_FOLDED_CANONICAL = {
+    fold_word(variant): fold_word(canonical)
+    for canonical, variants in _SPELLING_FAMILIES.items()
+    for variant in (canonical, *variants)
+}
+# One-edit neighbours of the long family members (SymSpell-style: a word and its one-letter
+# deletions), so a typo inside "Mohammed" still meets "Muhammad". Ambiguous keys are left out.
+_FUZZY_CANONICAL: dict[str, str] = {}
+_AMBIGUOUS: set[str] = set()
+for _variant, _canonical in _FOLDED_CANONICAL.items():
+    if len(_variant) >= _FUZZY_FAMILY_MIN_LENGTH:
+        for _key in (_variant, *_deletions(_variant)):
+            if _FUZZY_CANONICAL.setdefault(_key, _canonical) != _canonical:
+                _AMBIGUOUS.add(_key)
+for _key in _AMBIGUOUS:
+    del _FUZZY_CANONICAL[_key]
+
+
+def _canonical_folded(word: str) -> str:
+    if word in _FOLDED_CANONICAL:
+        return _FOLDED_CANONICAL[word]
+    if len(word) >= _FUZZY_FAMILY_MIN_LENGTH:
+        for key in (word, *_deletions(word)):
+            if key in _FUZZY_CANONICAL:
+                return _FUZZY_CANONICAL[key]
+    return word
+
+
+_FOLDED_PARTICLES = frozenset(fold_word(particle) for particle in PARTICLES)
+
+
+def comparison_tokens(text: str) -> list[str]:
+    """The words the matcher compares: `name_tokens`, transliteration-folded, families folded.
+
+    Particles are dropped again after folding, so a Cyrillic "хаджи" ("khadzhi") goes the way
+    of "haji".
+    """
+    words = [fold_word(word) for word in name_tokens(text)]
+    kept = [word for word in words if word not in _FOLDED_PARTICLES]
+    if len(kept) < min(2, len(words)):
+        kept = words
+    return [_canonical_folded(word) for word in kept]
+
+
+def deletion_neighbourhood(word: str) -> set[str]:
+    """The word and its one-letter deletions: two words within one edit share one of these."""
+    return {word, *_deletions(word)}

@@ -1,0 +1,256 @@
+"""Evaluations through the gateway with identity's tokens: facts gathered from profiles
+(real KYC through the vendor simulator), forex and the velocity store; decisions stored
+with them; who may ask; what bad input gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.risk.support import RiskWorld, unique
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LISTED = {"name": "Ri Won Ho", "country": "KP"}  # UN DATAID 6908555
+ORDINARY = {"name": "Maria Lopez", "country": "ES"}
+
+
+def rules_of(body: dict[str, Any]) -> list[str]:
+    return [reason["rule"] for reason in body["reasons"]]
+
+
+class TestFactsGathered:
+    async def test_an_unverified_customer_scores_40(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer()
+        response = await shared_world.evaluate(customer_id, 1500, counterparty=ORDINARY)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["score"], body["level"], body["decision"]) == (40, "medium", "allow")
+        assert rules_of(body) == ["kyc_not_verified"]
+        assert body["ruleset_version"] == 1
+        assert body["decision_id"].startswith("dec_")
+
+    async def test_a_verified_customer_paying_over_5000_is_medium(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        response = await shared_world.evaluate(customer_id, 500_001, counterparty=ORDINARY)
+        body = response.json()
+        assert (body["score"], body["level"], body["decision"]) == (30, "medium", "allow")
+
+    async def test_over_10000_steps_up(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        body = (await shared_world.evaluate(customer_id, 1_000_001)).json()
+        assert (body["score"], body["level"], body["decision"]) == (50, "high", "step_up")
+
+    async def test_another_currency_is_valued_in_usd_by_forex(
+        self, shared_world: RiskWorld
+    ) -> None:
+        # Static rates: 1 EUR = 1.0842 USD and 1 EUR = 0.8526 GBP, so GBP 5,000.00 is
+        # USD 6,358.198..., rounded down: over 5,000 only in USD terms.
+        customer_id, _ = await shared_world.customer(verified=True)
+        response = await shared_world.evaluate(customer_id, 500_000, currency="GBP")
+        body = response.json()
+        assert rules_of(body) == ["amount_over_5000"], body
+        stored = await shared_world.http.get(
+            f"/v1/risk/decisions/{body['decision_id']}", headers=shared_world.staff["ops"]
+        )
+        assert stored.json()["facts"]["amount_usd"] == 635_819
+
+    async def test_the_stored_decision_has_its_inputs_and_facts(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        body = (await shared_world.evaluate(customer_id, 2500, channel="mobile_app")).json()
+        response = await shared_world.http.get(
+            f"/v1/risk/decisions/{body['decision_id']}", headers=shared_world.service
+        )
+        assert response.status_code == 200
+        stored = response.json()
+        assert stored["request"]["channel"] == "mobile_app"
+        assert stored["facts"]["kyc_status"] == "verified"
+        assert stored["facts"]["kyc_level"] == "full"
+        assert stored["facts"]["limit_per_transaction_usd"] == 2_000_000
+        assert stored["customer_id"] == customer_id
+        assert stored["screening"] == []
+
+    async def test_an_unknown_customer_is_422(self, shared_world: RiskWorld) -> None:
+        response = await shared_world.evaluate("usr_nobody", 100)
+        assert response.status_code == 422
+        assert response.json()["code"] == "customer_not_found"
+
+    async def test_an_unknown_decision_is_404(self, shared_world: RiskWorld) -> None:
+        response = await shared_world.http.get(
+            "/v1/risk/decisions/dec_nothing", headers=shared_world.staff["ops"]
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "decision_not_found"
+
+
+class TestVelocity:
+    async def test_the_seventh_transaction_in_a_day_adds_25(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        answers = [(await shared_world.evaluate(customer_id, 1000)).json() for _ in range(7)]
+        assert [rules_of(answer) for answer in answers[:6]] == [[]] * 6
+        assert rules_of(answers[6]) == ["velocity_24h"]
+        assert answers[6]["score"] == 25
+
+    async def test_a_transaction_evaluated_again_counts_once(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        for _ in range(7):
+            response = await shared_world.evaluate(customer_id, 1000, transaction_id="pay_same")
+        assert rules_of(response.json()) == []
+
+    async def test_another_customers_transactions_do_not_count(
+        self, shared_world: RiskWorld
+    ) -> None:
+        busy, _ = await shared_world.customer(verified=True)
+        quiet, _ = await shared_world.customer(verified=True)
+        for _ in range(7):
+            await shared_world.evaluate(busy, 1000)
+        assert rules_of((await shared_world.evaluate(quiet, 1000)).json()) == []
+
+
+class TestLimits:
+    async def test_the_daily_limit_blocks_and_a_blocked_payment_uses_none(
+        self, shared_world: RiskWorld
+    ) -> None:
+        # Level none (not verified): USD 10,000 per transaction, 20,000 a day (support.py).
+        customer_id, _ = await shared_world.customer()
+        first = (await shared_world.evaluate(customer_id, 1_000_000)).json()
+        second = (await shared_world.evaluate(customer_id, 1_000_000)).json()
+        third = (await shared_world.evaluate(customer_id, 1)).json()
+        assert first["decision"] != "block" and second["decision"] != "block"
+        assert third["decision"] == "block"
+        assert "limit_daily" in rules_of(third)
+        # The blocked one used nothing: another cent is still over, but the stored facts
+        # show only the two earlier payments as used.
+        stored = await shared_world.http.get(
+            f"/v1/risk/decisions/{third['decision_id']}", headers=shared_world.staff["ops"]
+        )
+        assert stored.json()["facts"]["daily_usd"] == 2_000_000
+        again = (await shared_world.evaluate(customer_id, 1)).json()
+        again_stored = await shared_world.http.get(
+            f"/v1/risk/decisions/{again['decision_id']}", headers=shared_world.staff["ops"]
+        )
+        assert again_stored.json()["facts"]["daily_usd"] == 2_000_000
+
+    async def test_over_the_per_transaction_limit_blocks(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer()
+        body = (await shared_world.evaluate(customer_id, 1_000_001)).json()
+        assert body["decision"] == "block"
+        assert "limit_per_transaction" in rules_of(body)
+
+
+class TestSanctions:
+    async def test_a_listed_counterparty_is_review_with_a_case(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        body = (await shared_world.evaluate(customer_id, 100, counterparty=LISTED)).json()
+        assert (body["decision"], body["score"]) == ("review", 100)
+        stored = await shared_world.http.get(
+            f"/v1/risk/decisions/{body['decision_id']}", headers=shared_world.staff["compliance"]
+        )
+        match = stored.json()["screening"][0]
+        assert (match["list"], match["entry_id"]) == ("UN", "6908555")
+        opened = [
+            case
+            for case in await shared_world.events("risk.case.opened")
+            if case["decision_id"] == body["decision_id"]
+        ]
+        assert len(opened) == 1
+
+    async def test_a_listed_customer_is_review(self, shared_world: RiskWorld) -> None:
+        # The customer's own legal name (from KYC) is screened too.
+        customer_id, _ = await shared_world.customer(
+            verified=True, given_name="Won Ho", family_name="Ri", country="KP"
+        )
+        body = (await shared_world.evaluate(customer_id, 100, counterparty=ORDINARY)).json()
+        assert body["decision"] == "review"
+
+
+class TestWhoMayAsk:
+    async def test_a_customer_cannot_evaluate(self, shared_world: RiskWorld) -> None:
+        customer_id, headers = await shared_world.customer()
+        response = await shared_world.evaluate(customer_id, 100, headers=headers)
+        assert response.status_code == 403
+
+    async def test_no_token_is_401_at_the_gateway(self, shared_world: RiskWorld) -> None:
+        response = await shared_world.http.post("/v1/risk/evaluate", json={})
+        assert response.status_code == 401
+
+    async def test_a_customer_cannot_read_decisions(self, shared_world: RiskWorld) -> None:
+        customer_id, headers = await shared_world.customer()
+        body = (await shared_world.evaluate(customer_id, 100)).json()
+        response = await shared_world.http.get(
+            f"/v1/risk/decisions/{body['decision_id']}", headers=headers
+        )
+        assert response.status_code == 403
+
+
+class TestIdempotency:
+    async def test_a_retry_with_the_key_gets_the_same_decision(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        first = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        second = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        assert second.headers.get("idempotent-replayed") == "true"
+        assert second.json() == first.json()
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"amount": 10.5},
+            {"amount": -1},
+            {"amount": 0},
+            {"amount": 2**64},
+            {"amount": "100"},
+            {"currency": "XXZ"},
+            {"type": "loan"},
+            {"customer_id": "a" * 65},
+            {"transaction_id": "bad id"},
+            {"counterparty": {"name": "nul\u0000byte"}},
+            {"counterparty": {"name": ""}},
+            {"counterparty": {"name": "x" * 201}},
+            {"counterparty": {"name": "Bob", "country": "gbr"}},
+            {"metadata": {f"k{i}": "v" for i in range(21)}},
+            {"unexpected": True},
+        ],
+    )
+    async def test_bad_input_is_refused(
+        self, shared_world: RiskWorld, change: dict[str, Any]
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        body = {
+            "transaction_id": unique("pay_"),
+            "customer_id": customer_id,
+            "type": "p2p",
+            "amount": 100,
+            "currency": "USD",
+            **change,
+        }
+        response = await shared_world.http.post(
+            "/v1/risk/evaluate", json=body, headers=shared_world.service
+        )
+        # NUL is refused by the decoding layer before validation (400), the rest by it.
+        assert response.status_code in (400, 422), response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+    async def test_a_body_that_is_not_json_is_400(self, shared_world: RiskWorld) -> None:
+        response = await shared_world.http.post(
+            "/v1/risk/evaluate",
+            content=b'{"amount": 1, "amount": 2}',
+            headers=shared_world.service | {"content-type": "application/json"},
+        )
+        assert 400 <= response.status_code < 500
