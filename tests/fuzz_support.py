@@ -139,6 +139,11 @@ class FuzzServer:
             self.thread.join(0.05)
         if not self.server.started:
             raise RuntimeError(f"the fuzz server did not start: {self.failure!r}")
+        risk = self.platform.runtimes.get("risk")
+        if risk is not None and risk.spec.seed_demo is not None:
+            # A sanctions list, or every screening and evaluation is 503 no_sanctions_list
+            # (risk fails closed) and the fuzzer never reaches what lies behind.
+            self.run(risk.spec.seed_demo(risk))
 
     def stop(self) -> None:
         self.server.should_exit = True
