@@ -154,6 +154,12 @@ class TestRuleSets:
         )
         active = [ruleset["version"] for ruleset in listing.json() if ruleset["active"]]
         assert active == [first]
+        # Again: further back (to what preceded `first`), never back and forth.
+        before_first = await shared_world.http.post(
+            "/v1/risk/rulesets/rollback", headers=shared_world.staff["admin"]
+        )
+        assert before_first.status_code == 200, before_first.text
+        assert before_first.json()["version"] not in (first, second)
         await activate(shared_world, 1)
 
     async def test_activating_the_active_version_is_409(self, shared_world: RiskWorld) -> None:

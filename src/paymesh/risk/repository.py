@@ -27,6 +27,18 @@ async def activations(session: AsyncSession, limit: int = 2) -> list[RuleSetActi
     return list((await session.scalars(query)).all())
 
 
+async def last_activation_of(
+    session: AsyncSession, version: int, *, before_id: int
+) -> RuleSetActivation | None:
+    query = (
+        select(RuleSetActivation)
+        .where(RuleSetActivation.version == version, RuleSetActivation.id < before_id)
+        .order_by(RuleSetActivation.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(query)).first()
+
+
 async def ruleset(session: AsyncSession, version: int) -> RuleSet | None:
     return await session.get(RuleSet, version)
 

@@ -107,13 +107,16 @@ class RuleSets:
         return await self._activate(session, version, previous, caller.subject, "activate")
 
     async def roll_back(self, session: AsyncSession, caller: Caller) -> ActivationOut:
-        """Return to the version that was active before the current one."""
+        """Return to the version that was active before the current one. Rollbacks walk
+        back through history (C -> B -> A), never toggle: the new row's previous version
+        is the one that preceded the version returned to."""
         current = await repository.active_activation(session)
         if current is None or current.previous_version is None:
             raise errors.NothingToRollBack()
-        return await self._activate(
-            session, current.previous_version, current.version, caller.subject, "rollback"
-        )
+        target = current.previous_version
+        earlier = await repository.last_activation_of(session, target, before_id=current.id)
+        before_target = earlier.previous_version if earlier is not None else None
+        return await self._activate(session, target, before_target, caller.subject, "rollback")
 
     async def _activate(
         self, session: AsyncSession, version: int, previous: int | None, by: str, reason: str

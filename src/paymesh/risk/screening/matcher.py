@@ -1,12 +1,17 @@
 """In-memory screening of a name against loaded sanctions lists.
 
-Every listed name is normalised once, when the index is built, into three comparison forms:
-its words sorted (word order ignored), and its words' phonetic keys sorted (spelling variants that
-sound alike, looked up exactly in a dictionary). Names of
-three words or more also get forms without their middle words, so a query that omits a middle
-name still meets them. A query is compared with every form by rapidfuzz's `process.extract`
-(C++, with a score cut-off that prunes most comparisons early); only the few forms above the
-cut-off are then scored in Python with the date of birth, country, alias strength and type.
+Every listed name is normalised once, when the index is built (transliteration folded, see
+`normalise.comparison_tokens`), into two comparison forms: its words sorted (word order
+ignored), and its words' phonetic keys sorted (spelling variants that sound alike, looked up
+exactly in a dictionary). Names of three words or more also get forms without their middle
+words, so a query that omits a middle name still meets them.
+
+A query is first blocked: only the forms that share a word with it, up to one edit, are
+candidates (an inverted index on words and their one-letter deletions). The candidates are
+compared by rapidfuzz's `process.extract` (C++, with a score cut-off computed from the evidence
+the query carries); near misses that differ from the query in one word are compared again with
+the shared words aligned. Only the few forms above the cut-off are then scored in Python with
+the date of birth, country, alias strength and type.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ _MAX_WORDS_FOR_OMISSIONS = 6
 # Names that score up to this much below the cut-off are compared again with their shared
 # words aligned (see `_aligned_similarity`).
 ALIGNMENT_BAND = 25.0
+# A one-word query this long is blocked with two typos' tolerance instead of one.
+LONG_WORD_LETTERS = 8
+# Beyond this a "word" is not a name (its two-deletion neighbourhood would grow quadratically).
+_LONGEST_NAME_WORD = 20
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ class ScreeningIndex:
     def __init__(self, entries: Iterable[ListedEntry]) -> None:
         self._forms: list[_NameForm] = []
         self._sorted_words: list[str] = []
+        self._form_words: list[frozenset[str]] = []
+        self._word_counts: list[int] = []
         self._by_phonetic: dict[str, list[int]] = {}
         # Blocking: forms by (word, word count), word count 0 for full names and the form's own
         # word count for middle-omitted forms, so a query only meets the forms it could
@@ -123,9 +134,13 @@ class ScreeningIndex:
         # A word's one-letter deletions (and the word itself) -> the indexed words that have it.
         self._words_by_deletion: dict[str, list[str]] = {}
         seen: set[tuple[str, str, str]] = set()
+        names: set[tuple[str, str, str]] = set()
         for entry in entries:
             for name in entry.names:
-                for tokens, middle_omitted in _forms_of(comparison_tokens(name.text)):
+                name_tokens = comparison_tokens(name.text)
+                if name_tokens:
+                    names.add((entry.list_name, entry.entry_id, name.text))
+                for tokens, middle_omitted in _forms_of(name_tokens):
                     forms = _query_forms(tokens)
                     key = (entry.list_name, entry.entry_id, forms.sorted_words)
                     if not tokens or key in seen:
@@ -138,7 +153,7 @@ class ScreeningIndex:
                     )
         self._postings = self._postings_by_query_length()
         self._common_words = _common_words(self._forms)
-        self._name_count = len({(f.entry.entry_id, f.listed_text) for f in self._forms})
+        self._name_count = len(names)
 
     def _postings_by_query_length(self) -> dict[tuple[str, int], tuple[int, ...]]:
         """(word, query word count) -> the forms a query of that length is compared with."""
@@ -156,6 +171,8 @@ class ScreeningIndex:
         index = len(self._forms)
         self._forms.append(form)
         self._sorted_words.append(forms.sorted_words)
+        self._form_words.append(frozenset(tokens))
+        self._word_counts.append(form.word_count)
         self._by_phonetic.setdefault(forms.phonetic, []).append(index)
         word_count = form.word_count if form.middle_omitted else 0
         for word in {*tokens, *_joined_pairs(tokens)}:
@@ -215,25 +232,27 @@ class ScreeningIndex:
         candidates = self._candidates(query)
         texts = list(map(self._sorted_words.__getitem__, candidates))
         found: dict[int, tuple[float, str]] = {}
-        near_misses: list[int] = []
-        for _, similarity, position in process.extract(
+        query_words, word_count = frozenset(query.tokens), query.word_count
+        word_counts, form_words = self._word_counts, self._form_words
+        for _, sorted_similarity, position in process.extract(
             query.sorted_words,
             texts,
             scorer=fuzz.ratio,
             score_cutoff=max(0.0, cut_off - ALIGNMENT_BAND),
             limit=None,
         ):
+            index, similarity = candidates[position], sorted_similarity
+            # Sorting words puts a word with a typo in its first letter elsewhere ("tbdul"
+            # sorts after "salam"): when a name differs from the query in one word only,
+            # compare it again with the shared words aligned.
+            if (
+                word_counts[index] == word_count
+                and similarity < 100.0
+                and len(query_words & form_words[index]) == word_count - 1
+            ):
+                similarity = max(similarity, _aligned_similarity(query.tokens, form_words[index]))
             if similarity >= cut_off:
-                found[candidates[position]] = (similarity, "spelling")
-            else:
-                near_misses.append(candidates[position])
-        # Sorting words puts a word with a typo in its first letter elsewhere ("tbdul" sorts
-        # after "salam"): align the words the two names share, then compare the rest.
-        for index in near_misses:
-            if self._forms[index].word_count == query.word_count:
-                similarity = _aligned_similarity(query.tokens, self._sorted_words[index])
-                if similarity >= cut_off:
-                    found[index] = (similarity, "spelling")
+                found[index] = (similarity, "spelling")
         # Same sounds word for word: lift the spelling similarity, but only so far, because
         # phonetic keys are short and different names can share them.
         for index in self._by_phonetic.get(query.phonetic, ()):
@@ -256,33 +275,45 @@ class ScreeningIndex:
         by_deletion, by_word = self._words_by_deletion, self._postings
         word_count = min(query.word_count, _MAX_WORDS_FOR_OMISSIONS + 1)
         for token in (*query.tokens, *_joined_pairs(query.tokens)):
-            # One- and two-letter words are one edit from hundreds of others: exact only.
-            keys = deletion_neighbourhood(token) if len(token) > 2 else (token,)
+            # One- and two-letter words are one edit from hundreds of others: exact only. A
+            # one-word name rests on that word alone: when it is long, allow it two typos.
+            if len(token) <= 2:
+                keys: Iterable[str] = (token,)
+            elif query.word_count > 1 or not LONG_WORD_LETTERS <= len(token) <= _LONGEST_NAME_WORD:
+                keys = deletion_neighbourhood(token)
+            else:
+                keys = {
+                    key
+                    for deletion in deletion_neighbourhood(token)
+                    for key in deletion_neighbourhood(deletion)
+                }
             similar = set().union(*(by_deletion.get(key, ()) for key in keys))
             postings.extend(by_word.get((word, word_count), ()) for word in similar)
         return list(set().union(*postings))
 
     def _all_similarities(self, query: _QueryForms, cut_off: float) -> dict[int, tuple[float, str]]:
-        """Spelling similarity against every eligible form, unblocked: the reference that tests
-        hold the blocked path to."""
+        """Spelling similarity against every eligible form, unblocked and unaligned: the
+        reference the tests hold the blocked path to."""
         found: dict[int, tuple[float, str]] = {}
-        for index, text in enumerate(self._sorted_words):
+        for _, similarity, index in process.extract(
+            query.sorted_words,
+            self._sorted_words,
+            scorer=fuzz.ratio,
+            score_cutoff=cut_off,
+            limit=None,
+        ):
             form = self._forms[index]
-            if form.middle_omitted and form.word_count != query.word_count:
-                continue
-            similarity = fuzz.ratio(query.sorted_words, text)
-            if similarity >= cut_off:
+            if not form.middle_omitted or form.word_count == query.word_count:
                 found[index] = (similarity, "spelling")
         return found
 
 
-def _aligned_similarity(tokens: list[str], listed_sorted_words: str) -> float:
-    listed = listed_sorted_words.split()
-    shared = sorted(set(tokens) & set(listed))
-    if not shared:
-        return 0.0
-    rest_of_query = sorted(token for token in tokens if token not in shared)
-    rest_of_listed = sorted(word for word in listed if word not in shared)
+def _aligned_similarity(tokens: list[str], listed_words: frozenset[str]) -> float:
+    """Indel similarity with the shared words first, then the query's other word(s) against
+    the listed name's other word(s)."""
+    shared = sorted(listed_words.intersection(tokens))
+    rest_of_query = sorted(token for token in tokens if token not in listed_words)
+    rest_of_listed = sorted(listed_words.difference(tokens))
     return fuzz.ratio(" ".join(shared + rest_of_query), " ".join(shared + rest_of_listed))
 
 
