@@ -4,6 +4,7 @@ with them; who may ask; what bad input gets."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -254,3 +255,16 @@ class TestHostileInput:
             headers=shared_world.service | {"content-type": "application/json"},
         )
         assert 400 <= response.status_code < 500
+
+
+class TestConcurrentPayments:
+    async def test_payments_sent_at_once_cannot_all_fit_under_the_daily_limit(
+        self, shared_world: RiskWorld
+    ) -> None:
+        # Level none: USD 10,000 per transaction and 20,000 a day: two of five fit.
+        customer_id, _ = await shared_world.customer()
+        answers = await asyncio.gather(
+            *(shared_world.evaluate(customer_id, 1_000_000) for _ in range(5))
+        )
+        decisions = sorted(answer.json()["decision"] for answer in answers)
+        assert decisions.count("block") == 3, decisions

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import is_postgres
+from paymesh.kernel.idempotency import advisory_lock_key
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.risk.models import Activity, Case, Decision, RuleSet, RuleSetActivation
 
@@ -20,6 +21,15 @@ from paymesh.risk.models import Activity, Case, Decision, RuleSet, RuleSetActiva
 async def active_activation(session: AsyncSession) -> RuleSetActivation | None:
     query = select(RuleSetActivation).order_by(RuleSetActivation.id.desc()).limit(1)
     return (await session.scalars(query)).first()
+
+
+ACTIVE_VERSION = select(RuleSetActivation.version).order_by(RuleSetActivation.id.desc()).limit(1)
+
+
+async def active_version(session: AsyncSession) -> int | None:
+    """The active version: one column of one row, read on every evaluation."""
+    version: int | None = (await session.execute(ACTIVE_VERSION)).scalar()
+    return version
 
 
 async def activations(session: AsyncSession, limit: int = 2) -> list[RuleSetActivation]:
@@ -64,7 +74,15 @@ async def velocity(
     month_start: dt.datetime,
 ) -> tuple[int, int, int]:
     """(transactions in the trailing 24 h, USD cents used today, this month), counting the
-    customer's other transactions that were not voided."""
+    customer's other transactions that were not voided.
+
+    Evaluations of one customer are serialised from here to commit, so two payments sent
+    at once cannot both fit under a limit only one of them fits under: on PostgreSQL by a
+    transaction-scoped advisory lock per customer; on SQLite by its one writer line (this
+    runs in the writer's transaction)."""
+    if is_postgres(session):
+        lock = advisory_lock_key("risk-velocity", customer_id)
+        await session.execute(select(func.pg_advisory_xact_lock(lock)))
     amount = Activity.amount_usd
     occurred = Activity.occurred_at
     query = select(

@@ -45,13 +45,13 @@ class RuleSets:
         return found
 
     async def active(self, session: AsyncSession) -> CompiledRuleSet:
-        activation = await repository.active_activation(session)
-        if activation is None:
+        version = await repository.active_version(session)
+        if version is None:
             raise RuntimeError("no rule set is active: the service did not start")
-        cached = self._compiled.get(activation.version)
+        cached = self._compiled.get(version)
         if cached is not None:
             return cached
-        row = await repository.ruleset(session, activation.version)
+        row = await repository.ruleset(session, version)
         assert row is not None  # the activation log only names stored versions
         return self.compiled(row.version, row.definition)
 
