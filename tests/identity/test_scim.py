@@ -316,7 +316,7 @@ class TestGroups:
         body = (await identity.get("/scim2/Groups", headers=admin)).json()
         assert body["schemas"] == [LIST_SCHEMA]
         names = {group["displayName"] for group in body["Resources"]}
-        assert names == {"customer", "merchant", "ops", "finance", "auditor", "admin"}
+        assert names == {"customer", "merchant", "ops", "finance", "compliance", "auditor", "admin"}
 
     async def test_filter_display_name(
         self, identity: httpx.AsyncClient, admin: dict[str, str]
