@@ -40,6 +40,14 @@ class TestFactsGathered:
         body = response.json()
         assert (body["score"], body["level"], body["decision"]) == (30, "medium", "allow")
 
+    async def test_the_amount_boundaries_are_strict(self, shared_world: RiskWorld) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        scores = [
+            (await shared_world.evaluate(customer_id, amount)).json()["score"]
+            for amount in (500_000, 500_001, 1_000_000, 1_000_001)
+        ]
+        assert scores == [0, 30, 30, 50]
+
     async def test_over_10000_steps_up(self, shared_world: RiskWorld) -> None:
         customer_id, _ = await shared_world.customer(verified=True)
         body = (await shared_world.evaluate(customer_id, 1_000_001)).json()

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import BigInteger, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +63,35 @@ async def newest_version(session: AsyncSession) -> int:
 
 # -- velocity -------------------------------------------------------------------------------
 
+_activity = Activity.__table__.c
+# Built once (a statement costs more to build than SQLite takes to run it): the three
+# figures in one pass over the customer's rows since the earlier of the 24-hour window's
+# and the month's start.
+VELOCITY = select(
+    func.coalesce(func.sum(case((_activity.occurred_at > bindparam("since_24h"), 1), else_=0)), 0),
+    func.coalesce(
+        func.sum(
+            case((_activity.occurred_at >= bindparam("day_start"), _activity.amount_usd), else_=0)
+        ),
+        0,
+    ),
+    func.coalesce(
+        func.sum(
+            case(
+                (_activity.occurred_at >= bindparam("month_start"), _activity.amount_usd),
+                else_=0,
+            )
+        ),
+        0,
+    ),
+).where(
+    _activity.customer_id == bindparam("customer_id"),
+    _activity.transaction_id != bindparam("transaction_id"),
+    _activity.voided.is_(False),
+    _activity.occurred_at >= bindparam("earliest"),
+)
+VELOCITY_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+
 
 async def velocity(
     session: AsyncSession,
@@ -81,32 +110,19 @@ async def velocity(
     transaction-scoped advisory lock per customer; on SQLite by its one writer line (this
     runs in the writer's transaction)."""
     if is_postgres(session):
-        lock = advisory_lock_key("risk-velocity", customer_id)
-        await session.execute(select(func.pg_advisory_xact_lock(lock)))
-    amount = Activity.amount_usd
-    occurred = Activity.occurred_at
-    query = select(
-        func.coalesce(func.sum(case((occurred > since_24h, 1), else_=0)), 0),
-        func.coalesce(func.sum(case((occurred >= day_start, amount), else_=0)), 0),
-        func.coalesce(func.sum(amount), 0),
-    ).where(
-        Activity.customer_id == customer_id,
-        Activity.transaction_id != transaction_id,
-        Activity.voided.is_(False),
-        occurred >= min(month_start, since_24h),
-    )
-    count, daily, since_earliest = (await session.execute(query)).one()
-    if month_start <= since_24h:
-        monthly = since_earliest
-    else:  # the first hours of a month: the 24 h window reaches into the previous one
-        monthly_query = select(func.coalesce(func.sum(amount), 0)).where(
-            Activity.customer_id == customer_id,
-            Activity.transaction_id != transaction_id,
-            Activity.voided.is_(False),
-            occurred >= month_start,
+        await session.execute(
+            VELOCITY_LOCK, {"lock": advisory_lock_key("risk-velocity", customer_id)}
         )
-        monthly = await session.scalar(monthly_query)
-    return int(count), int(daily), int(monthly or 0)
+    values = {
+        "customer_id": customer_id,
+        "transaction_id": transaction_id,
+        "since_24h": since_24h,
+        "day_start": day_start,
+        "month_start": month_start,
+        "earliest": min(month_start, since_24h),
+    }
+    count, daily, monthly = (await session.execute(VELOCITY, values)).one()
+    return int(count), int(daily), int(monthly)
 
 
 async def record_activity(session: AsyncSession, values: dict[str, Any]) -> None:

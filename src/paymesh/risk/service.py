@@ -14,9 +14,9 @@ import datetime as dt
 import time
 from collections.abc import Awaitable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.forex.client import ForexClient
@@ -43,8 +43,9 @@ from paymesh.risk.screening import ScreeningMatch
 
 DAY = dt.timedelta(hours=24)
 LIMITS_TTL_SECONDS = 60.0
-DECISION_INSERT = insert(Decision)  # built once: a statement costs to build
-CASE_INSERT = insert(Case)
+# Built once, on the tables (an ORM entity would take the ORM's bulk-insert path).
+DECISION_INSERT = insert(cast(Table, Decision.__table__))
+CASE_INSERT = insert(cast(Table, Case.__table__))
 
 
 class Evaluations:
