@@ -356,3 +356,24 @@ class TestScreenings:
         )
         assert response.status_code == 200
         assert response.json()[0]["entry_count"] == 1018
+
+
+class TestEventsNameTheActor:
+    async def test_an_activation_event_carries_who_and_which_request(
+        self, shared_world: RiskWorld
+    ) -> None:
+        version = await create(shared_world, strict_rules(5))
+        response = await activate(shared_world, version)
+        await activate(shared_world, 1)
+        runtime = shared_world.platform.runtimes["risk"]
+        table = runtime.spec.tables.outbox
+        async with runtime.database.transaction() as session:
+            rows = await session.execute(
+                table.select().where(table.c.type == "risk.ruleset.activated")
+            )
+            envelopes = [row.envelope for row in rows]
+        mine = [e for e in envelopes if e["data"]["version"] == version]
+        assert len(mine) == 1
+        assert mine[0]["requestid"] == response.headers["x-request-id"]
+        assert "admin" in mine[0]["actorroles"].split()
+        assert mine[0]["actor"] == mine[0]["data"]["by"]

@@ -24,15 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tables import KernelTables
 
 log = structlog.get_logger("paymesh.events")
 
 
 class CloudEvent(BaseModel):
-    """CloudEvents 1.0 JSON envelope."""
+    """CloudEvents 1.0 JSON envelope. Extension attributes are kept (`model_extra`): events
+    written during a request carry `actor`, `actorclient`, `actorroles` (who made the
+    change), `requestid` and `traceparent` (the distributed-tracing extension)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     specversion: str = "1.0"
     id: str = Field(default_factory=lambda: new_id("evt"))
@@ -136,6 +139,7 @@ class Outbox:
         subject: str | None = None,
     ) -> CloudEvent:
         envelope = self.envelope(type, data, subject)
+        envelope.update(request_context(session))
         await self.add_envelopes(session, [envelope])
         return CloudEvent.model_validate(envelope)
 
@@ -189,6 +193,27 @@ class Outbox:
             }
             for envelope in envelopes
         ]
+
+
+def request_context(session: AsyncSession) -> dict[str, str]:
+    """CloudEvents extension attributes of the request the session serves: who acted (the
+    unit of work records the verified caller in `session.info["actor"]`), its request id
+    and trace. Empty outside a request (jobs, consumers), so those events stay as they were."""
+    context: dict[str, str] = {}
+    actor = session.info.get("actor")
+    if actor is not None:
+        context["actor"] = actor.subject
+        if actor.client_id:
+            context["actorclient"] = actor.client_id
+        if actor.roles:
+            context["actorroles"] = " ".join(sorted(actor.roles))
+    request_id = request_id_var.get()
+    if request_id:
+        context["requestid"] = request_id
+    traceparent = traceparent_var.get()
+    if traceparent:
+        context["traceparent"] = traceparent
+    return context
 
 
 def _id_in(column: Any, ids: list[str], postgres: bool) -> Any:

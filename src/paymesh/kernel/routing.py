@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from paymesh.kernel import auth
-from paymesh.kernel.auth import current_caller, verified_caller
+from paymesh.kernel.auth import Caller, current_caller, verified_caller
 from paymesh.kernel.errors import PaymeshError, Unauthenticated, render_error
 from paymesh.kernel.idempotency import (
     REPLAYED_HEADERS,
@@ -43,9 +43,12 @@ class UnitOfWork:
     """The request's transaction. GET and HEAD read: on SQLite their sessions never queue
     behind a writer (and cannot write); every other method may write."""
 
-    def __init__(self, runtime: ServiceRuntime, *, read_only: bool = False) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, *, read_only: bool = False, actor: Caller | None = None
+    ) -> None:
         self.runtime = runtime
         self.read_only = read_only
+        self.actor = actor
         self._session: AsyncSession | None = None
 
     async def session(self) -> AsyncSession:
@@ -55,6 +58,9 @@ class UnitOfWork:
             database = self.runtime.database
             factory = database.read_sessions if self.read_only else database.sessions
             self._session = factory()
+            if self.actor is not None:
+                # Events written in this transaction name who acted (kernel/events.py).
+                self._session.info["actor"] = self.actor
         return self._session
 
     @property
@@ -141,7 +147,9 @@ async def _authenticated(request: Request) -> None:
 
 async def _in_unit_of_work(request: Request, endpoint: Handler) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
-    unit = UnitOfWork(runtime, read_only=request.method in READ_METHODS)
+    unit = UnitOfWork(
+        runtime, read_only=request.method in READ_METHODS, actor=_known_caller(request)
+    )
     request.state.unit_of_work = unit
     try:
         response = await endpoint(request)
@@ -160,7 +168,7 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     fingerprint = request_fingerprint(request.method, target, await request.body())
     with store.running(scope, key):
-        unit = UnitOfWork(runtime)
+        unit = UnitOfWork(runtime, actor=caller)
         request.state.unit_of_work = unit
         try:
             # One writer transaction: the work and its stored response commit together.
@@ -185,6 +193,13 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
             return response
         finally:
             await unit.close()
+
+
+def _known_caller(request: Request) -> Caller | None:
+    """The caller already verified for this request (routes that need one are verified
+    before the unit of work starts)."""
+    caller = getattr(request.state, "caller", None)
+    return caller if isinstance(caller, Caller) else None
 
 
 def _stored(response: Response) -> StoredResponse:
