@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -17,10 +19,11 @@ from paymesh.risk.screening import (
     load_un_xml,
 )
 
-UN_XML = (
-    Path(__file__).parents[4] / "shared" / "data" / "sanctions" / "un-consolidated-2020-11-24.xml"
-)
 PACKAGED_UN = Path(next(iter(paymesh.risk.__path__))) / "data" / "un-consolidated-2020-11-24.xml.gz"
+# The UN's own file (the test data's copy, ../shared/data/sanctions/), as the project ships it:
+# gzipped, byte for byte (checked below), so the tests do not depend on where the checkout is.
+UN_XML = gzip.decompress(PACKAGED_UN.read_bytes())
+UN_XML_SHA256 = "4fe18fb5b972ca2cb51be86acefde0cecb3202ca9370aceac1f92a8d06c7a3ef"
 OFAC = Path(__file__).parent / "data"
 
 
@@ -43,7 +46,8 @@ class TestLoadUnXml:
         ri_won_ho = next(e for e in entries if e.entry_id == "6908555")
         assert ri_won_ho.countries == ("KP",)
 
-    def test_packaged_gzip_copy_loads_the_same(self) -> None:
+    def test_packaged_gzip_copy_is_the_un_file_and_loads_the_same(self) -> None:
+        assert hashlib.sha256(UN_XML).hexdigest() == UN_XML_SHA256
         assert load_un_xml(PACKAGED_UN).entries == load_un_xml(UN_XML).entries
 
     def test_entries_round_trip_through_json(self) -> None:
