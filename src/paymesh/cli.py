@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paymesh import __version__
+from paymesh.audit import commands as audit_commands
 from paymesh.gateway.routes import RouteTable, describe
 from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
@@ -52,6 +53,7 @@ def _settings() -> Settings:
 
 app.add_typer(identity_commands.build(_settings), name="identity")
 app.add_typer(risk_commands.build(_settings), name="risk")
+app.add_typer(audit_commands.build(_settings), name="audit")
 gateway_commands = typer.Typer(help="The API gateway: its route table.", no_args_is_help=True)
 app.add_typer(gateway_commands, name="gateway")
 

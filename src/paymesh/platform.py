@@ -60,6 +60,7 @@ SERVICE_MODULES: dict[str, str] = {
     "forex": "paymesh.forex.app",
     "wallets": "paymesh.wallets.app",
     "risk": "paymesh.risk.app",
+    "audit": "paymesh.audit.app",
 }
 
 

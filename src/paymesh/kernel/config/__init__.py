@@ -25,6 +25,7 @@ from paymesh.kernel.config.gateway import EdgeRoute, GatewaySettings, TrustedIss
 from paymesh.kernel.config.services import (
     KYC_LEVELS,
     MAX_LIMIT_MINOR,
+    AuditSettings,
     DocumentKind,
     ForexSettings,
     GrantedLevel,
@@ -43,6 +44,7 @@ __all__ = [
     "KYC_LEVELS",
     "MAX_LIMIT_MINOR",
     "WILDCARD_HOSTS",
+    "AuditSettings",
     "DocumentKind",
     "EdgeRoute",
     "EventSettings",
@@ -123,6 +125,7 @@ class Settings(BaseSettings):
     profiles: ProfilesSettings = ProfilesSettings()
     providers: ProvidersSettings = ProvidersSettings()
     risk: RiskSettings = RiskSettings()
+    audit: AuditSettings = AuditSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

@@ -82,6 +82,15 @@ class RiskSettings(ServiceSettings):
     )
 
 
+class AuditSettings(ServiceSettings):
+    retention_days: int = Field(
+        default=0, ge=0, le=36500, description="Records older than this are pruned (0: never)."
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often a checkpoint seals every chain's head."
+    )
+
+
 KycLevel = Literal["none", "basic", "full"]
 KYC_LEVELS: tuple[KycLevel, ...] = ("none", "basic", "full")
 MAX_LIMIT_MINOR = 2**63 - 1

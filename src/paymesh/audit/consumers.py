@@ -1,0 +1,20 @@
+"""Audit consumes every event of every service: one record each, in its source's chain.
+The kernel's inbox runs each event once per consumer; the unique event id makes a second
+delivery that slipped past it fail rather than add a record."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.audit.trail import AuditTrail
+from paymesh.kernel.events import CloudEvent
+from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime
+
+
+def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
+    trail: AuditTrail = runtime.state["trail"]
+
+    async def record(session: AsyncSession, event: CloudEvent) -> None:
+        await trail.append(session, event)
+
+    return [ConsumerSpec("audit_trail", ("*",), record)]

@@ -1,0 +1,32 @@
+"""Audit's background work: seal a checkpoint over every chain's head, and prune records
+past retention (sealing what was pruned, so the trail stays verifiable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from paymesh.audit.trail import AuditTrail
+from paymesh.kernel.db import utcnow
+from paymesh.kernel.jobs import PeriodicJob
+from paymesh.kernel.runtime import ServiceRuntime
+
+
+def periodic_jobs(runtime: ServiceRuntime) -> list[PeriodicJob]:
+    trail: AuditTrail = runtime.state["trail"]
+    settings = runtime.settings.audit
+
+    async def seal() -> int:
+        async with runtime.database.transaction() as session:
+            return await trail.seal(session)
+
+    async def prune() -> int:
+        if settings.retention_days <= 0:
+            return 0
+        before = utcnow() - dt.timedelta(days=settings.retention_days)
+        async with runtime.database.transaction() as session:
+            return await trail.prune(session, before)
+
+    return [
+        PeriodicJob("seal_checkpoint", settings.checkpoint_interval_seconds, seal),
+        PeriodicJob("prune_past_retention", 3600.0, prune),
+    ]

@@ -1,0 +1,265 @@
+"""The trail: append a masked record to its source's hash chain, seal checkpoints over
+every chain's head, prune past retention, verify.
+
+One chain per source service, so appends from different services never wait for each
+other; appends to one chain are serialised (a PostgreSQL advisory lock per chain, SQLite's
+one writer line) because each record names its predecessor's hash. A checkpoint hashes
+every chain's (seq, hash) head with the previous checkpoint's hash: it is what catches the
+deletion of a chain's newest records, which links alone cannot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, Table, bindparam, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.audit.chain import (
+    GENESIS,
+    ChainedFields,
+    StoredCheckpoint,
+    StoredRecord,
+    Verification,
+    checkpoint_hash,
+    record_hash,
+    verify_streams,
+)
+from paymesh.audit.masking import DEFAULT_RULES, MaskingRules, mask
+from paymesh.audit.models import AuditCheckpoint, AuditRecord
+from paymesh.kernel.db import Database, is_postgres, utcnow
+from paymesh.kernel.events import CloudEvent
+from paymesh.kernel.idempotency import advisory_lock_key
+from paymesh.kernel.ids import new_id
+
+CHAIN_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+_records = AuditRecord.__table__.c
+CHAIN_HEAD = (
+    select(_records.seq, _records.hash)
+    .where(_records.chain == bindparam("chain"))
+    .order_by(_records.seq.desc())
+    .limit(1)
+)
+VERIFY_BATCH = 5000
+RECORD_INSERT = insert(cast(Table, AuditRecord.__table__))
+
+
+def instant(moment: dt.datetime) -> str:
+    """A timestamp as hashed: UTC, microseconds, `Z` (stable across both databases)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+SAFE_INTEGER = 2**53 - 1
+
+
+def hashable(value: Any) -> Any:
+    """`value` with what canonical JSON (RFC 8785) cannot carry made text: integers beyond
+    ±2^53 (amounts up to 2^63 exist), NaN and infinities. Recorded as sent otherwise."""
+    if isinstance(value, dict):
+        return {key: hashable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [hashable(item) for item in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > SAFE_INTEGER:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def chain_of(event: CloudEvent) -> str:
+    """The source service: `/paymesh/<service>` → `<service>`; anything else as sent."""
+    source = event.source
+    if source.startswith("/paymesh/"):
+        source = source.removeprefix("/paymesh/")
+    return source[:64] or "unknown"
+
+
+def actor_of(event: CloudEvent) -> dict[str, Any]:
+    extra = event.model_extra or {}
+    actor: dict[str, Any] = {}
+    for name, key in (
+        ("actor", "subject"),
+        ("actorclient", "client_id"),
+        ("requestid", "request_id"),
+        ("traceparent", "traceparent"),
+    ):
+        value = extra.get(name)
+        if isinstance(value, str) and value:
+            actor[key] = value[:255]
+    roles = extra.get("actorroles")
+    if isinstance(roles, str) and roles:
+        actor["roles"] = roles.split()[:20]
+    return actor
+
+
+def fields_of(row: Any) -> ChainedFields:
+    return ChainedFields(
+        chain=row.chain,
+        seq=row.seq,
+        event_id=row.event_id,
+        type=row.type,
+        occurred_at=instant(row.occurred_at),
+        recorded_at=instant(row.recorded_at),
+        actor=row.actor,
+        resource=row.resource,
+        data=row.data,
+    )
+
+
+class AuditTrail:
+    def __init__(self, rules: MaskingRules = DEFAULT_RULES) -> None:
+        self.rules = rules
+
+    async def append(self, session: AsyncSession, event: CloudEvent) -> None:
+        """The event as the next record of its source's chain (masked first)."""
+        chain = chain_of(event)
+        if is_postgres(session):
+            await session.execute(CHAIN_LOCK, {"lock": advisory_lock_key("audit-chain", chain)})
+        head = (await session.execute(CHAIN_HEAD, {"chain": chain})).first()
+        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
+        actor = actor_of(event)
+        values = {
+            "id": new_id("aud"),
+            "chain": chain,
+            "seq": seq,
+            "event_id": event.id[:128],
+            "type": event.type[:128],
+            "resource": event.subject[:255] if event.subject else None,
+            "actor_subject": actor.get("subject"),
+            "actor": actor,
+            "data": hashable(mask(event.data, self.rules)),
+            "occurred_at": event.time.astimezone(dt.UTC),
+            "recorded_at": utcnow(),
+            "prev_hash": prev_hash,
+        }
+        # Round the instants as the databases store them, so the hash is of what is kept.
+        values["occurred_at"] = dt.datetime.fromisoformat(instant(values["occurred_at"]))
+        values["recorded_at"] = dt.datetime.fromisoformat(instant(values["recorded_at"]))
+        row = _Row(values)
+        values["hash"] = record_hash(fields_of(row), prev_hash)
+        await session.execute(RECORD_INSERT, values)
+
+    async def seal(self, session: AsyncSession, pruned: dict[str, list[Any]] | None = None) -> int:
+        """A checkpoint over every chain's head; returns its id."""
+        heads_query = select(_records.chain, func.max(_records.seq)).group_by(_records.chain)
+        heads: dict[str, tuple[int, str]] = {}
+        for chain, seq in (await session.execute(heads_query)).all():
+            digest = await session.scalar(
+                select(_records.hash).where(_records.chain == chain, _records.seq == seq)
+            )
+            heads[chain] = (int(seq), str(digest))
+        previous = (
+            await session.scalars(
+                select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
+            )
+        ).first()
+        carried: dict[str, tuple[int, str]] = {
+            chain: (int(value[0]), str(value[1]))
+            for chain, value in (previous.pruned if previous else {}).items()
+        }
+        for chain, value in (pruned or {}).items():
+            carried[chain] = (int(value[0]), str(value[1]))
+        prev_hash = previous.hash if previous else GENESIS
+        sealed_at = dt.datetime.fromisoformat(instant(utcnow()))
+        identifier = (previous.id + 1) if previous else 1
+        digest = checkpoint_hash(heads, prev_hash, carried, instant(sealed_at))
+        session.add(
+            AuditCheckpoint(
+                id=identifier,
+                heads={chain: list(head) for chain, head in heads.items()},
+                pruned={chain: list(head) for chain, head in carried.items()},
+                sealed_at=sealed_at,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        await session.flush()
+        return identifier
+
+    async def prune(self, session: AsyncSession, before: dt.datetime) -> int:
+        """Delete each chain's records that occurred before `before`, as a prefix of the
+        chain (up to the first newer record), and seal a checkpoint naming what went."""
+        pruned: dict[str, list[Any]] = {}
+        removed = 0
+        chains = (await session.scalars(select(_records.chain).distinct())).all()
+        for chain in chains:
+            first_kept = await session.scalar(
+                select(func.min(_records.seq)).where(
+                    _records.chain == chain, _records.occurred_at >= before
+                )
+            )
+            last_seq = await session.scalar(
+                select(func.max(_records.seq)).where(_records.chain == chain)
+            )
+            limit = (first_kept - 1) if first_kept is not None else last_seq
+            if not limit:
+                continue
+            if first_kept is None:
+                limit -= 1  # keep a chain's newest record: the next append links to it
+            if limit < 1:
+                continue
+            last = (
+                await session.execute(
+                    select(_records.seq, _records.hash).where(
+                        _records.chain == chain, _records.seq == limit
+                    )
+                )
+            ).first()
+            if last is None:
+                continue
+            pruned[chain] = [last.seq, last.hash]
+            result: Any = await session.execute(
+                delete(AuditRecord).where(AuditRecord.chain == chain, AuditRecord.seq <= limit)
+            )
+            removed += int(result.rowcount or 0)
+        if pruned:
+            await self.seal(session, pruned)
+        return removed
+
+    async def verify(self, database: Database) -> Verification:
+        async with database.transaction(read_only=True) as session:
+            chains = list((await session.scalars(select(_records.chain).distinct())).all())
+            checkpoints = [
+                StoredCheckpoint(
+                    id=row.id,
+                    heads={c: (int(v[0]), str(v[1])) for c, v in row.heads.items()},
+                    pruned={c: (int(v[0]), str(v[1])) for c, v in row.pruned.items()},
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                    sealed_at=instant(row.sealed_at),
+                )
+                for row in (
+                    await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))
+                ).all()
+            ]
+            streams = {chain: _stream(session, chain) for chain in chains}
+            # Streamed in batches; the hashing runs on a worker thread.
+            return await verify_streams(streams, checkpoints)
+
+
+class _Row:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+async def _stream(session: AsyncSession, chain: str) -> AsyncIterator[StoredRecord]:
+    after = 0
+    while True:
+        rows = (
+            await session.execute(
+                select(AuditRecord.__table__)
+                .where(_records.chain == chain, _records.seq > after)
+                .order_by(_records.seq)
+                .limit(VERIFY_BATCH)
+            )
+        ).all()
+        for row in rows:
+            yield StoredRecord(fields=fields_of(row), prev_hash=row.prev_hash, hash=row.hash)
+        if len(rows) < VERIFY_BATCH:
+            return
+        after = rows[-1].seq
