@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import structlog
+
 from paymesh.audit.trail import AuditTrail
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.jobs import PeriodicJob
 from paymesh.kernel.runtime import ServiceRuntime
+
+log = structlog.get_logger("paymesh.audit")
 
 
 def periodic_jobs(runtime: ServiceRuntime) -> list[PeriodicJob]:
@@ -17,7 +21,12 @@ def periodic_jobs(runtime: ServiceRuntime) -> list[PeriodicJob]:
 
     async def seal() -> int:
         async with runtime.database.transaction() as session:
-            return await trail.seal(session)
+            identifier = await trail.seal(session)
+            digest = await trail.checkpoint_digest(session, identifier)
+        # Logged so that a copy of each seal lives outside the database: someone able to
+        # rewrite the tables could recompute every hash, but not these lines.
+        log.info("audit_checkpoint_sealed", checkpoint=identifier, hash=digest)
+        return identifier
 
     async def prune() -> int:
         if settings.retention_days <= 0:

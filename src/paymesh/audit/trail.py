@@ -164,6 +164,10 @@ class AuditTrail:
         }
         for chain, value in (pruned or {}).items():
             carried[chain] = (int(value[0]), str(value[1]))
+        if previous is not None and not pruned:
+            sealed = {chain: (int(v[0]), str(v[1])) for chain, v in previous.heads.items()}
+            if sealed == heads:
+                return previous.id  # nothing appended since: an idle trail adds no seals
         prev_hash = previous.hash if previous else GENESIS
         sealed_at = dt.datetime.fromisoformat(instant(utcnow()))
         identifier = (previous.id + 1) if previous else 1
@@ -180,6 +184,10 @@ class AuditTrail:
         )
         await session.flush()
         return identifier
+
+    async def checkpoint_digest(self, session: AsyncSession, identifier: int) -> str:
+        checkpoint = await session.get(AuditCheckpoint, identifier)
+        return checkpoint.hash if checkpoint is not None else ""
 
     async def prune(self, session: AsyncSession, before: dt.datetime) -> int:
         """Delete each chain's records that occurred before `before`, as a prefix of the
