@@ -4,11 +4,13 @@ it as `support`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import suppress
@@ -182,3 +184,43 @@ def parse_wrk(out: str) -> dict[str, Any]:
         "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
         "first_refusals": re.findall(r"^first refusal: (.*)$", out, re.MULTILINE),
     }
+
+
+# --- identity --------------------------------------------------------------------------------
+
+
+def create_client(
+    supervisor: Supervisor, env: dict[str, str], work: Path, name: str, options: list[str]
+) -> tuple[str, str]:
+    """(client id, secret) of a confidential client-credentials client of tier `unlimited`
+    (the benchmark's one client must not be its own bottleneck), made with `paymesh identity
+    create-client` and `options` (`--role service`, `--scope ...`)."""
+
+    log = work / f"create-client-{name}.log"
+    with log.open("wb") as output:
+        process = supervisor.start(
+            [
+                str(Path(sys.executable).parent / "paymesh"),
+                "identity",
+                "create-client",
+                "--name",
+                name,
+                "--grant",
+                "client_credentials",
+                "--confidential",
+                *options,
+                "--rate-limit-tier",
+                "unlimited",
+                "--json",
+            ],
+            output=output,
+            env=env,
+            cwd=work,
+        )
+    process.wait(timeout=300)
+    supervisor.stop(process)
+    text = log.read_text(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"paymesh identity create-client failed:\n{text}")
+    client = json.loads(text[text.index("{") :])
+    return str(client["client_id"]), str(client["client_secret"])

@@ -71,6 +71,7 @@ from support import (
     tree_cpu_seconds,
     wait_ready,
 )
+from support import create_client as support_create_client
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -163,36 +164,10 @@ def serve(
 
 
 def create_client(supervisor: Supervisor, env: dict[str, str], work: Path) -> tuple[str, str]:
-    """A confidential client-credentials client of tier `unlimited` (its tier is not
-    counted; the route limit is), with the ledger's scopes."""
-    log = work / "create-client.log"
-    with log.open("wb") as output:
-        process = supervisor.start(
-            [
-                str(BIN / "paymesh"),
-                "identity",
-                "create-client",
-                "--name",
-                "bench-gateway",
-                "--grant",
-                "client_credentials",
-                "--confidential",
-                *[argument for scope in SCOPE.split() for argument in ("--scope", scope)],
-                "--rate-limit-tier",
-                "unlimited",
-                "--json",
-            ],
-            output=output,
-            env=env,
-            cwd=work,
-        )
-    process.wait(timeout=300)
-    supervisor.stop(process)
-    text = log.read_text(errors="replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"paymesh identity create-client failed:\n{text}")
-    client = json.loads(text[text.index("{") :])
-    return client["client_id"], client["client_secret"]
+    """A client of tier `unlimited` (its tier is not counted; the route limit is), with
+    the ledger's scopes."""
+    scopes = [argument for scope in SCOPE.split() for argument in ("--scope", scope)]
+    return support_create_client(supervisor, env, work, "bench-gateway", scopes)
 
 
 def request(

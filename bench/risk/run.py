@@ -73,6 +73,7 @@ from support import (  # type: ignore[import-not-found]  # bench/ is on sys.path
     stop_on_sigterm,
     wait_ready,
 )
+from support import create_client as support_create_client
 
 from paymesh.risk.rules import DEFAULT_RULESET, CompiledRuleSet, Facts
 from paymesh.risk.screening import DEFAULT_THRESHOLD, ListedEntry, ScreeningIndex, load_un_xml
@@ -450,36 +451,12 @@ def request(
 
 
 def create_client(supervisor: Supervisor, env: dict[str, str], work: Path) -> tuple[str, str]:
-    """A confidential client-credentials client with role `service` (risk's evaluators)."""
-    log = work / f"create-client-{secrets.token_hex(3)}.log"
-    with log.open("wb") as output:
-        process = supervisor.start(
-            [
-                str(BIN / "paymesh"),
-                "identity",
-                "create-client",
-                "--name",
-                "bench-risk",
-                "--grant",
-                "client_credentials",
-                "--confidential",
-                "--role",
-                "service",
-                "--rate-limit-tier",
-                "unlimited",
-                "--json",
-            ],
-            output=output,
-            env=env,
-            cwd=work,
-        )
-    process.wait(timeout=300)
-    supervisor.stop(process)
-    text = log.read_text(errors="replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"paymesh identity create-client failed:\n{text}")
-    client = json.loads(text[text.index("{") :])
-    return client["client_id"], client["client_secret"]
+    """A client with role `service` (risk's evaluators)."""
+    name = f"bench-risk-{secrets.token_hex(3)}"
+    client: tuple[str, str] = support_create_client(
+        supervisor, env, work, name, ["--role", "service"]
+    )
+    return client
 
 
 def token(server: Server, form: dict[str, str], client: tuple[str, str]) -> str:

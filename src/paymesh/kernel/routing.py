@@ -14,7 +14,7 @@ checked by the decoding layer (`kernel/decoding.py`) when it is read.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -89,6 +89,22 @@ async def request_session(request: Request) -> AsyncSession:
 
 
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
+
+T = TypeVar("T")
+
+
+def state_dependency(name: str, kind: type[T]) -> Callable[[Request], Coroutine[Any, Any, T]]:
+    """A FastAPI dependency giving the object the service's setup keeps in
+    `runtime.state[name]`: `Annotated[Cases, Depends(state_dependency("cases", Cases))]`."""
+
+    async def dependency(request: Request) -> T:
+        found = request.app.state.runtime.state[name]
+        if not isinstance(found, kind):
+            raise TypeError(f"runtime.state[{name!r}] is not a {kind.__name__}")
+        return found
+
+    return dependency
+
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query
 
 from paymesh.kernel.app import service_router
 from paymesh.kernel.auth import Caller, require
 from paymesh.kernel.errors import IdempotencyKeyReused, problem_responses
 from paymesh.kernel.pagination import InvalidCursor
-from paymesh.kernel.routing import SessionDep
+from paymesh.kernel.routing import SessionDep, state_dependency
 from paymesh.risk import errors
 from paymesh.risk.cases import Cases, CaseStatus
 from paymesh.risk.rules import RuleSetDefinition
@@ -58,38 +58,10 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="From `next_cursor`.")]
 
 
-def _state(request: Request, name: str) -> object:
-    return request.app.state.runtime.state[name]
-
-
-async def evaluations(request: Request) -> Evaluations:
-    found = _state(request, "evaluations")
-    assert isinstance(found, Evaluations)
-    return found
-
-
-async def rulesets(request: Request) -> RuleSets:
-    found = _state(request, "rulesets")
-    assert isinstance(found, RuleSets)
-    return found
-
-
-async def cases(request: Request) -> Cases:
-    found = _state(request, "cases")
-    assert isinstance(found, Cases)
-    return found
-
-
-async def screening(request: Request) -> Screening:
-    found = _state(request, "screening")
-    assert isinstance(found, Screening)
-    return found
-
-
-EvaluationsDep = Annotated[Evaluations, Depends(evaluations)]
-RuleSetsDep = Annotated[RuleSets, Depends(rulesets)]
-CasesDep = Annotated[Cases, Depends(cases)]
-ScreeningDep = Annotated[Screening, Depends(screening)]
+EvaluationsDep = Annotated[Evaluations, Depends(state_dependency("evaluations", Evaluations))]
+RuleSetsDep = Annotated[RuleSets, Depends(state_dependency("rulesets", RuleSets))]
+CasesDep = Annotated[Cases, Depends(state_dependency("cases", Cases))]
+ScreeningDep = Annotated[Screening, Depends(state_dependency("screening", Screening))]
 
 
 @router.post(
