@@ -446,3 +446,15 @@ class TestMaskProperties:
             assert JWT not in masked
         else:
             assert value not in masked
+
+
+class TestCategoryCodes:
+    def test_a_small_integer_code_is_a_category_and_kept(self) -> None:
+        # The ledger's account and transfer `code` (16-bit categories) stay readable.
+        assert mask({"transfer": {"code": 7, "amount": 100}}) == {
+            "transfer": {"code": 7, "amount": 100}
+        }
+
+    def test_a_one_time_code_is_removed(self) -> None:
+        assert mask({"code": "048213"}) == {"code": "[REMOVED]"}
+        assert mask({"code": 48_213_001}) == {"code": "[REMOVED]"}

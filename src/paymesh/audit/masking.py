@@ -54,8 +54,9 @@ class MaskingRules(BaseModel):
     keep_values: dict[str, str] = Field(
         default_factory=dict,
         description="Key pattern -> regular expression (full match): a string value of a "
-        "removed key that matches is kept. The default keeps snake_case problem codes under "
-        "`code` while one-time codes and OAuth authorization codes are removed.",
+        "removed key that matches is kept, and so is a JSON integer under such a key. The "
+        "default keeps snake_case problem codes and integer categories under `code` while "
+        "one-time codes and OAuth authorization codes (strings) are removed.",
     )
     detect_values: bool = True
     mask_names: bool = False
@@ -371,6 +372,20 @@ def _pattern(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(fnmatch.translate(_normalize_key(item)) for item in patterns))
 
 
+MAX_CATEGORY_CODE = 65_535
+
+
+def _kept(value: Any, kept: re.Pattern[str]) -> bool:
+    """A removed key's value that is kept: text matching the rule, or a small JSON integer
+    (0-65535: a 16-bit category such as the ledger's account and transfer `code`). Paymesh's
+    one-time codes are strings (a number would lose leading zeros) of six digits."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= MAX_CATEGORY_CODE
+    return isinstance(value, str) and kept.fullmatch(value) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _KeyRules:
     remove: re.Pattern[str] | None
@@ -382,8 +397,7 @@ class _KeyRules:
         if self.remove is None or not self.remove.match(normalized):
             return False
         return not any(
-            isinstance(value, str) and pattern.match(normalized) and kept.fullmatch(value)
-            for pattern, kept in self.keep
+            pattern.match(normalized) and _kept(value, kept) for pattern, kept in self.keep
         )
 
     def kind(self, key: str) -> MaskKind | None:
