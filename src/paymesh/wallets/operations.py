@@ -307,6 +307,8 @@ class Operations:
         )
         if row.kind in ("deposit", "withdrawal"):
             kind = "deposit" if row.kind == "deposit" else "withdrawal"
+            # Who to tell (notifications) without a call back to wallets.
+            data["owner_id"] = (await repository.get_wallet(session, row.wallet_id)).owner_id
             await self.outbox.add(session, f"wallets.{kind}.completed", data, subject=row.wallet_id)
             return
         if row.kind == "hold":
@@ -344,6 +346,7 @@ class Operations:
         hold = await repository.get_hold(session, hold_id)
         wallet = await repository.get_wallet(session, hold.wallet_id)
         data = present_hold(hold, wallet.currency).model_dump(mode="json")
+        data["owner_id"] = wallet.owner_id
         await self.outbox.add(session, f"wallets.hold.{what}", data, subject=hold.wallet_id)
 
     async def settle_hold(self, session: AsyncSession, hold_id: str) -> bool:
