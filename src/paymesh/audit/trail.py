@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, delete, func, insert, select
+from sqlalchemy import BigInteger, Table, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.audit.chain import (
@@ -97,18 +97,24 @@ def actor_of(event: CloudEvent) -> dict[str, Any]:
     return actor
 
 
-def fields_of(row: Any) -> ChainedFields:
+def fields_of(row: Mapping[Any, Any]) -> ChainedFields:
+    """What is hashed of a record (its row's columns, or the values about to be inserted)."""
     return ChainedFields(
-        chain=row.chain,
-        seq=row.seq,
-        event_id=row.event_id,
-        type=row.type,
-        occurred_at=instant(row.occurred_at),
-        recorded_at=instant(row.recorded_at),
-        actor=row.actor,
-        resource=row.resource,
-        data=row.data,
+        chain=row["chain"],
+        seq=row["seq"],
+        event_id=row["event_id"],
+        type=row["type"],
+        occurred_at=instant(row["occurred_at"]),
+        recorded_at=instant(row["recorded_at"]),
+        actor=row["actor"],
+        resource=row["resource"],
+        data=row["data"],
     )
+
+
+def stored_instant(moment: dt.datetime) -> dt.datetime:
+    """`moment` as the databases keep it (UTC, microseconds), so the hash is of what is kept."""
+    return dt.datetime.fromisoformat(instant(moment))
 
 
 class AuditTrail:
@@ -133,26 +139,23 @@ class AuditTrail:
             "actor_subject": actor.get("subject"),
             "actor": actor,
             "data": hashable(mask(event.data, self.rules)),
-            "occurred_at": event.time.astimezone(dt.UTC),
-            "recorded_at": utcnow(),
+            "occurred_at": stored_instant(event.time),
+            "recorded_at": stored_instant(utcnow()),
             "prev_hash": prev_hash,
         }
-        # Round the instants as the databases store them, so the hash is of what is kept.
-        values["occurred_at"] = dt.datetime.fromisoformat(instant(values["occurred_at"]))
-        values["recorded_at"] = dt.datetime.fromisoformat(instant(values["recorded_at"]))
-        row = _Row(values)
-        values["hash"] = record_hash(fields_of(row), prev_hash)
+        values["hash"] = record_hash(fields_of(values), prev_hash)
         await session.execute(RECORD_INSERT, values)
 
     async def seal(self, session: AsyncSession, pruned: dict[str, list[Any]] | None = None) -> int:
         """A checkpoint over every chain's head; returns its id."""
-        heads_query = select(_records.chain, func.max(_records.seq)).group_by(_records.chain)
-        heads: dict[str, tuple[int, str]] = {}
-        for chain, seq in (await session.execute(heads_query)).all():
-            digest = await session.scalar(
-                select(_records.hash).where(_records.chain == chain, _records.seq == seq)
-            )
-            heads[chain] = (int(seq), str(digest))
+        newest = select(_records.chain, func.max(_records.seq)).group_by(_records.chain)
+        heads_query = select(_records.chain, _records.seq, _records.hash).where(
+            tuple_(_records.chain, _records.seq).in_(newest)
+        )
+        heads: dict[str, tuple[int, str]] = {
+            row.chain: (int(row.seq), str(row.hash))
+            for row in (await session.execute(heads_query)).all()
+        }
         previous = (
             await session.scalars(
                 select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
@@ -250,11 +253,6 @@ class AuditTrail:
             return await verify_streams(streams, checkpoints)
 
 
-class _Row:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
 async def _stream(session: AsyncSession, chain: str) -> AsyncIterator[StoredRecord]:
     after = 0
     while True:
@@ -267,7 +265,9 @@ async def _stream(session: AsyncSession, chain: str) -> AsyncIterator[StoredReco
             )
         ).all()
         for row in rows:
-            yield StoredRecord(fields=fields_of(row), prev_hash=row.prev_hash, hash=row.hash)
+            yield StoredRecord(
+                fields=fields_of(row._mapping), prev_hash=row.prev_hash, hash=row.hash
+            )
         if len(rows) < VERIFY_BATCH:
             return
         after = rows[-1].seq

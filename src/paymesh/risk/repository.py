@@ -32,11 +32,6 @@ async def active_version(session: AsyncSession) -> int | None:
     return version
 
 
-async def activations(session: AsyncSession, limit: int = 2) -> list[RuleSetActivation]:
-    query = select(RuleSetActivation).order_by(RuleSetActivation.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
-
-
 async def last_activation_of(
     session: AsyncSession, version: int, *, before_id: int
 ) -> RuleSetActivation | None:
