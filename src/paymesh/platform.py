@@ -49,6 +49,7 @@ from paymesh.kernel.oidc import (
 from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settle_heap
+from paymesh.notifications.simulators.mounting import mount_notification_simulators
 from paymesh.providers.connectors.kyc import SIMULATOR_PATH
 from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 
@@ -61,6 +62,7 @@ SERVICE_MODULES: dict[str, str] = {
     "wallets": "paymesh.wallets.app",
     "risk": "paymesh.risk.app",
     "audit": "paymesh.audit.app",
+    "notifications": "paymesh.notifications.app",
 }
 
 
@@ -352,6 +354,8 @@ class Platform:
             # The KYC vendor's simulator, outside the gateway like the vendor's own API, so
             # `make run` needs no second process (`paymesh serve kyc-simulator` otherwise).
             app.mount(SIMULATOR_PATH, build_kyc_simulator(self.settings))
+        if "notifications" in self.runtimes:
+            mount_notification_simulators(app, self.settings)
 
         @app.get("/", include_in_schema=False)
         async def index() -> dict[str, Any]:

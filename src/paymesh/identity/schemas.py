@@ -46,6 +46,16 @@ class User(BaseModel):
     updated_at: dt.datetime
 
 
+class Contact(BaseModel):
+    """Where to reach a user, for services that send them messages."""
+
+    user_id: str
+    email: str | None
+    email_verified: bool
+    phone: str | None = Field(description="E.164, when the user gave one.")
+    active: bool
+
+
 class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

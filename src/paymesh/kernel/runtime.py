@@ -13,7 +13,7 @@ import gc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -33,6 +33,16 @@ from paymesh.kernel.revocation import RevocationRegistry
 from paymesh.kernel.tables import KernelTables
 
 log = structlog.get_logger("paymesh.runtime")
+
+
+class Worker(Protocol):
+    """A background loop: `run_forever` until `stop` is called."""
+
+    name: str
+
+    async def run_forever(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,9 @@ class ServiceSpec:
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     fast_paths: Callable[[ServiceRuntime], dict[tuple[str, str], Any]] | None = None
+    workers: Callable[[ServiceRuntime], list[Worker]] | None = None
+    """The service's own background loops (notifications' dispatcher), run beside the
+    outbox relay, the task queue and the scheduler wherever workers run."""
     body_limits: dict[tuple[str, str], int] = field(default_factory=dict)
     """Largest body per (method, path), for routes that take more than
     `PAYMESH_MAX_BODY_BYTES` (the ledger's batch endpoint)."""
@@ -186,6 +199,7 @@ class ServiceRuntime:
             )
         )
         self.scheduler = Scheduler(self.database, spec.tables, jobs)
+        self.own_workers: list[Worker] = spec.workers(self) if spec.workers else []
         self._workers: list[asyncio.Task[None]] = []
 
     def client(self, service: str) -> ServiceClient:
@@ -207,11 +221,17 @@ class ServiceRuntime:
             ("scheduler", self.scheduler.run_forever),
         ):
             self._workers.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
+        for own in self.own_workers:
+            self._workers.append(
+                asyncio.create_task(own.run_forever(), name=f"{self.name}:{own.name}")
+            )
 
     async def stop(self, grace_seconds: float = 15.0) -> None:
         """Let the workers finish what they hold, then stop; cancel only stragglers."""
         for loop in (self.relay, self.tasks, self.scheduler):
             loop.stop()
+        for own in self.own_workers:
+            own.stop()
         if self._workers:
             _done, stragglers = await asyncio.wait(self._workers, timeout=grace_seconds)
             for worker in stragglers:

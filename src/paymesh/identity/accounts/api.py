@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 
 from paymesh.identity import errors as identity_errors
 from paymesh.identity.accounts import errors, service
@@ -19,12 +19,13 @@ from paymesh.identity.accounts.schemas import (
     TotpEnrolment,
 )
 from paymesh.identity.models import User as UserRow
-from paymesh.identity.schemas import User
+from paymesh.identity.schemas import Contact, User
 from paymesh.identity.security import Cipher
 from paymesh.kernel.app import service_router
-from paymesh.kernel.auth import Caller, current_caller
+from paymesh.kernel.auth import Caller, current_caller, require
 from paymesh.kernel.errors import Unauthenticated, problem_responses
 from paymesh.kernel.events import Outbox
+from paymesh.kernel.ids import ID_PATTERN
 from paymesh.kernel.routing import SessionDep
 
 router = service_router(prefix="/v1/identity/users", tags=["identity: users"])
@@ -142,3 +143,18 @@ async def disable_totp(
     """Turn TOTP off; needs a current code or an unused recovery code."""
     await service.disable_totp(session, events, keys, user, body.code)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{user_id}/contact",
+    response_model=Contact,
+    responses=problem_responses(identity_errors.UserNotFound),
+)
+async def get_contact(
+    user_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    session: SessionDep,
+    _caller: Annotated[Caller, Depends(require(roles={"service"}))],
+) -> Contact:
+    """Where to reach a user: the email and phone identity owns, and whether the account
+    is active. For services only (notifications resolves addresses here at send time)."""
+    return await service.contact(session, user_id)

@@ -22,7 +22,7 @@ from paymesh.identity.accounts.schemas import (
     TotpEnrolment,
 )
 from paymesh.identity.models import User as UserRow
-from paymesh.identity.schemas import User, UserCreate
+from paymesh.identity.schemas import Contact, User, UserCreate
 from paymesh.identity.security import Cipher, hash_password, verify_password
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
@@ -60,6 +60,19 @@ async def current_user(session: AsyncSession, user_id: str) -> UserRow:
     if row.status != "active":
         raise identity_errors.AccountDisabled()
     return row
+
+
+async def contact(session: AsyncSession, user_id: str) -> Contact:
+    row = await identity_repository.get_user(session, user_id)
+    if row is None:
+        raise identity_errors.UserNotFound()
+    return Contact(
+        user_id=row.id,
+        email=row.email,
+        email_verified=row.email_verified,
+        phone=row.phone,
+        active=row.status == "active",
+    )
 
 
 async def user_view(session: AsyncSession, row: UserRow) -> User:

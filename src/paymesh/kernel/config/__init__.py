@@ -33,6 +33,7 @@ from paymesh.kernel.config.services import (
     KycLevel,
     LedgerSettings,
     LevelLimits,
+    NotificationsSettings,
     ProfilesSettings,
     ProvidersSettings,
     RiskSettings,
@@ -55,6 +56,7 @@ __all__ = [
     "KycLevel",
     "LedgerSettings",
     "LevelLimits",
+    "NotificationsSettings",
     "ProfilesSettings",
     "ProvidersSettings",
     "RiskSettings",
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
     providers: ProvidersSettings = ProvidersSettings()
     risk: RiskSettings = RiskSettings()
     audit: AuditSettings = AuditSettings()
+    notifications: NotificationsSettings = NotificationsSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

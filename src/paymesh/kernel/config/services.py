@@ -91,6 +91,72 @@ class AuditSettings(ServiceSettings):
     )
 
 
+class NotificationsSettings(ServiceSettings):
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for email; unset: a local mail catcher the service starts "
+        "itself (shown at /dev/mail; not in production, where email is then off).",
+    )
+    smtp_port: int = Field(
+        default=0, ge=0, le=65535, description="SMTP port (0 with no host: any free port)."
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="STARTTLS (587), implicit TLS (465), or none (loopback catchers only).",
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    email_sender: str = Field(
+        default="Paymesh <no-reply@paymesh.example>", max_length=200, description="From:"
+    )
+    twilio_url: str | None = Field(
+        default=None,
+        description="Base URL of the Twilio-compatible SMS API; unset: the simulator the "
+        "platform serves at ORIGIN/_simulators/sms (not in production).",
+    )
+    twilio_account_sid: str = Field(
+        default="AC00000000000000000000000000000000", pattern=r"^AC[0-9a-fA-F]{32}$"
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="Basic-auth secret and the key of status callbacks' X-Twilio-Signature; "
+        "derived from PAYMESH_SIGNING_SECRET when unset (what the simulator expects).",
+    )
+    sms_sender: str = Field(default="+15005550006", pattern=r"^\+[1-9]\d{1,14}$")
+    sms_status_callback_url: str | None = Field(
+        default=None,
+        description="Where the SMS provider posts status changes (signed); defaults to "
+        "ORIGIN/v1/notifications/sms/status.",
+    )
+    fcm_url: str | None = Field(
+        default=None,
+        description="Base URL of the FCM HTTP v1-compatible push API; unset: the simulator "
+        "at ORIGIN/_simulators/push (not in production).",
+    )
+    fcm_project_id: str = Field(default="paymesh-dev", pattern=r"^[a-z][a-z0-9-]{2,62}$")
+    fcm_credentials_file: str | None = Field(
+        default=None,
+        description="A Google service-account JSON key: push asks its token_uri for OAuth2 "
+        "access tokens (JWT bearer grant). Unset: a bearer token derived from "
+        "PAYMESH_SIGNING_SECRET, which the simulator expects.",
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, le=30, description="Sends per message before it is dead-lettered."
+    )
+    retry_initial_seconds: float = Field(default=2.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    send_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    routes: list[dict[str, object]] | None = Field(
+        default=None,
+        description="Routing rules as JSON (event type pattern, category, channels, where "
+        "the recipient's user id is); unset: the built-in rules.",
+    )
+
+    _blank_urls = field_validator(
+        "smtp_host", "twilio_url", "fcm_url", "sms_status_callback_url", mode="before"
+    )(_blank_is_unset)
+
+
 KycLevel = Literal["none", "basic", "full"]
 KYC_LEVELS: tuple[KycLevel, ...] = ("none", "basic", "full")
 MAX_LIMIT_MINOR = 2**63 - 1
@@ -212,4 +278,19 @@ class IdentitySettings(ServiceSettings):
     lockout_seconds: int = Field(default=900, ge=1)
     jwks_refresh_seconds: float = Field(
         default=300.0, gt=0, description="How often verifiers re-read the identity JWKS."
+    )
+    otp_digits: int = Field(
+        default=6, ge=6, le=8, description="Digits of an out-of-band one-time code (SMS/email)."
+    )
+    otp_ttl_seconds: int = Field(
+        default=300, ge=10, le=3600, description="How long a one-time code may be used."
+    )
+    otp_max_attempts: int = Field(
+        default=5, ge=1, le=10, description="Wrong guesses that lock a one-time code."
+    )
+    otp_issue_limit: int = Field(
+        default=5, ge=1, description="One-time codes a user may be sent per window."
+    )
+    otp_issue_window_seconds: int = Field(
+        default=900, ge=1, description="The window `otp_issue_limit` counts over."
     )
