@@ -11,6 +11,8 @@ from paymesh.identity.api import oauth, router, well_known
 from paymesh.identity.demo import demo_pages, seed_demo
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
+from paymesh.identity.otp.api import router as one_time_codes_router
+from paymesh.identity.otp.service import CodeHasher, HttpCodeDelivery, OneTimeCodes
 from paymesh.identity.provider.state import ProviderState
 from paymesh.identity.revocation import EVENT_TYPE as REVOCATION_EVENT
 from paymesh.identity.revocation import TokenRevoker
@@ -33,6 +35,21 @@ async def _start(runtime: ServiceRuntime) -> None:
     await state.keys.ensure()
     revoker: TokenRevoker = runtime.state["revoker"]
     await revoker.restore(runtime.database)
+    # Made at start: the in-process transport between services exists only by then.
+    notifications = runtime.client("notifications")
+    runtime.state["http_clients"] = (notifications,)
+    runtime.state["one_time_codes"] = OneTimeCodes(
+        runtime.database,
+        runtime.outbox,
+        runtime.settings.identity,
+        CodeHasher(runtime.settings.signing_secret.get_secret_value()),
+        HttpCodeDelivery(notifications),
+    )
+
+
+async def _stop(runtime: ServiceRuntime) -> None:
+    for client in runtime.state.pop("http_clients", ()):
+        await client.aclose()
 
 
 def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
@@ -52,6 +69,7 @@ SPEC = ServiceSpec(
         oauth,
         router,
         accounts_router,
+        one_time_codes_router,
         administration.clients,
         administration.users,
         scim_router,
@@ -65,6 +83,8 @@ SPEC = ServiceSpec(
         EdgeRoute("/.well-known", policy="public"),
         EdgeRoute("/demo", policy="public"),
         EdgeRoute("/v1/identity/users", policy="public", methods=("POST",), exact=True),
+        # Other services' step-up codes; ops and admins may read a code's state.
+        EdgeRoute("/v1/identity/one-time-codes", roles=("service", "ops", "admin")),
         # The same requirement as scim/app.py's: the admin role, and for a user's token
         # used by an app, the identity:admin scope too.
         EdgeRoute("/scim2", roles=("admin",), scopes=("identity:admin",), refusals="scim"),
@@ -75,6 +95,7 @@ SPEC = ServiceSpec(
     ),
     setup=_setup,
     on_start=_start,
+    on_stop=_stop,
     periodic_jobs=periodic_jobs,
     consumers=_consumers,
     seed_demo=seed_demo,

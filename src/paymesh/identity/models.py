@@ -1,10 +1,11 @@
 """The identity service's tables: users and their roles, TOTP factors and recovery codes,
 OAuth2 clients, authorization codes, refresh tokens, revoked access tokens, browser
-sessions, signing keys, and failed-login counters.
+sessions, signing keys, failed-login counters, and out-of-band one-time codes.
 
 Secrets are never stored as given: passwords are Argon2 hashes (pwdlib); client secrets,
 authorization codes, refresh tokens, session ids and recovery codes are stored as hashes
-(`paymesh.identity.security`); signing keys are encrypted at rest.
+(`paymesh.identity.security`); one-time codes as keyed HMACs (`identity/otp/service.py`);
+signing keys are encrypted at rest.
 """
 
 from __future__ import annotations
@@ -260,3 +261,37 @@ class LoginFailure(Base):
     window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_failed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OneTimeCode(Base):
+    """A server-generated code sent out of band (SMS or email) for one `purpose`, such as
+    a payment's step-up. Only its HMAC is kept: the code itself exists in the message sent
+    and nowhere else. Wrong guesses use up `attempts_left`; at 0 the code is locked."""
+
+    __tablename__ = "identity_one_time_code"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, comment="otp_<ulid>")
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_user.id", ondelete="CASCADE")
+    )
+    purpose: Mapped[str] = mapped_column(String(64), comment="e.g. payment:pay_<ulid>")
+    channel: Mapped[str | None] = mapped_column(
+        String(8), nullable=True, comment="sms | email; null: notifications chooses"
+    )
+    code_hash: Mapped[str] = mapped_column(
+        String(64), comment="HMAC-SHA256 hex over id and code, keyed from the signing secret"
+    )
+    attempts_left: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, comment="replaced | delivery_failed"
+    )
+
+    __table_args__ = (
+        CheckConstraint("attempts_left >= 0", name="attempts_left_not_negative"),
+        Index("ix_identity_one_time_code_user_id_created_at", "user_id", "created_at"),
+        Index("ix_identity_one_time_code_user_id_purpose", "user_id", "purpose"),
+    )

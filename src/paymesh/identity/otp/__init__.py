@@ -1,0 +1,1 @@
+"""Out-of-band one-time codes: identity issues and verifies them, notifications sends them."""
