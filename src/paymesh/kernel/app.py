@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paymesh import __version__
 from paymesh.kernel.db import Database
+from paymesh.kernel.dead_letters import dead_letter_router
 from paymesh.kernel.decoding import RequestDecoding
 from paymesh.kernel.errors import install_error_handlers, problem_response
 from paymesh.kernel.observability import RequestContextMiddleware
@@ -166,6 +167,10 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.token_verifier = runtime.token_verifier
     install_error_handlers(app)
+    if runtime.consumers:
+        # Operators list and replay what the consumers gave up on; first, so that a route
+        # such as `/v1/profiles/{user_id}` does not take `/v1/profiles/dead-letters`.
+        app.include_router(dead_letter_router(spec.name))
     for router in spec.routers:
         app.include_router(router)
 
