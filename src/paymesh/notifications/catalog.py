@@ -18,6 +18,7 @@ from paymesh.notifications import errors
 from paymesh.notifications.models import Template
 from paymesh.notifications.templating import (
     DEFAULT_TEMPLATES,
+    SAMPLE_DATA,
     CompiledTemplate,
     TemplateContent,
     TemplateError,
@@ -36,12 +37,17 @@ def key_of(row: Template) -> TemplateKey:
     return TemplateKey(event_type=row.event_type, channel=row.channel, locale=row.locale)
 
 
-def checked(content: TemplateContent) -> CompiledTemplate:
-    """Compile or answer 422 invalid_template with the template's own error."""
+def checked(content: TemplateContent, event_type: str | None = None) -> CompiledTemplate:
+    """Compile, and render with the event type's sample data where there is one, or answer
+    422 invalid_template with the template's own error: what would fail at send time is
+    refused when written."""
     try:
-        return compile_template(content)
+        compiled = compile_template(content)
+        if event_type in SAMPLE_DATA:
+            compiled.render(SAMPLE_DATA[event_type])
     except TemplateError as error:
         raise errors.InvalidTemplate(str(error)) from None
+    return compiled
 
 
 class Catalog:
@@ -133,7 +139,7 @@ class Catalog:
     async def create(
         self, session: AsyncSession, key: TemplateKey, content: TemplateContent, author: str
     ) -> Template:
-        checked(content)
+        checked(content, key.event_type)
         taken = await session.scalar(
             select(Template.id)
             .where(
@@ -155,8 +161,8 @@ class Catalog:
     ) -> Template:
         """Add the next version. Two concurrent updates cannot both take the same number:
         the (event type, channel, locale, version) key refuses the second insert."""
-        checked(content)
         latest = (await self.versions(session, template_id))[0]
+        checked(content, latest.event_type)
         row = _row(template_id, latest.version + 1, key_of(latest), content, author)
         session.add(row)
         await session.flush()

@@ -12,12 +12,18 @@ from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime
 from paymesh.notifications.service import Notifier
 
 SUBSCRIBED = ("identity.*", "profiles.kyc.*", "wallets.*", "payments.*")
+# Sent only on a service's direct request (`POST /v1/notifications/messages`): their content
+# (a one-time code) never travels in an event, so the event of the same name (identity's
+# record that a code was issued, for audit) must not send a second, empty message.
+DIRECT_ONLY = frozenset({"identity.otp.issued"})
 
 
 def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
     notifier: Notifier = runtime.state["notifier"]
 
     async def notify(session: AsyncSession, event: CloudEvent) -> None:
+        if event.type in DIRECT_ONLY:
+            return
         await notifier.notify(session, event_id=event.id, event_type=event.type, data=event.data)
 
     return [ConsumerSpec("notify", SUBSCRIBED, notify)]

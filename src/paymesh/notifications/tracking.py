@@ -93,7 +93,7 @@ async def replay(session: AsyncSession, outbox: Outbox, notification_id: str) ->
     if row is None:
         raise errors.NotificationNotFound()
     if row.status != "failed":
-        raise errors.NotReplayable(status=row.status)
+        raise errors.NotReplayable(current_status=row.status)
     if row.text is None:
         raise errors.ContentErased()
     now = utcnow()
