@@ -23,6 +23,8 @@ from paymesh.gateway.routes import RouteTable, describe
 from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
 from paymesh.kernel.observability import configure_logging
+from paymesh.notifications.simulators import MailCatcher
+from paymesh.notifications.simulators.mounting import push_simulator, sms_simulator
 from paymesh.platform import SERVICE_MODULES, Platform, load_spec
 from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 from paymesh.risk import commands as risk_commands
@@ -97,7 +99,7 @@ def _check_service(name: str) -> str:
     return name
 
 
-SIMULATORS = ("kyc-simulator",)
+SIMULATORS = ("kyc-simulator", "sms-simulator", "push-simulator", "mail-catcher")
 
 
 def _check_servable(name: str) -> str:
@@ -156,10 +158,21 @@ async def _serve(platform: Platform, *, migrate: bool, demo: bool) -> None:
     await server.serve()
 
 
-async def _serve_simulator(settings: Settings) -> None:
+async def _serve_simulator(settings: Settings, name: str) -> None:
     """A simulator of an external party alone: no database, no gateway."""
+    catcher: MailCatcher | None = None
+    if name == "kyc-simulator":
+        app, title = build_kyc_simulator(settings), "KYC vendor simulator"
+    elif name == "sms-simulator":
+        app, title = sms_simulator(settings).app(), "SMS (Twilio) simulator"
+    elif name == "push-simulator":
+        app, title = push_simulator(settings).app(), "Push (FCM v1) simulator"
+    else:
+        section = settings.notifications
+        catcher = MailCatcher(port=section.smtp_port or 2525)
+        app, title = catcher.app(), f"Mail catcher (SMTP on 127.0.0.1:{section.smtp_port or 2525})"
     config = uvicorn.Config(
-        build_kyc_simulator(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -167,8 +180,14 @@ async def _serve_simulator(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    console.print(f"KYC vendor simulator on {settings.origin}   Ctrl-C stops")
-    await uvicorn.Server(config).serve()
+    if catcher is not None:
+        await catcher.start()
+    console.print(f"{title} on {settings.origin}   Ctrl-C stops")
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        if catcher is not None:
+            await catcher.stop()
 
 
 def platform_from_environment() -> Platform:
@@ -240,7 +259,10 @@ def serve(
             callback=_check_servable,
             help="Service to run, or `gateway`: the public entry point in front of the "
             "services at PAYMESH_<SERVICE>_URL (several comma-separated URLs each), or "
-            "`kyc-simulator`: the KYC vendor's simulator (PAYMESH_PROVIDERS_KYC_* settings).",
+            "`kyc-simulator`: the KYC vendor's simulator (PAYMESH_PROVIDERS_KYC_* settings), "
+            "`sms-simulator` / `push-simulator`: Twilio's and FCM's (PAYMESH_NOTIFICATIONS_*), "
+            "`mail-catcher`: an SMTP catcher on PAYMESH_NOTIFICATIONS_SMTP_PORT (default "
+            "2525) showing its catch over HTTP (development only: it shows every message).",
         ),
     ],
     host: HostOption = None,
@@ -260,8 +282,8 @@ def serve(
     """Run one service alone (the distributed shape: one or more per service)."""
     settings = _settings().listening_on(host, port)
     run_workers = settings.run_workers if workers is None else workers
-    if service == "kyc-simulator":
-        _run_server(lambda: _serve_simulator(settings))
+    if service in SIMULATORS:
+        _run_server(lambda: _serve_simulator(settings, service))
         return
     if service == "gateway":
         if processes > 1:
