@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, Table, bindparam, delete, func, insert, select, tuple_
@@ -118,16 +118,51 @@ def stored_instant(moment: dt.datetime) -> dt.datetime:
 
 
 class AuditTrail:
-    def __init__(self, rules: MaskingRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, rules: MaskingRules = DEFAULT_RULES, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
         self.rules = rules
+        self.clock = clock
 
     async def append(self, session: AsyncSession, event: CloudEvent) -> None:
         """The event as the next record of its source's chain (masked first)."""
         chain = chain_of(event)
+        seq, prev_hash = await self._lock_head(session, chain)
+        await session.execute(RECORD_INSERT, self._record(event, chain, seq, prev_hash))
+
+    async def append_many(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        """`append` of each event in turn, in one go: one lock and one head read per chain
+        touched (chains in name order, so two batches never wait on each other in a
+        circle), then one insert of every row. The records are those `append` would write.
+
+        The insert is one statement executed for many rows (asyncpg pipelines them in one
+        round trip): measured twice as fast as a literal multi-row VALUES, which
+        SQLAlchemy compiles anew for each batch size, and faster than its RETURNING
+        "insertmanyvalues" pages."""
+        if not events:
+            return
+        by_chain: dict[str, list[CloudEvent]] = {}
+        for event in events:
+            by_chain.setdefault(chain_of(event), []).append(event)
+        rows: list[dict[str, Any]] = []
+        for chain in sorted(by_chain):
+            seq, prev_hash = await self._lock_head(session, chain)
+            for event in by_chain[chain]:
+                values = self._record(event, chain, seq, prev_hash)
+                rows.append(values)
+                seq, prev_hash = seq + 1, values["hash"]
+        # One row goes as one parameter set: a list would take the executemany path.
+        await session.execute(RECORD_INSERT, rows[0] if len(rows) == 1 else rows)
+
+    async def _lock_head(self, session: AsyncSession, chain: str) -> tuple[int, str]:
+        """Serialise appends to `chain` until commit; its next seq and the hash to link to."""
         if is_postgres(session):
             await session.execute(CHAIN_LOCK, {"lock": advisory_lock_key("audit-chain", chain)})
         head = (await session.execute(CHAIN_HEAD, {"chain": chain})).first()
-        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
+        return (head.seq + 1, head.hash) if head else (1, GENESIS)
+
+    def _record(self, event: CloudEvent, chain: str, seq: int, prev_hash: str) -> dict[str, Any]:
+        """The row for `event` at `seq` of `chain`, after `prev_hash`: masked and hashed."""
         actor = actor_of(event)
         values = {
             "id": new_id("aud"),
@@ -140,11 +175,11 @@ class AuditTrail:
             "actor": actor,
             "data": hashable(mask(event.data, self.rules)),
             "occurred_at": stored_instant(event.time),
-            "recorded_at": stored_instant(utcnow()),
+            "recorded_at": stored_instant(self.clock()),
             "prev_hash": prev_hash,
         }
         values["hash"] = record_hash(fields_of(values), prev_hash)
-        await session.execute(RECORD_INSERT, values)
+        return values
 
     async def seal(self, session: AsyncSession, pruned: dict[str, list[Any]] | None = None) -> int:
         """A checkpoint over every chain's head; returns its id."""

@@ -5,6 +5,11 @@ the `OutboxRelay` leases unpublished rows, hands them to the `EventBus`, and mar
 published. Delivery is at least once. Each `Consumer` records the event id in its inbox in
 the same transaction as its effect, so a redelivered event has no second effect; a handler
 that keeps failing is written to the dead-letter table with its error.
+
+Group commit: the relay hands each leased batch to `EventBus.publish_batch`. A consumer
+built with a `batch_handler` takes its matching events of the batch in ONE transaction
+(inbox rows for all, the handler on those not seen before); if that transaction fails, it
+falls back to the per-event path, so one poison event still only dead-letters itself.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, or_, select, update
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
@@ -48,24 +54,43 @@ class CloudEvent(BaseModel):
 
 
 EventHandler = Callable[[CloudEvent], Awaitable[None]]
+BatchEventHandler = Callable[[Sequence[CloudEvent]], Awaitable[None]]
 ConsumerHandler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+BatchConsumerHandler = Callable[[AsyncSession, Sequence[CloudEvent]], Awaitable[None]]
+"""Handles events (in delivery order, each new to the consumer) in the caller's transaction."""
 
 
 class EventBus(Protocol):
     """What the relay publishes to and consumers subscribe on.
 
-    Adapters for RabbitMQ, NATS JetStream and Kafka implement the same four methods;
-    `publish` returns only once the bus has accepted the event (or, in process, once
-    every subscriber has handled it).
+    Adapters for RabbitMQ, NATS JetStream and Kafka implement the same methods; `publish`
+    returns only once the bus has accepted the event (or, in process, once every
+    subscriber has handled it), `publish_batch` once it has accepted them all. An adapter
+    that subclasses this Protocol inherits `publish_batch` as a loop over `publish`.
     """
 
     async def publish(self, event: CloudEvent) -> None: ...
+
+    async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
+        """Publish `events` in their order. A subscriber with a batch handler may get its
+        matching events at once; every subscriber sees them in this order."""
+        for event in events:
+            await self.publish(event)
 
     def wants(self, event_type: str) -> bool:
         """False when no one can receive this type (the relay then only marks it sent)."""
         ...
 
-    def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None: ...
+    def subscribe(
+        self,
+        name: str,
+        patterns: Sequence[str],
+        handler: EventHandler,
+        batch_handler: BatchEventHandler | None = None,
+    ) -> None:
+        """`handler` takes one event; `batch_handler`, when given, takes a run of them
+        (in order) and is what `publish_batch` uses."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -77,6 +102,7 @@ class _Subscription:
     name: str
     patterns: tuple[str, ...]
     handler: EventHandler
+    batch_handler: BatchEventHandler | None = None
 
     def matches(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
@@ -94,7 +120,7 @@ async def pause(stopping: asyncio.Event, seconds: float) -> None:
 
 
 @dataclass
-class InProcessBus:
+class InProcessBus(EventBus):
     """The embedded shape's bus: publish awaits every matching subscriber, in order."""
 
     subscriptions: list[_Subscription] = field(default_factory=list)
@@ -104,11 +130,30 @@ class InProcessBus:
             if subscription.matches(event.type):
                 await subscription.handler(event)
 
+    async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
+        """Each subscriber in turn gets its matching events, in order: at once when it has
+        a batch handler, else one by one."""
+        for subscription in list(self.subscriptions):
+            matching = [event for event in events if subscription.matches(event.type)]
+            if not matching:
+                continue
+            if subscription.batch_handler is not None and len(matching) > 1:
+                await subscription.batch_handler(matching)
+                continue
+            for event in matching:
+                await subscription.handler(event)
+
     def wants(self, event_type: str) -> bool:
         return any(subscription.matches(event_type) for subscription in self.subscriptions)
 
-    def subscribe(self, name: str, patterns: Sequence[str], handler: EventHandler) -> None:
-        self.subscriptions.append(_Subscription(name, tuple(patterns), handler))
+    def subscribe(
+        self,
+        name: str,
+        patterns: Sequence[str],
+        handler: EventHandler,
+        batch_handler: BatchEventHandler | None = None,
+    ) -> None:
+        self.subscriptions.append(_Subscription(name, tuple(patterns), handler, batch_handler))
 
     async def start(self) -> None:
         return None
@@ -308,14 +353,21 @@ class OutboxRelay:
         ]
 
     async def run_once(self) -> int:
-        """Publish one leased batch; returns how many events were published."""
+        """Publish one leased batch (as one `publish_batch`, in commit order); returns how
+        many events were published. If the bus fails, the whole batch is released for the
+        next run: consumers' inboxes absorb what was delivered before the failure."""
         rows = await self._lease()
-        published: list[str] = []
+        # Rows no one receives need no delivery: they are marked sent whatever happens.
+        published: list[str] = [row["id"] for row in rows if row["envelope"] is None]
         try:
-            for row in rows:
-                if row["envelope"] is not None:
-                    await self.bus.publish(CloudEvent.model_validate(row["envelope"]))
-                published.append(row["id"])
+            events = [
+                CloudEvent.model_validate(row["envelope"])
+                for row in rows
+                if row["envelope"] is not None
+            ]
+            if events:
+                await self.bus.publish_batch(events)
+            published = [row["id"] for row in rows]
         except Exception as error:
             log.warning("outbox_publish_failed", error=repr(error), pending=len(rows))
             await self._release(rows, published, repr(error))
@@ -384,12 +436,21 @@ class OutboxRelay:
             self._wake.clear()
 
 
+INBOX_CHUNK = 300
+"""Inbox rows per statement on SQLite (3 parameters each, well under its variable limit)."""
+
+
 class Consumer:
     """Runs a handler once per event id, in a transaction with its inbox row.
 
     A failing handler is retried with exponential backoff; after `max_attempts` the event
     is written to the dead-letter table with its error (and marked handled, so redelivery
     does not retry it again until an operator replays it).
+
+    With a `batch_handler`, `handle_batch` takes a run of events in one transaction: the
+    inbox rows of all of them, then the batch handler on those not handled before. Should
+    that transaction fail, each event goes through the per-event path above (retries, dead
+    letter), so the outcome is exactly what one-by-one delivery would have given.
     """
 
     def __init__(
@@ -399,6 +460,7 @@ class Consumer:
         tables: KernelTables,
         handler: ConsumerHandler,
         *,
+        batch_handler: BatchConsumerHandler | None = None,
         max_attempts: int = 5,
         retry_base_seconds: float = 0.05,
     ) -> None:
@@ -406,8 +468,85 @@ class Consumer:
         self.database = database
         self.tables = tables
         self.handler = handler
+        self.batch_handler = batch_handler
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        inbox = tables.inbox
+        # PostgreSQL: one prepared statement whatever the batch size. Ids go in sorted, so
+        # two batches that overlap take the inbox rows' locks in the same order.
+        self._pg_inbox_batch = (
+            postgresql.insert(inbox)
+            .from_select(
+                ["event_id", "consumer", "processed_at"],
+                select(
+                    func.unnest(bindparam("ids", type_=ARRAY(String))),
+                    literal(name, String),
+                    bindparam("now", type_=inbox.c.processed_at.type),
+                ),
+            )
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
+
+    @property
+    def batches(self) -> bool:
+        """Whether this consumer takes events in batches (`handle_batch`)."""
+        return self.batch_handler is not None
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> None:
+        """Handle `events` (in order) in one transaction, or one by one if it fails."""
+        if self.batch_handler is None or len(events) < 2:
+            for event in events:
+                await self(event)
+            return
+        try:
+            await self._handle_batch_once(self.batch_handler, events)
+            return
+        except Exception as failure:
+            log.warning(
+                "consumer_batch_failed",
+                consumer=self.name,
+                events=len(events),
+                first_event_id=events[0].id,
+                error=repr(failure),
+            )
+        for event in events:
+            await self(event)
+
+    async def _handle_batch_once(
+        self, batch_handler: BatchConsumerHandler, events: Sequence[CloudEvent]
+    ) -> None:
+        unique: dict[str, CloudEvent] = {}
+        for event in events:
+            unique.setdefault(event.id, event)  # a repeat inside the batch is a redelivery
+        async with self.database.transaction() as session:
+            new = await self._record_batch_in_inbox(session, list(unique))
+            fresh = [event for event_id, event in unique.items() if event_id in new]
+            if fresh:
+                await batch_handler(session, fresh)
+
+    async def _record_batch_in_inbox(self, session: AsyncSession, ids: list[str]) -> set[str]:
+        """Insert the inbox rows, ignoring those already there; returns the new ids."""
+        now = utcnow()
+        if self.database.is_postgres:
+            result = await session.execute(self._pg_inbox_batch, {"ids": sorted(ids), "now": now})
+            return set(result.scalars())
+        new: set[str] = set()
+        inbox = self.tables.inbox
+        for start in range(0, len(ids), INBOX_CHUNK):
+            rows = [
+                {"event_id": event_id, "consumer": self.name, "processed_at": now}
+                for event_id in ids[start : start + INBOX_CHUNK]
+            ]
+            # SQLite's RETURNING names only the rows the statement inserted.
+            statement = (
+                sqlite.insert(inbox)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(inbox.c.event_id)
+            )
+            new.update((await session.execute(statement)).scalars())
+        return new
 
     async def __call__(self, event: CloudEvent) -> None:
         error: Exception | None = None

@@ -24,7 +24,14 @@ from paymesh.kernel.auth import DevelopmentTokens, TokenVerifier
 from paymesh.kernel.cache import Cache, MemoryCache
 from paymesh.kernel.config import EdgeRoute, Settings
 from paymesh.kernel.db import Database
-from paymesh.kernel.events import Consumer, ConsumerHandler, EventBus, Outbox, OutboxRelay
+from paymesh.kernel.events import (
+    BatchConsumerHandler,
+    Consumer,
+    ConsumerHandler,
+    EventBus,
+    Outbox,
+    OutboxRelay,
+)
 from paymesh.kernel.http import ServiceClient
 from paymesh.kernel.idempotency import IdempotencyStore
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskHandler, TaskQueue
@@ -50,6 +57,9 @@ class ConsumerSpec:
     name: str
     patterns: tuple[str, ...]
     handler: ConsumerHandler
+    batch_handler: BatchConsumerHandler | None = None
+    """Opt-in group commit: takes a relay batch's matching events in one transaction
+    (`Consumer.handle_batch`); `handler` remains the per-event fallback."""
 
 
 @dataclass(frozen=True)
@@ -179,11 +189,17 @@ class ServiceRuntime:
                 self.database,
                 spec.tables,
                 item.handler,
+                batch_handler=item.batch_handler,
                 max_attempts=events.max_attempts,
                 retry_base_seconds=events.retry_base_seconds,
             )
             self.consumers[item.name] = consumer
-            bus.subscribe(consumer.name, item.patterns, consumer)
+            bus.subscribe(
+                consumer.name,
+                item.patterns,
+                consumer,
+                consumer.handle_batch if consumer.batches else None,
+            )
         self.tasks = TaskQueue(
             self.database,
             spec.tables,
