@@ -63,6 +63,7 @@ SERVICE_MODULES: dict[str, str] = {
     "risk": "paymesh.risk.app",
     "audit": "paymesh.audit.app",
     "notifications": "paymesh.notifications.app",
+    "payments": "paymesh.payments.app",
 }
 
 

@@ -561,3 +561,32 @@ async def test_identity_issues_a_code_notifications_delivers_it_identity_verifie
         async with runtime.database.transaction() as session:
             envelopes = [row.envelope for row in await session.execute(outbox.select())]
         assert code not in str(envelopes), service
+
+
+async def test_every_service_s_events_reach_audit_and_the_trail_verifies(
+    shared_world: NotificationsWorld,
+) -> None:
+    """Identity's, the ledger's, wallets' and notifications' own events, through their
+    outboxes and the bus (in the relay's batches), each become one audit record."""
+    world = shared_world
+    customer = await world.customer()
+    await _register_device(world, customer.headers, unique("fcm-token-") + "-auditing")
+    await _deposit(world, customer.headers, 500)
+    await world.settled(customer.id, 3)
+    wanted = {"identity", "ledger", "wallets", "notifications"}
+
+    async def audited() -> bool:
+        for service in wanted:
+            records = await world.http.get(
+                "/v1/audit/records",
+                params={"type": f"{service}.*", "limit": 1},
+                headers=world.staff["auditor"],
+            )
+            assert records.status_code == 200, records.text
+            if [record["chain"] for record in records.json()["data"]] != [service]:
+                return False
+        return True
+
+    await eventually(audited)
+    verified = await world.http.get("/v1/audit/verify", headers=world.staff["auditor"])
+    assert verified.json()["ok"] is True, verified.text

@@ -9,8 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
+from paymesh.forex.booking import FxAccounts, ledger_transfers, markup_amount
 from paymesh.forex.schemas import Conversion, Quote, Rate
 from paymesh.kernel.http import ServiceClient
+
+# How a consumed quote is booked on the ledger (forex's rules, payments' batch).
+__all__ = ["ForexClient", "FxAccounts", "HttpForexClient", "ledger_transfers", "markup_amount"]
 
 
 class ForexClient(Protocol):

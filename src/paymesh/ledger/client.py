@@ -18,7 +18,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 from paymesh.kernel.http import ServiceClient
-from paymesh.ledger.schemas import Account, AccountCreate, Entry, Page, Transfer, TransferCreate
+from paymesh.ledger.schemas import (
+    Account,
+    AccountCreate,
+    Entry,
+    Page,
+    Transfer,
+    TransferBatch,
+    TransferBatchResult,
+    TransferCreate,
+)
 
 
 class LedgerClient(Protocol):
@@ -33,6 +42,11 @@ class LedgerClient(Protocol):
         ...
 
     async def get_transfer(self, transfer_id: str) -> Transfer: ...
+
+    async def create_batch(self, batch: TransferBatch) -> TransferBatchResult:
+        """Results per transfer in order; an atomic batch applies entirely or not at all.
+        The transfers' ids make a retry idempotent (`exists`)."""
+        ...
 
     async def post_pending(self, transfer_id: str, amount: int | None = None) -> Transfer:
         """Post all of a pending transfer, or `amount` of it (the rest is released)."""
@@ -88,6 +102,16 @@ class HttpLedgerClient:
     async def get_transfer(self, transfer_id: str) -> Transfer:
         response = await self.http.request("GET", f"/v1/ledger/transfers/{transfer_id}")
         return Transfer.model_validate_json(response.content)
+
+    async def create_batch(self, batch: TransferBatch) -> TransferBatchResult:
+        first = batch.transfers[0].id
+        response = await self.http.request(
+            "POST",
+            "/v1/ledger/transfers/batch",
+            json=batch.model_dump(mode="json", exclude_none=True),
+            idempotency_key=f"batch:{first}:{len(batch.transfers)}",
+        )
+        return TransferBatchResult.model_validate_json(response.content)
 
     async def post_pending(self, transfer_id: str, amount: int | None = None) -> Transfer:
         response = await self.http.request(

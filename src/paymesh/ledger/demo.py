@@ -19,6 +19,10 @@ ACCOUNTS = [
     AccountCreate(id="demo_alice_usd", currency="USD", code=2, flags=WALLET),
     AccountCreate(id="demo_alice_eur", currency="EUR", code=2, flags=WALLET),
     AccountCreate(id="demo_bob_usd", currency="USD", code=2, flags=WALLET),
+    # The FX liquidity pools cross-currency payments go through (payments' default
+    # PAYMESH_PAYMENTS_FX_LIQUIDITY_ACCOUNT_PREFIX).
+    AccountCreate(id="fx_liquidity_usd", currency="USD", code=3, flags=WALLET),
+    AccountCreate(id="fx_liquidity_eur", currency="EUR", code=3, flags=WALLET),
 ]
 
 FUNDING = [
@@ -26,6 +30,8 @@ FUNDING = [
     ("demo_fund_bob_usd", "demo_treasury_usd", "demo_bob_usd", 50_000, "USD"),
     ("demo_fund_fx_usd", "demo_treasury_usd", "demo_fx_liquidity_usd", 1_000_000, "USD"),
     ("demo_fund_fx_eur", "demo_treasury_eur", "demo_fx_liquidity_eur", 1_000_000, "EUR"),
+    ("demo_fund_fx_pool_usd", "demo_treasury_usd", "fx_liquidity_usd", 10_000_000, "USD"),
+    ("demo_fund_fx_pool_eur", "demo_treasury_eur", "fx_liquidity_eur", 10_000_000, "EUR"),
 ]
 
 

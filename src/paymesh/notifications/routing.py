@@ -64,8 +64,8 @@ def _route(event_type: str, category: Category, channels: str, recipient: str) -
     )
 
 
-# Event types are the ones emitted today; `identity.otp.issued` and `payments.*` do not
-# exist yet, and wallet operation/hold events carry no `owner_id` yet (see the report).
+# Event types are the ones the services emit; `identity.otp.issued` comes only as a direct
+# request from identity (its event of the same name carries no code and sends nothing).
 DEFAULT_ROUTES: list[Route] = [
     _route("identity.user.registered", "account", "email", "user_id"),
     _route("identity.user.password_changed", "security", "email sms", "user_id"),
@@ -77,6 +77,8 @@ DEFAULT_ROUTES: list[Route] = [
     _route("wallets.withdrawal.completed", "money", "email push", "owner_id"),
     _route("wallets.hold.created", "money", "push", "owner_id"),
     _route("payments.payment.succeeded", "money", "email push", "customer_id"),
+    _route("payments.payment.received", "money", "email push", "payee_id"),
+    _route("payments.payment.failed", "money", "email", "customer_id"),
 ]
 
 

@@ -451,6 +451,19 @@ _DEFAULT_SOURCES: dict[tuple[str, Channel], TemplateContent] = {
         "Payment confirmed", f"Your payment of {_MONEY}{_PAID} went through."
     ),
     ("payments.payment.succeeded", "push"): _push("Payment confirmed", f"{_MONEY}{_PAID} paid."),
+    ("payments.payment.received", "email"): _email(
+        "Money received",
+        "{{ destination_amount | money(destination_currency) }} arrived in your wallet.",
+    ),
+    ("payments.payment.received", "push"): _push(
+        "Money received", "{{ destination_amount | money(destination_currency) }} arrived."
+    ),
+    ("payments.payment.failed", "email"): _email(
+        "Payment not made",
+        f"Your payment of {_MONEY} did not go through"
+        "{% if failure_code %} ({{ failure_code | replace('_', ' ') }}){% endif %}. "
+        "Nothing was taken from your wallet.",
+    ),
 }
 
 DEFAULT_TEMPLATES: dict[TemplateKey, TemplateContent] = {
@@ -514,8 +527,27 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "payments.payment.succeeded": {
         "payment_id": "pay_01JD0000000000000000000000",
         "customer_id": "usr_01JD0000000000000000000000",
+        "payee_id": "usr_01JD0000000000000000000001",
         "amount": 4200,
         "currency": "EUR",
-        "merchant_name": "Corner Café",  # assumed
+        "destination_amount": 4200,
+        "destination_currency": "EUR",
+        "merchant_name": "Corner Café",  # assumed: merchant checkout is not written yet
+    },
+    "payments.payment.received": {
+        "payment_id": "pay_01JD0000000000000000000000",
+        "customer_id": "usr_01JD0000000000000000000000",
+        "payee_id": "usr_01JD0000000000000000000001",
+        "amount": 10000,
+        "currency": "USD",
+        "destination_amount": 8906,
+        "destination_currency": "EUR",
+    },
+    "payments.payment.failed": {
+        "payment_id": "pay_01JD0000000000000000000000",
+        "customer_id": "usr_01JD0000000000000000000000",
+        "amount": 4200,
+        "currency": "EUR",
+        "failure_code": "insufficient_funds",
     },
 }

@@ -35,6 +35,7 @@ from paymesh.wallets.schemas import (
     StatementLine,
     Validation,
     Wallet,
+    WalletAccount,
     WalletCreate,
 )
 from paymesh.wallets.service import WalletsService
@@ -168,6 +169,38 @@ async def statement(
         if error.remote_code == "invalid_cursor":
             raise InvalidCursor() from None
         raise
+
+
+ServiceCaller = Annotated[Caller, Depends(require(roles={"service"}))]
+
+
+@router.get(
+    "/{wallet_id}/account",
+    response_model=WalletAccount,
+    responses=problem_responses(errors.WalletNotFound),
+)
+async def wallet_account(
+    wallet_id: WalletId, session: SessionDep, service: Wallets, _caller: ServiceCaller
+) -> WalletAccount:
+    """The wallet's owner, state and ledger account, for services that move money
+    (payments posts its ledger batches on these accounts)."""
+    return await service.account(session, wallet_id)
+
+
+@router.get(
+    "/owners/{owner_id}/{currency}",
+    response_model=WalletAccount,
+    responses=problem_responses(errors.WalletNotFound),
+)
+async def owner_wallet(
+    owner_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    currency: Annotated[CurrencyCode, Path()],
+    session: SessionDep,
+    service: Wallets,
+    _caller: ServiceCaller,
+) -> WalletAccount:
+    """A user's open wallet in a currency (payments to a user rather than a wallet)."""
+    return await service.owned_in(session, owner_id, currency)
 
 
 @router.get("/{wallet_id}/validation", response_model=Validation)

@@ -122,6 +122,17 @@ class StatementLine(BaseModel):
     created_at: dt.datetime
 
 
+class WalletAccount(BaseModel):
+    """A wallet as a service moving money sees it: whose it is, its state and the ledger
+    account behind it. For services only (payments)."""
+
+    wallet_id: str
+    owner_id: str
+    currency: str
+    status: WalletStatus
+    ledger_account_id: str
+
+
 class Validation(BaseModel):
     """Whether a wallet can receive money: never its balance."""
 

@@ -22,7 +22,14 @@ from paymesh.ledger.client import LedgerClient
 from paymesh.ledger.schemas import Account, AccountCreate, AccountFlags
 from paymesh.wallets import errors, repository
 from paymesh.wallets.holders import HolderNames, mask_name
-from paymesh.wallets.schemas import Balances, Page, StatementLine, Validation, Wallet
+from paymesh.wallets.schemas import (
+    Balances,
+    Page,
+    StatementLine,
+    Validation,
+    Wallet,
+    WalletAccount,
+)
 
 PRIVILEGED_ROLES = frozenset({"ops", "finance", "admin", "service"})
 WALLET_ACCOUNT_CODE = 2
@@ -140,6 +147,25 @@ class WalletsService:
             for entry in entries.data
         ]
         return Page[StatementLine](data=lines, next_cursor=entries.next_cursor)
+
+    async def account(self, session: AsyncSession, wallet_id: str) -> WalletAccount:
+        row = await repository.get_wallet(session, wallet_id)
+        if row is None:
+            raise errors.WalletNotFound(detail=f"no wallet {wallet_id}")
+        return WalletAccount(
+            wallet_id=row.id,
+            owner_id=row.owner_id,
+            currency=row.currency,
+            status=row.status,
+            ledger_account_id=row.ledger_account_id,
+        )
+
+    async def owned_in(self, session: AsyncSession, owner_id: str, currency: str) -> WalletAccount:
+        """The owner's open wallet in `currency` (one per currency)."""
+        row = await repository.open_wallet_in(session, owner_id, currency)
+        if row is None:
+            raise errors.WalletNotFound(detail=f"no open {currency} wallet for this user")
+        return await self.account(session, row.id)
 
     async def validate(
         self, session: AsyncSession, wallet_id: str, currency: str | None

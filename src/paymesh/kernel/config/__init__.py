@@ -34,6 +34,7 @@ from paymesh.kernel.config.services import (
     LedgerSettings,
     LevelLimits,
     NotificationsSettings,
+    PaymentsSettings,
     ProfilesSettings,
     ProvidersSettings,
     RiskSettings,
@@ -57,6 +58,7 @@ __all__ = [
     "LedgerSettings",
     "LevelLimits",
     "NotificationsSettings",
+    "PaymentsSettings",
     "ProfilesSettings",
     "ProvidersSettings",
     "RiskSettings",
@@ -129,6 +131,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     audit: AuditSettings = AuditSettings()
     notifications: NotificationsSettings = NotificationsSettings()
+    payments: PaymentsSettings = PaymentsSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     _blank_urls = field_validator(

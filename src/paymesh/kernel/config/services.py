@@ -157,6 +157,31 @@ class NotificationsSettings(ServiceSettings):
     )(_blank_is_unset)
 
 
+class PaymentsSettings(ServiceSettings):
+    pricing: list[dict[str, object]] | None = Field(
+        default=None,
+        description="Fee rules as JSON (type, currency, basis_points, fixed, minimum, maximum, "
+        "free_for_levels, refund_on_reversal); unset: the built-in table.",
+    )
+    otp_channel: Literal["sms", "email"] = Field(
+        default="sms", description="Where step-up codes go (email when the user has no phone)."
+    )
+    fees_account_prefix: str = Field(
+        default="payments_fees_", pattern=r"^[a-z_]{1,40}$", description="+ currency, lower case."
+    )
+    fx_liquidity_account_prefix: str = Field(
+        default="fx_liquidity_",
+        pattern=r"^[a-z_]{1,40}$",
+        description="The FX liquidity accounts (+ currency) cross-currency payments go through; "
+        "they must be funded (make run's demo funds USD and EUR).",
+    )
+    fx_revenue_account_prefix: str = Field(default="fx_revenue_", pattern=r"^[a-z_]{1,40}$")
+    recovery_after_seconds: float = Field(
+        default=30.0, gt=0, description="A payment left in a working state this long is resumed."
+    )
+    recovery_interval_seconds: float = Field(default=5.0, gt=0)
+
+
 KycLevel = Literal["none", "basic", "full"]
 KYC_LEVELS: tuple[KycLevel, ...] = ("none", "basic", "full")
 MAX_LIMIT_MINOR = 2**63 - 1

@@ -1,0 +1,111 @@
+"""Payments errors, named after the condition."""
+
+from __future__ import annotations
+
+from paymesh.kernel.errors import PaymeshError
+
+
+class PaymentsError(PaymeshError):
+    """Root of the payments service's errors."""
+
+
+class PaymentNotFound(PaymentsError):
+    code = "payment_not_found"
+    status = 404
+    title = "No such payment"
+
+
+class IllegalTransition(PaymentsError):
+    code = "illegal_transition"
+    status = 409
+    title = "The payment is not in a state that allows this"
+
+
+class SourceWalletNotFound(PaymentsError):
+    code = "source_wallet_not_found"
+    status = 404
+    title = "No such source wallet of yours"
+
+
+class SourceWalletInactive(PaymentsError):
+    code = "source_wallet_inactive"
+    status = 409
+    title = "The source wallet is frozen or closed"
+
+
+class DestinationInvalid(PaymentsError):
+    code = "destination_invalid"
+    status = 422
+    title = "The destination cannot receive this payment"
+
+
+class SelfPayment(PaymentsError):
+    code = "self_payment"
+    status = 422
+    title = "A payment into the wallet it comes from"
+
+
+class CurrencyMismatch(PaymentsError):
+    code = "currency_mismatch"
+    status = 422
+    title = "The currencies do not fit the payment type"
+
+
+class QuoteRequired(PaymentsError):
+    code = "quote_mismatch"
+    status = 422
+    title = "The quote does not match the payment"
+
+
+class QuoteExpired(PaymentsError):
+    code = "quote_expired"
+    status = 409
+    title = "The quote has expired"
+
+
+class QuoteUsed(PaymentsError):
+    code = "quote_used"
+    status = 409
+    title = "The quote was already used"
+
+
+class IdempotencyKeyRequired(PaymentsError):
+    code = "idempotency_key_required"
+    status = 400
+    title = "Creating a payment needs an Idempotency-Key header"
+
+
+class IdempotencyKeyReused(PaymentsError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "The Idempotency-Key was used for a different payment"
+
+
+class InvalidCode(PaymentsError):
+    code = "invalid_code"
+    status = 422
+    title = "The one-time code is wrong"
+
+
+class ReversalTooLarge(PaymentsError):
+    code = "reversal_exceeds_payment"
+    status = 409
+    title = "More than what is left of the payment"
+
+
+class ReversalNotSupported(PaymentsError):
+    code = "reversal_not_supported"
+    status = 422
+    title = "Cross-currency payments cannot be reversed yet"
+
+
+class PayeeLacksFunds(PaymentsError):
+    code = "payee_insufficient_funds"
+    status = 409
+    title = "The payee's wallet does not hold enough to reverse this"
+
+
+class DependencyUnavailable(PaymentsError):
+    code = "dependency_unavailable"
+    status = 503
+    title = "A service the payment needs did not answer; the payment will be resumed"

@@ -1,0 +1,3 @@
+from paymesh.kernel.migrations import run_env
+
+run_env()

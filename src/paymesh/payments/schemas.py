@@ -1,0 +1,127 @@
+"""The payments API's bodies and answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from paymesh.kernel.ids import ID_PATTERN
+from paymesh.kernel.money import CurrencyCode
+
+PaymentType = Literal["p2p", "cross_currency"]
+WalletRef = str
+MAX_MINOR = 2**63 - 1
+
+
+class Destination(BaseModel):
+    """Where the money goes: a wallet, or a user's wallet in the destination currency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wallet_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,64}$")
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    currency: CurrencyCode | None = Field(
+        default=None, description="With `user_id`: which of their wallets (default: the payment's)."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Destination:
+        if (self.wallet_id is None) == (self.user_id is None):
+            raise ValueError("give exactly one of wallet_id and user_id")
+        return self
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: PaymentType
+    source_wallet_id: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$")
+    destination: Destination
+    amount: int = Field(gt=0, le=MAX_MINOR, description="Minor units the payer sends.")
+    currency: CurrencyCode = Field(description="The source wallet's currency.")
+    quote_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="cross_currency: a forex quote selling exactly `amount` of `currency`; "
+        "without one, payments asks forex for a quote.",
+    )
+    description: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict, max_length=20)
+
+
+class RiskSummary(BaseModel):
+    decision: str
+    level: str
+    score: int
+    reasons: list[dict[str, Any]]
+    decision_id: str | None
+
+
+class PaymentOut(BaseModel):
+    id: str
+    type: PaymentType
+    status: str
+    amount: int = Field(description="Minor units the payer sends (source currency).")
+    currency: str
+    fee: int = Field(description="Minor units of `currency` charged on top, to the payer.")
+    total: int = Field(description="amount + fee: what leaves the source wallet.")
+    destination_amount: int = Field(description="Minor units the payee receives.")
+    destination_currency: str
+    source_wallet_id: str
+    destination: dict[str, str]
+    quote: dict[str, Any] | None
+    risk: RiskSummary | None
+    otp: dict[str, Any] | None = Field(
+        description="While `requires_otp`: where the code went and until when."
+    )
+    failure: dict[str, str] | None
+    reversed_amount: int
+    description: str | None
+    metadata: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentOut]
+    next_cursor: str | None
+
+
+class Step(BaseModel):
+    step: str
+    outcome: str
+    actor: str | None
+    detail: dict[str, Any]
+    at: dt.datetime
+
+
+class Timeline(BaseModel):
+    payment_id: str
+    steps: list[Step]
+
+
+class OtpSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=6, max_length=8, pattern=r"^[0-9]+$")
+
+
+class ReversalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int | None = Field(
+        default=None, gt=0, le=MAX_MINOR, description="Minor units; default: what is left."
+    )
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReversalOut(BaseModel):
+    id: str
+    payment_id: str
+    amount: int
+    fee_refund: int
+    reason: str
+    requested_by: str
+    created_at: dt.datetime

@@ -1,0 +1,652 @@
+"""The payment state machine's driver: create, then move a payment on until it waits (for a
+code, a compliance officer) or ends.
+
+Every step is recorded before it is attempted and each remote call is idempotent on retry:
+risk evaluates with `Idempotency-Key: evaluate:<payment id>`, identity's code is bound to
+the payment, forex's quote is consumed with the payment id as reference, and the ledger
+batch's transfer ids derive from the payment id. So `advance` may run again from any state
+(after a crash, by the recovery job, by two processes at once) and the money moves at most
+once. A transition updates the row only from the state it expects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.forex.client import ForexClient
+from paymesh.forex.schemas import Quote
+from paymesh.identity.client import IdentityClient, OneTimeCodeCheck, OneTimeCodeCreate
+from paymesh.kernel.auth import Caller
+from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.errors import PaymeshError, RemoteServiceError
+from paymesh.kernel.events import Outbox
+from paymesh.kernel.ids import new_id
+from paymesh.kernel.jsonutil import dumps
+from paymesh.ledger.client import LedgerClient
+from paymesh.payments import errors, states
+from paymesh.payments.models import Payment, PaymentStep
+from paymesh.payments.money import Booking, failure_code
+from paymesh.payments.pricing import PricingTable, quote_fee
+from paymesh.payments.schemas import PaymentCreate
+from paymesh.profiles.client import ProfilesClient
+from paymesh.risk.client import RiskClient
+from paymesh.risk.schemas import EvaluationCreate
+from paymesh.wallets.client import WalletsClient
+
+log = structlog.get_logger("paymesh.payments")
+
+ACTING_FOR_USERS = frozenset({"service"})
+ADVANCE_AFTER_COMMIT = "payments_to_advance"
+
+
+@dataclass
+class Remote:
+    wallets: WalletsClient
+    risk: RiskClient
+    identity: IdentityClient
+    forex: ForexClient
+    profiles: ProfilesClient
+    ledger: LedgerClient
+
+
+def code_purpose(payment: Payment) -> str:
+    """What a step-up code confirms: this payment with these terms. A code issued for one
+    payment (or for this one before its terms changed) cannot confirm another."""
+    terms = f"{payment.id}|{payment.amount}|{payment.currency}|{payment.destination_wallet_id}"
+    return "payment:" + hashlib.sha256(terms.encode()).hexdigest()[:48]
+
+
+def _remote_failure(error: Exception) -> PaymeshError:
+    if isinstance(error, RemoteServiceError) and error.remote_status < 500:
+        return error
+    return errors.DependencyUnavailable(detail=f"{type(error).__name__}")
+
+
+class Payments:
+    def __init__(
+        self,
+        database: Database,
+        outbox: Outbox,
+        remote: Remote,
+        booking: Booking,
+        pricing: PricingTable,
+        *,
+        otp_channel: str,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.remote = remote
+        self.booking = booking
+        self.pricing = pricing
+        self.otp_channel = otp_channel
+
+    # -- creation ------------------------------------------------------------------------
+
+    async def create(self, caller: Caller, key: str, body: PaymentCreate) -> Payment:
+        request_key = f"{caller.idempotency_scope}|{key}"
+        request_hash = hashlib.sha256(dumps(body.model_dump(mode="json"))).hexdigest()
+        existing = await self._by_request(request_key)
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise errors.IdempotencyKeyReused()
+            return existing
+        payment = await self._prepare(caller, body, request_key, request_hash)
+        async with self.database.transaction() as session:
+            session.add(payment)
+            await session.flush()
+            await self.record_step(session, payment.id, "created", "ok", caller.subject, {})
+            await self.record_event(session, payment, "created")
+        return await self.advance(payment.id, caller.subject)
+
+    async def _by_request(self, request_key: str) -> Payment | None:
+        async with self.database.transaction() as session:
+            return (
+                await session.execute(select(Payment).where(Payment.request_key == request_key))
+            ).scalar_one_or_none()
+
+    async def _prepare(
+        self, caller: Caller, body: PaymentCreate, request_key: str, request_hash: str
+    ) -> Payment:
+        try:
+            source = await self.remote.wallets.account(body.source_wallet_id)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                raise errors.SourceWalletNotFound() from None
+            raise _remote_failure(error) from None
+        acting = bool(caller.roles & ACTING_FOR_USERS)
+        if source.owner_id != caller.subject and not acting:
+            raise errors.SourceWalletNotFound()  # someone else's is as good as none
+        if source.status != "active":
+            raise errors.SourceWalletInactive(status=source.status)
+        if source.currency != body.currency:
+            raise errors.CurrencyMismatch(detail=f"the source wallet holds {source.currency}")
+        destination = await self._destination(body, source.currency)
+        if destination.wallet_id == source.wallet_id:
+            raise errors.SelfPayment()
+        same = destination.currency == body.currency
+        if body.type == "p2p" and not same:
+            raise errors.CurrencyMismatch(detail="p2p pays a wallet in the same currency")
+        if body.type == "cross_currency" and same:
+            raise errors.CurrencyMismatch(detail="cross_currency pays a wallet in another currency")
+        quote = await self._quote(body, source.owner_id, destination.currency)
+        level = await self._kyc_level(source.owner_id)
+        fee = quote_fee(
+            self.pricing,
+            type=body.type,
+            currency=body.currency,
+            amount=body.amount,
+            kyc_level=level,
+        )
+        now = utcnow()
+        return Payment(
+            id=new_id("pay"),
+            request_key=request_key,
+            request_hash=request_hash,
+            type=body.type,
+            status="created",
+            payer_id=source.owner_id,
+            source_wallet_id=source.wallet_id,
+            source_account_id=source.ledger_account_id,
+            payee_id=destination.owner_id,
+            destination_wallet_id=destination.wallet_id,
+            destination_account_id=destination.ledger_account_id,
+            amount=body.amount,
+            currency=body.currency,
+            destination_amount=quote.to_amount if quote else body.amount,
+            destination_currency=destination.currency,
+            fee=fee.fee,
+            fee_rule=fee.rule.model_dump(mode="json"),
+            quote=quote.model_dump(mode="json", by_alias=False) if quote else None,
+            description=body.description,
+            metadata_=dict(body.metadata),
+            reversed_amount=0,
+            fee_refunded=0,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def _destination(self, body: PaymentCreate, currency: str) -> Any:
+        target = body.destination
+        try:
+            if target.wallet_id is not None:
+                found = await self.remote.wallets.account(target.wallet_id)
+            else:
+                assert target.user_id is not None
+                found = await self.remote.wallets.owned_by(
+                    target.user_id, target.currency or currency
+                )
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                raise errors.DestinationInvalid(detail="no such wallet") from None
+            raise _remote_failure(error) from None
+        if found.status not in ("active", "frozen"):  # frozen wallets still take credits
+            raise errors.DestinationInvalid(detail=f"the wallet is {found.status}")
+        return found
+
+    async def _quote(self, body: PaymentCreate, payer: str, to_currency: str) -> Quote | None:
+        if body.type != "cross_currency":
+            if body.quote_id is not None:
+                raise errors.QuoteRequired(detail="a p2p payment takes no quote")
+            return None
+        if body.quote_id is None:
+            raise errors.QuoteRequired(
+                detail="cross_currency needs quote_id: POST /v1/forex/quotes with side=sell"
+            )
+        try:
+            quote = await self.remote.forex.get_quote(body.quote_id)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                raise errors.QuoteRequired(detail="no such quote") from None
+            raise _remote_failure(error) from None
+        if quote.owner != payer:
+            raise errors.QuoteRequired(detail="no such quote")
+        if quote.status == "consumed":
+            raise errors.QuoteUsed()
+        if quote.status == "expired" or quote.expires_at <= utcnow():
+            raise errors.QuoteExpired()
+        if (quote.from_currency, quote.to_currency, quote.from_amount) != (
+            body.currency,
+            to_currency,
+            body.amount,
+        ):
+            raise errors.QuoteRequired(
+                detail=f"the quote sells {quote.from_amount} {quote.from_currency} for "
+                f"{quote.to_currency}; the payment sends {body.amount} {body.currency} to "
+                f"{to_currency}"
+            )
+        return quote
+
+    async def _kyc_level(self, user_id: str) -> str:
+        try:
+            return str((await self.remote.profiles.get_profile(user_id)).kyc.level)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                return "none"
+            raise _remote_failure(error) from None
+
+    # -- moving on -----------------------------------------------------------------------
+
+    async def get(self, payment_id: str) -> Payment:
+        async with self.database.transaction() as session:
+            payment = await session.get(Payment, payment_id)
+        if payment is None:
+            raise errors.PaymentNotFound()
+        return payment
+
+    async def advance(self, payment_id: str, actor: str | None = None) -> Payment:
+        """Move the payment on from wherever it is until it waits or ends."""
+        for _ in range(4):
+            payment = await self.get(payment_id)
+            if payment.status == "created":
+                await self._evaluate(payment, actor)
+            elif payment.status == "processing":
+                await self._book(payment, actor)
+            else:
+                return payment
+        return await self.get(payment_id)
+
+    async def _evaluate(self, payment: Payment, actor: str | None) -> None:
+        evaluation = EvaluationCreate(
+            transaction_id=payment.id,
+            customer_id=payment.payer_id,
+            type=payment.type,
+            amount=payment.amount,
+            currency=payment.currency,
+            channel="api",
+        )
+        try:
+            decision = await self.remote.risk.evaluate(evaluation)
+        except RemoteServiceError as error:
+            if error.remote_status < 500:
+                await self._move(
+                    payment,
+                    "failed",
+                    actor,
+                    "risk",
+                    "error",
+                    {"code": error.remote_code, "detail": error.detail},
+                    failure_code=error.remote_code,
+                    failure_reason=error.detail,
+                )
+                return
+            raise _remote_failure(error) from None
+        except PaymeshError:
+            raise
+        except Exception as error:
+            raise _remote_failure(error) from None
+        risk = {
+            "decision": decision.decision,
+            "level": decision.level,
+            "score": decision.score,
+            "reasons": [reason.model_dump(mode="json") for reason in decision.reasons],
+            "decision_id": decision.decision_id,
+        }
+        detail = {
+            "decision": decision.decision,
+            "score": decision.score,
+            "reasons": [reason.rule for reason in decision.reasons],
+        }
+        if decision.decision == "block":
+            reasons = "; ".join(reason.detail for reason in decision.reasons)[:500]
+            await self._move(
+                payment,
+                "failed",
+                actor,
+                "risk",
+                "block",
+                detail,
+                risk=risk,
+                failure_code="risk_blocked",
+                failure_reason=reasons or None,
+            )
+        elif decision.decision == "review":
+            await self._move(payment, "under_review", actor, "risk", "review", detail, risk=risk)
+        elif decision.decision == "step_up":
+            await self._record_risk(payment, risk, detail, actor)
+            await self._send_code(payment, actor)
+        else:
+            await self._move(payment, "processing", actor, "risk", "allow", detail, risk=risk)
+
+    async def _record_risk(
+        self, payment: Payment, risk: dict[str, Any], detail: dict[str, Any], actor: str | None
+    ) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment.id)
+                .values(risk=risk, updated_at=utcnow())
+            )
+            await self.record_step(session, payment.id, "risk", "step_up", actor, detail)
+
+    async def _send_code(self, payment: Payment, actor: str | None) -> None:
+        request = OneTimeCodeCreate(
+            user_id=payment.payer_id, purpose=code_purpose(payment), channel=self.otp_channel
+        )
+        try:
+            code = await self.remote.identity.issue_code(request)
+        except RemoteServiceError as error:
+            if error.remote_code == "channel_unavailable" and self.otp_channel == "sms":
+                code = await self.remote.identity.issue_code(
+                    request.model_copy(update={"channel": "email"})
+                )
+            elif error.remote_status < 500 and error.remote_status != 429:
+                await self._move(
+                    payment,
+                    "failed",
+                    actor,
+                    "otp",
+                    "not_sent",
+                    {"code": error.remote_code},
+                    failure_code="otp_unavailable",
+                    failure_reason=error.detail,
+                )
+                return
+            else:
+                raise _remote_failure(error) from None
+        expires = code.expires_at
+        await self._move(
+            payment,
+            "requires_otp",
+            actor,
+            "otp",
+            "sent",
+            {"otp_id": code.id, "channel": code.channel, "expires_at": expires.isoformat()},
+            otp_id=code.id,
+            otp_expires_at=expires,
+        )
+
+    async def _book(self, payment: Payment, actor: str | None) -> None:
+        quote: Quote | None = None
+        if payment.type == "cross_currency":
+            assert payment.quote is not None
+            try:
+                quote = await self.remote.forex.consume_quote(payment.quote["id"], payment.id)
+            except RemoteServiceError as error:
+                if error.remote_status < 500:
+                    await self._move(
+                        payment,
+                        "failed",
+                        actor,
+                        "quote",
+                        "refused",
+                        {"code": error.remote_code},
+                        failure_code=error.remote_code,
+                        failure_reason=error.detail,
+                    )
+                    return
+                raise _remote_failure(error) from None
+        async with self.database.transaction() as session:
+            await self.record_step(session, payment.id, "ledger", "attempted", actor, {})
+        batch = await self.booking.payment_batch(payment, quote)
+        try:
+            result = await self.remote.ledger.create_batch(batch)
+        except RemoteServiceError as error:
+            raise _remote_failure(error) from None
+        code = failure_code(result.results)
+        transfers = [transfer.id for transfer in batch.transfers]
+        if code is None:
+            await self._move(
+                payment, "succeeded", actor, "ledger", "posted", {"transfer_ids": transfers}
+            )
+        else:
+            reason = "insufficient funds" if code == "exceeds_credits" else f"ledger: {code}"
+            await self._move(
+                payment,
+                "failed",
+                actor,
+                "ledger",
+                "refused",
+                {"code": code, "transfer_ids": transfers},
+                failure_code="insufficient_funds" if code == "exceeds_credits" else code,
+                failure_reason=reason,
+            )
+
+    # -- the customer's code, the officer's decision -------------------------------------
+
+    async def confirm_code(self, caller: Caller, payment_id: str, code: str) -> Payment:
+        payment = await self.visible(caller, payment_id)
+        if payment.status != "requires_otp" or payment.otp_id is None:
+            raise errors.IllegalTransition(detail=f"the payment is {payment.status}")
+        check = OneTimeCodeCheck(code=code, purpose=code_purpose(payment))
+        try:
+            await self.remote.identity.verify_code(payment.otp_id, check)
+        except RemoteServiceError as error:
+            name = error.remote_code
+            if name in ("invalid_code", "purpose_mismatch"):
+                async with self.database.transaction() as session:
+                    await self.record_step(
+                        session,
+                        payment.id,
+                        "otp",
+                        "wrong",
+                        caller.subject,
+                        {"attempts_left": error.extensions.get("attempts_left")},
+                    )
+                raise errors.InvalidCode(
+                    attempts_left=error.extensions.get("attempts_left")
+                ) from None
+            if name == "code_locked":
+                await self._move(
+                    payment,
+                    "failed",
+                    caller.subject,
+                    "otp",
+                    "locked",
+                    {},
+                    failure_code="otp_locked",
+                    failure_reason="too many wrong codes",
+                )
+                return await self.get(payment_id)
+            if name in ("code_expired", "code_voided"):
+                await self._move(
+                    payment,
+                    "canceled",
+                    caller.subject,
+                    "otp",
+                    "expired",
+                    {},
+                    failure_code="otp_expired",
+                    failure_reason="the code expired",
+                )
+                return await self.get(payment_id)
+            raise _remote_failure(error) from None
+        await self._move(payment, "processing", caller.subject, "otp", "verified", {})
+        return await self.advance(payment_id, caller.subject)
+
+    async def resend_code(self, caller: Caller, payment_id: str) -> Payment:
+        payment = await self.visible(caller, payment_id)
+        if payment.status != "requires_otp":
+            raise errors.IllegalTransition(detail=f"the payment is {payment.status}")
+        request = OneTimeCodeCreate(
+            user_id=payment.payer_id, purpose=code_purpose(payment), channel=self.otp_channel
+        )
+        try:
+            code = await self.remote.identity.issue_code(request)
+        except RemoteServiceError as error:
+            if error.remote_status < 500:
+                raise error from None
+            raise _remote_failure(error) from None
+        async with self.database.transaction() as session:
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment.id, Payment.status == "requires_otp")
+                .values(otp_id=code.id, otp_expires_at=code.expires_at, updated_at=utcnow())
+            )
+            await self.record_step(
+                session,
+                payment.id,
+                "otp",
+                "resent",
+                caller.subject,
+                {"otp_id": code.id, "channel": code.channel},
+            )
+        return await self.get(payment_id)
+
+    async def case_resolved(
+        self, session: AsyncSession, payment_id: str, approved: bool, actor: str | None
+    ) -> bool:
+        """A compliance officer's answer (risk's case events): in the consumer's transaction;
+        True when the payment should now be moved on."""
+        payment = await session.get(Payment, payment_id, with_for_update=True)
+        if payment is None or payment.status != "under_review":
+            return False
+        target = "processing" if approved else "failed"
+        values: dict[str, Any] = {"status": target, "updated_at": utcnow()}
+        if not approved:
+            values.update(failure_code="review_declined", failure_reason="declined by compliance")
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.status == "under_review")
+            .values(**values)
+        )
+        await self.record_step(
+            session, payment_id, "review", "approved" if approved else "declined", actor, {}
+        )
+        await session.refresh(payment)
+        if not approved:
+            await self.record_event(session, payment, "failed")
+        return approved
+
+    async def expire_codes(self) -> int:
+        """Payments whose code expired unanswered are canceled (nothing moved)."""
+        now = utcnow()
+        async with self.database.transaction() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(Payment.id)
+                        .where(Payment.status == "requires_otp", Payment.otp_expires_at < now)
+                        .limit(200)
+                    )
+                ).scalars()
+            )
+        for payment_id in ids:
+            payment = await self.get(payment_id)
+            await self._move(
+                payment,
+                "canceled",
+                None,
+                "otp",
+                "expired",
+                {},
+                failure_code="otp_expired",
+                failure_reason="no code before it expired",
+            )
+        return len(ids)
+
+    async def resume_stuck(self, older_than_seconds: float) -> int:
+        """Payments left in a working state (a crash, a dependency down) are moved on."""
+        cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+        async with self.database.transaction() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(Payment.id)
+                        .where(Payment.status.in_(states.WORKING), Payment.updated_at < cutoff)
+                        .order_by(Payment.updated_at)
+                        .limit(100)
+                    )
+                ).scalars()
+            )
+        resumed = 0
+        for payment_id in ids:
+            try:
+                await self.advance(payment_id, "recovery")
+                resumed += 1
+            except PaymeshError as error:
+                log.warning("payment_resume_failed", payment_id=payment_id, code=error.code)
+        return resumed
+
+    async def visible(self, caller: Caller, payment_id: str) -> Payment:
+        payment = await self.get(payment_id)
+        if payment.payer_id != caller.subject and not caller.roles & {
+            "ops",
+            "finance",
+            "admin",
+            "service",
+        }:
+            raise errors.PaymentNotFound()
+        return payment
+
+    # -- recording -----------------------------------------------------------------------
+
+    async def _move(
+        self,
+        payment: Payment,
+        target: str,
+        actor: str | None,
+        step: str,
+        outcome: str,
+        detail: dict[str, Any],
+        **values: Any,
+    ) -> bool:
+        """One transition with its timeline line and event, from the state last read."""
+        states.check(payment.status, target)
+        async with self.database.transaction() as session:
+            changed = await session.execute(
+                update(Payment)
+                .where(Payment.id == payment.id, Payment.status == payment.status)
+                .values(status=target, updated_at=utcnow(), **values)
+            )
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                return False  # someone else moved it first
+            await self.record_step(session, payment.id, step, outcome, actor, detail)
+            fresh = await session.get(Payment, payment.id)
+            assert fresh is not None
+            await session.refresh(fresh)
+            await self.record_event(session, fresh, target)
+        return True
+
+    async def record_step(
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        step: str,
+        outcome: str,
+        actor: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        session.add(
+            PaymentStep(
+                payment_id=payment_id,
+                step=step,
+                outcome=outcome,
+                actor=actor,
+                detail=detail,
+                at=utcnow(),
+            )
+        )
+        await session.flush()
+
+    async def record_event(self, session: AsyncSession, payment: Payment, name: str) -> None:
+        if name == "processing":
+            return
+        data = event_data(payment)
+        await self.outbox.add(session, f"payments.payment.{name}", data, payment.id)
+        if name == "succeeded":
+            await self.outbox.add(session, "payments.payment.received", data, payment.id)
+
+
+def event_data(payment: Payment) -> dict[str, Any]:
+    return {
+        "payment_id": payment.id,
+        "type": payment.type,
+        "status": payment.status,
+        "customer_id": payment.payer_id,
+        "payee_id": payment.payee_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "fee": payment.fee,
+        "destination_amount": payment.destination_amount,
+        "destination_currency": payment.destination_currency,
+        "source_wallet_id": payment.source_wallet_id,
+        "destination_wallet_id": payment.destination_wallet_id,
+        "failure_code": payment.failure_code,
+    }
