@@ -45,6 +45,7 @@ def _setup(runtime: ServiceRuntime) -> None:
         booking,
         _pricing(runtime),
         otp_channel=settings.otp_channel,
+        crash_at=settings.crash_at,
     )
     runtime.state["booking"] = booking
     runtime.state["payments"] = payments

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +81,7 @@ class Payments:
         pricing: PricingTable,
         *,
         otp_channel: str,
+        crash_at: str | None = None,
     ) -> None:
         self.database = database
         self.outbox = outbox
@@ -86,6 +89,14 @@ class Payments:
         self.booking = booking
         self.pricing = pricing
         self.otp_channel = otp_channel
+        self.crash_at = crash_at
+
+    def checkpoint(self, step: str) -> None:
+        """A fault-injection point (settings refuse it outside PAYMESH_ENV=test): the
+        process dies here as if killed, to prove every step is resumed after a crash."""
+        if self.crash_at == step:
+            log.warning("payments_crash_injected", step=step)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # -- creation ------------------------------------------------------------------------
 
@@ -103,6 +114,7 @@ class Payments:
             await session.flush()
             await self.record_step(session, payment.id, "created", "ok", caller.subject, {})
             await self.record_event(session, payment, "created")
+        self.checkpoint("created")
         return await self.advance(payment.id, caller.subject)
 
     async def _by_request(self, request_key: str) -> Payment | None:
@@ -281,6 +293,7 @@ class Payments:
             raise
         except Exception as error:
             raise _remote_failure(error) from None
+        self.checkpoint("risk_decided")
         risk = {
             "decision": decision.decision,
             "level": decision.level,
@@ -385,10 +398,12 @@ class Payments:
         async with self.database.transaction() as session:
             await self.record_step(session, payment.id, "ledger", "attempted", actor, {})
         batch = await self.booking.payment_batch(payment, quote)
+        self.checkpoint("ledger_attempted")
         try:
             result = await self.remote.ledger.create_batch(batch)
         except RemoteServiceError as error:
             raise _remote_failure(error) from None
+        self.checkpoint("ledger_posted")
         code = failure_code(result.results)
         transfers = [transfer.id for transfer in batch.transfers]
         if code is None:

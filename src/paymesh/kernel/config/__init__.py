@@ -148,6 +148,8 @@ class Settings(BaseSettings):
                 "PAYMESH_SIGNING_SECRET still has its development default; "
                 "set a secret of your own before running with PAYMESH_ENV=production"
             )
+        if self.payments.crash_at is not None and self.env != "test":
+            raise ValueError("PAYMESH_PAYMENTS_CRASH_AT is a fault injection for tests only")
         return self
 
     @property

@@ -180,6 +180,13 @@ class PaymentsSettings(ServiceSettings):
         default=30.0, gt=0, description="A payment left in a working state this long is resumed."
     )
     recovery_interval_seconds: float = Field(default=5.0, gt=0)
+    crash_at: Literal["created", "risk_decided", "ledger_attempted", "ledger_posted"] | None = (
+        Field(
+            default=None,
+            description="Tests only (PAYMESH_ENV=test): the process kills itself (SIGKILL) "
+            "at this step of the next payment, to prove recovery. Refused elsewhere.",
+        )
+    )
 
 
 KycLevel = Literal["none", "basic", "full"]
