@@ -113,7 +113,9 @@ class ServiceRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         endpoint = super().get_route_handler()
         needs_caller = requires_caller(self.dependant)
-        idempotent_path = honours_idempotency_key(self.path)
+        idempotent_path = honours_idempotency_key(self.path) and not getattr(
+            self.endpoint, OWN_IDEMPOTENCY, False
+        )
 
         async def handler(request: Request) -> Response:
             if needs_caller:
@@ -127,6 +129,19 @@ class ServiceRoute(APIRoute):
             return await _in_unit_of_work(request, endpoint)
 
         return handler
+
+
+OWN_IDEMPOTENCY = "__paymesh_own_idempotency__"
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def own_idempotency(endpoint: E) -> E:
+    """Mark a route that applies `Idempotency-Key` itself. For work that spans several
+    transactions and calls to other services (a payment): the kernel's replay store claims
+    the key in the request's transaction and holds it, and its connection, to the end —
+    a connection per request in flight, which a burst of such requests runs out of."""
+    setattr(endpoint, OWN_IDEMPOTENCY, True)
+    return endpoint
 
 
 def honours_idempotency_key(path: str) -> bool:

@@ -14,7 +14,7 @@ from paymesh.kernel.auth import Caller, require
 from paymesh.kernel.errors import problem_responses
 from paymesh.kernel.ids import ID_PATTERN
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
-from paymesh.kernel.routing import SessionDep, state_dependency
+from paymesh.kernel.routing import SessionDep, own_idempotency, state_dependency
 from paymesh.payments import errors
 from paymesh.payments.models import Payment, PaymentStep
 from paymesh.payments.reversals import Reversals
@@ -91,6 +91,7 @@ def payment_out(payment: Payment) -> PaymentOut:
 
 
 @router.post("", status_code=201, response_model=PaymentOut, responses=CREATE_ERRORS)
+@own_idempotency  # the key is the payment's request key (payments/service.py)
 async def create_payment(
     body: PaymentCreate,
     response: Response,

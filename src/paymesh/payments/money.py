@@ -10,6 +10,7 @@ A reversal: payee → payer (what is reversed), fees → payer (the fee refunded
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ class Booking:
         self.ledger = ledger
         self.settings = settings
         self._known: set[str] = set()
+        self._creating: dict[str, asyncio.Lock] = {}
 
     def fees_account(self, currency: str) -> str:
         return f"{self.settings.fees_account_prefix}{currency.lower()}"
@@ -55,6 +57,12 @@ class Booking:
         """Create a platform account once per process (creating it again is a no-op)."""
         if account_id in self._known:
             return
+        async with self._creating.setdefault(account_id, asyncio.Lock()):  # once, not 80 times
+            if account_id in self._known:
+                return
+            await self._create(account_id, currency, code, guarded=guarded)
+
+    async def _create(self, account_id: str, currency: str, code: int, *, guarded: bool) -> None:
         flags = AccountFlags(debits_must_not_exceed_credits=guarded)
         await self.ledger.create_account(
             AccountCreate(id=account_id, currency=currency, code=code, flags=flags)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +40,7 @@ from paymesh.payments.pricing import PricingTable, quote_fee
 from paymesh.payments.schemas import PaymentCreate
 from paymesh.profiles.client import ProfilesClient
 from paymesh.risk.client import RiskClient
-from paymesh.risk.schemas import EvaluationCreate
+from paymesh.risk.schemas import Counterparty, EvaluationCreate
 from paymesh.wallets.client import WalletsClient
 
 log = structlog.get_logger("paymesh.payments")
@@ -271,6 +272,7 @@ class Payments:
             type=payment.type,
             amount=payment.amount,
             currency=payment.currency,
+            counterparty=await self._counterparty(payment.payee_id),
             channel="api",
         )
         try:
@@ -327,6 +329,22 @@ class Payments:
         else:
             await self._move(payment, "processing", actor, "risk", "allow", detail, risk=risk)
 
+    async def _counterparty(self, payee_id: str) -> Counterparty | None:
+        """The payee as risk screens them: their legal name and country, when known."""
+        try:
+            profile = await self.remote.profiles.get_profile(payee_id)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                return None
+            raise _remote_failure(error) from None
+        if not profile.legal_name:
+            return None
+        try:
+            return Counterparty(name=profile.legal_name, country=profile.country, type="individual")
+        except ValidationError:  # a name risk cannot take: screened as the customer anyway
+            log.warning("payee_name_not_screenable", payee_id=payee_id)
+            return None
+
     async def _record_risk(
         self, payment: Payment, risk: dict[str, Any], detail: dict[str, Any], actor: str | None
     ) -> None:
@@ -349,7 +367,7 @@ class Payments:
                 code = await self.remote.identity.issue_code(
                     request.model_copy(update={"channel": "email"})
                 )
-            elif error.remote_status < 500 and error.remote_status != 429:
+            elif error.remote_status < 500:  # no phone or email, too many codes lately
                 await self._move(
                     payment,
                     "failed",
