@@ -426,3 +426,52 @@ async def world_pair(
         _pair_holder["alice"] = await shared_world.customer(funds=100_000_00)
         _pair_holder["bob"] = await shared_world.customer()
     return shared_world, _pair_holder["alice"], _pair_holder["bob"]
+
+
+async def test_cross_currency_without_a_quote_asks_forex_for_one(
+    shared_world: PaymentsWorld,
+) -> None:
+    world = shared_world
+    payer = await world.customer("USD", funds=200_00)
+    payee = await world.customer("EUR")
+    response = await world.pay(payer, payee, 50_00, type="cross_currency", to_currency="EUR")
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    assert payment["status"] == "succeeded" and payment["quote"]["id"].startswith("qte_")
+    assert await world.balance(payee, "EUR") == payment["destination_amount"] > 0
+
+
+async def test_the_source_design_s_confirm_call_pays_and_takes_the_code_second(
+    shared_world: PaymentsWorld,
+) -> None:
+    world = shared_world
+    payer, payee = await world.customer(funds=5000_00), await world.customer()
+    body = {
+        "transaction_id": unique("txn-"),
+        "customer_id": payer.id,
+        "amount": "1500.00",
+        "from_account": payer.wallets["USD"],
+        "to_account": payee.wallets["USD"],
+    }
+    key = {"idempotency-key": unique("reused-")}  # seed 3 sends the same key both times
+    first = await world.http.post("/v1/payments/confirm", json=body, headers=payer.headers | key)
+    assert first.status_code == 202, first.text
+    assert first.json()["requires_otp"] is True
+    code = await world.wait_for_code(payer.phone)
+    second = await world.http.post(
+        "/v1/payments/confirm", json=body | {"otp": code}, headers=payer.headers | key
+    )
+    assert second.status_code == 200, second.text
+    assert second.json()["status"] == "succeeded"
+    assert second.json()["payment_id"] == first.json()["payment_id"]
+    assert await world.balance(payee) == 1500_00
+    small = body | {"transaction_id": unique("txn-"), "amount": "12.345"}
+    refused = await world.http.post("/v1/payments/confirm", json=small, headers=payer.headers)
+    assert refused.status_code == 422
+    other = await world.customer()
+    foreign = await world.http.post(
+        "/v1/payments/confirm",
+        json=body | {"transaction_id": unique("txn-")},
+        headers=other.headers,
+    )
+    assert foreign.status_code == 404

@@ -28,6 +28,12 @@ class ForexClient(Protocol):
 
     async def consume_quote(self, quote_id: str, reference: str) -> Quote: ...
 
+    async def create_quote(
+        self, from_currency: str, to_currency: str, amount: int, side: str = "sell"
+    ) -> Quote:
+        """A quote owned by the calling service (payments asking for one itself)."""
+        ...
+
 
 class HttpForexClient:
     """`ForexClient` over HTTP: `HttpForexClient(runtime.client("forex"))`."""
@@ -57,4 +63,11 @@ class HttpForexClient:
             # Safe to retry: a replay returns the first answer.
             idempotency_key=f"consume:{quote_id}:{reference}",
         )
+        return Quote.model_validate_json(response.content)
+
+    async def create_quote(
+        self, from_currency: str, to_currency: str, amount: int, side: str = "sell"
+    ) -> Quote:
+        body = {"from": from_currency, "to": to_currency, "amount": amount, "side": side}
+        response = await self.http.request("POST", "/v1/forex/quotes", json=body)
         return Quote.model_validate_json(response.content)

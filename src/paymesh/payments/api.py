@@ -19,6 +19,8 @@ from paymesh.payments import errors
 from paymesh.payments.models import Payment, PaymentStep
 from paymesh.payments.reversals import Reversals
 from paymesh.payments.schemas import (
+    ConfirmRequest,
+    ConfirmResponse,
     OtpSubmit,
     PaymentCreate,
     PaymentOut,
@@ -113,6 +115,34 @@ async def create_payment(
     if payment.status in ("created", "requires_otp", "under_review", "processing"):
         response.status_code = 202  # accepted, not finished: see `status`
     return payment_out(payment)
+
+
+@router.post(
+    "/confirm",
+    response_model=ConfirmResponse,
+    responses=CREATE_ERRORS | problem_responses(errors.InvalidCode, errors.IllegalTransition),
+)
+@own_idempotency  # keyed on transaction_id: both calls may carry the same Idempotency-Key
+async def confirm(
+    body: ConfirmRequest, response: Response, payments: PaymentsDep, caller: Payer
+) -> ConfirmResponse:
+    """The source design's (seed 3) confirm call, as a thin adapter over `POST
+    /v1/payments`: a P2P payment from `from_account` to `to_account` of `amount` (major
+    units, decimal). High risk: 202 with `requires_otp: true` and the code sent; call again
+    with the same `transaction_id` and `otp` to confirm. The payment is keyed on
+    `transaction_id` (not on the Idempotency-Key header, which that design reuses across
+    both calls with different bodies — elsewhere in Paymesh a 422)."""
+    payment = await payments.confirm(caller, body)
+    waiting = payment.status == "requires_otp"
+    if payment.status in ("created", "requires_otp", "under_review", "processing"):
+        response.status_code = 202
+    return ConfirmResponse(
+        transaction_id=body.transaction_id,
+        payment_id=payment.id,
+        status=payment.status,
+        requires_otp=waiting,
+        payment=payment_out(payment),
+    )
 
 
 @router.get("", response_model=PaymentPage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
@@ -125,3 +126,25 @@ class ReversalOut(BaseModel):
     reason: str
     requested_by: str
     created_at: dt.datetime
+
+
+class ConfirmRequest(BaseModel):
+    """The source design's confirm call (seed 3): the first call pays, or answers
+    `requires_otp`; the second carries the code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="The caller's id.")
+    customer_id: str = Field(pattern=ID_PATTERN)
+    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=4, description="Major units.")
+    from_account: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$", description="Payer's wallet.")
+    to_account: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$", description="Payee's wallet.")
+    otp: str | None = Field(default=None, min_length=6, max_length=8, pattern=r"^[0-9]+$")
+
+
+class ConfirmResponse(BaseModel):
+    transaction_id: str
+    payment_id: str
+    status: str
+    requires_otp: bool
+    payment: PaymentOut

@@ -32,12 +32,13 @@ from paymesh.kernel.errors import PaymeshError, RemoteServiceError
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.money import get_currency
 from paymesh.ledger.client import LedgerClient
 from paymesh.payments import errors, states
 from paymesh.payments.models import Payment, PaymentStep
 from paymesh.payments.money import Booking, failure_code
 from paymesh.payments.pricing import PricingTable, quote_fee
-from paymesh.payments.schemas import PaymentCreate
+from paymesh.payments.schemas import ConfirmRequest, Destination, PaymentCreate
 from paymesh.profiles.client import ProfilesClient
 from paymesh.risk.client import RiskClient
 from paymesh.risk.schemas import Counterparty, EvaluationCreate
@@ -209,9 +210,15 @@ class Payments:
                 raise errors.QuoteRequired(detail="a p2p payment takes no quote")
             return None
         if body.quote_id is None:
-            raise errors.QuoteRequired(
-                detail="cross_currency needs quote_id: POST /v1/forex/quotes with side=sell"
-            )
+            # No quote of the payer's: payments asks forex for one now (the payer sees the
+            # rate and the amount received in the answer; a quote is the way to see them
+            # before paying).
+            try:
+                return await self.remote.forex.create_quote(body.currency, to_currency, body.amount)
+            except RemoteServiceError as error:
+                if error.remote_status < 500:
+                    raise errors.QuoteRequired(detail=f"forex: {error.detail}") from None
+                raise _remote_failure(error) from None
         try:
             quote = await self.remote.forex.get_quote(body.quote_id)
         except RemoteServiceError as error:
@@ -243,6 +250,37 @@ class Payments:
             if error.remote_status == 404:
                 return "none"
             raise _remote_failure(error) from None
+
+    async def confirm(self, caller: Caller, body: ConfirmRequest) -> Payment:
+        """The seed-3 adapter: one key per `transaction_id`; the call with `otp` confirms
+        the payment the first call left waiting for it."""
+        if body.customer_id != caller.subject and not caller.roles & ACTING_FOR_USERS:
+            raise errors.SourceWalletNotFound()
+        key = f"confirm:{body.transaction_id}"
+        existing = await self._by_request(f"{caller.idempotency_scope}|{key}")
+        if existing is not None and body.otp is not None and existing.status == "requires_otp":
+            return await self.confirm_code(caller, existing.id, body.otp)
+        try:
+            source = await self.remote.wallets.account(body.from_account)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                raise errors.SourceWalletNotFound() from None
+            raise _remote_failure(error) from None
+        if source.owner_id != body.customer_id:
+            raise errors.SourceWalletNotFound()
+        exponent = get_currency(source.currency).exponent
+        minor = body.amount.scaleb(exponent)
+        if minor != minor.to_integral_value():
+            raise errors.CurrencyMismatch(detail=f"{source.currency} has {exponent} decimal places")
+        payment = PaymentCreate(
+            type="p2p",
+            source_wallet_id=body.from_account,
+            destination=Destination(wallet_id=body.to_account),
+            amount=int(minor),
+            currency=source.currency,
+            metadata={"transaction_id": body.transaction_id},
+        )
+        return await self.create(caller, key, payment)
 
     # -- moving on -----------------------------------------------------------------------
 
