@@ -475,3 +475,17 @@ async def test_the_source_design_s_confirm_call_pays_and_takes_the_code_second(
         headers=other.headers,
     )
     assert foreign.status_code == 404
+
+
+async def test_a_payment_to_a_username(shared_world: PaymentsWorld) -> None:
+    world = shared_world
+    payer, payee = await world.customer(funds=100_00), await world.customer()
+    response = await world.pay(payer, payee, 5_00, destination={"username": payee.username})
+    assert response.status_code == 201, response.text
+    assert response.json()["destination"]["user_id"] == payee.id
+    nobody = await world.pay(payer, payee, 5_00, destination={"username": "no-such-user"})
+    assert nobody.status_code == 422 and nobody.json()["code"] == "destination_invalid"
+    directory = await world.http.get(
+        f"/v1/identity/users/by-username/{payee.username}/contact", headers=payer.headers
+    )
+    assert directory.status_code == 403  # the user directory is for services only

@@ -31,6 +31,8 @@ class IdentityClient(Protocol):
         """Raises `RemoteServiceError` with code `user_not_found` (404)."""
         ...
 
+    async def contact_by_username(self, username: str) -> Contact: ...
+
     async def issue_code(self, request: OneTimeCodeCreate) -> OneTimeCode:
         """Raises `RemoteServiceError`: `too_many_codes` (429), `code_delivery_failed` (503)."""
         ...
@@ -48,6 +50,12 @@ class HttpIdentity:
     async def contact(self, user_id: str) -> Contact:
         response = await self._client.request(
             "GET", f"/v1/identity/users/{quote(user_id, safe='')}/contact"
+        )
+        return Contact.model_validate_json(response.content)
+
+    async def contact_by_username(self, username: str) -> Contact:
+        response = await self._client.request(
+            "GET", f"/v1/identity/users/by-username/{quote(username, safe='')}/contact"
         )
         return Contact.model_validate_json(response.content)
 

@@ -17,20 +17,24 @@ MAX_MINOR = 2**63 - 1
 
 
 class Destination(BaseModel):
-    """Where the money goes: a wallet, or a user's wallet in the destination currency."""
+    """Where the money goes: a wallet, or a user's (by id or username) wallet in the
+    destination currency."""
 
     model_config = ConfigDict(extra="forbid")
 
     wallet_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,64}$")
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    username: str | None = Field(
+        default=None, min_length=1, max_length=150, pattern=r"^[A-Za-z0-9._@+-]+$"
+    )
     currency: CurrencyCode | None = Field(
         default=None, description="With `user_id`: which of their wallets (default: the payment's)."
     )
 
     @model_validator(mode="after")
     def _one_target(self) -> Destination:
-        if (self.wallet_id is None) == (self.user_id is None):
-            raise ValueError("give exactly one of wallet_id and user_id")
+        if sum(value is not None for value in (self.wallet_id, self.user_id, self.username)) != 1:
+            raise ValueError("give exactly one of wallet_id, user_id and username")
         return self
 
 

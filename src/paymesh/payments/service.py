@@ -192,10 +192,13 @@ class Payments:
             if target.wallet_id is not None:
                 found = await self.remote.wallets.account(target.wallet_id)
             else:
-                assert target.user_id is not None
-                found = await self.remote.wallets.owned_by(
-                    target.user_id, target.currency or currency
-                )
+                user_id = target.user_id
+                if user_id is None:
+                    assert target.username is not None
+                    user_id = (
+                        await self.remote.identity.contact_by_username(target.username)
+                    ).user_id
+                found = await self.remote.wallets.owned_by(user_id, target.currency or currency)
         except RemoteServiceError as error:
             if error.remote_status == 404:
                 raise errors.DestinationInvalid(detail="no such wallet") from None

@@ -146,6 +146,21 @@ async def disable_totp(
 
 
 @router.get(
+    "/by-username/{username}/contact",
+    response_model=Contact,
+    responses=problem_responses(identity_errors.UserNotFound),
+)
+async def get_contact_by_username(
+    username: Annotated[str, Path(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9._@+-]+$")],
+    session: SessionDep,
+    _caller: Annotated[Caller, Depends(require(roles={"service"}))],
+) -> Contact:
+    """The user with this username (payments to a username): services only, so the
+    directory of users is not open to customers."""
+    return await service.contact_by_username(session, username)
+
+
+@router.get(
     "/{user_id}/contact",
     response_model=Contact,
     responses=problem_responses(identity_errors.UserNotFound),

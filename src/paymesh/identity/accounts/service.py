@@ -75,6 +75,13 @@ async def contact(session: AsyncSession, user_id: str) -> Contact:
     )
 
 
+async def contact_by_username(session: AsyncSession, username: str) -> Contact:
+    row = await identity_repository.get_user_by_username(session, username)
+    if row is None:
+        raise identity_errors.UserNotFound()
+    return await contact(session, row.id)
+
+
 async def user_view(session: AsyncSession, row: UserRow) -> User:
     return identity_service.user_schema(row, await identity_repository.user_roles(session, row.id))
 
