@@ -6,7 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from paymesh.kernel.errors import install_error_handlers
 from tests.kernel.support import NOTE, bearer
 
 NOTES = "/v1/sample/notes"
@@ -207,3 +212,42 @@ class TestNulCharacter:
 
         assert response.status_code == 400
         assert response.json()["code"] == "invalid_characters"
+
+
+def _database_failing_app(failure: Exception) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/work")
+    async def work() -> None:
+        raise failure
+
+    return app
+
+
+class _TooManyConnectionsError(Exception):
+    """Stands in for asyncpg's error of the same name (only its name is looked at)."""
+
+
+_TooManyConnectionsError.__name__ = "TooManyConnectionsError"
+
+
+async def test_a_database_out_of_connections_is_503_with_retry_after() -> None:
+    for failure in (
+        SQLAlchemyTimeoutError("QueuePool limit of size 10 overflow 10 reached"),
+        DBAPIError("SELECT 1", {}, _TooManyConnectionsError("sorry, too many clients")),
+    ):
+        app = _database_failing_app(failure)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+            response = await client.get("/work")
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "database_unavailable"
+        assert response.headers["retry-after"] == "1"
+
+
+async def test_other_database_errors_stay_server_errors() -> None:
+    app = _database_failing_app(DBAPIError("SELECT 1", {}, ValueError("syntax")))
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/work")
+    assert response.status_code == 500

@@ -10,14 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from paymesh.kernel.jsonutil import dumps
+
+log = structlog.get_logger("paymesh.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -293,7 +298,48 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+class DatabaseUnavailable(PaymeshError):
+    code = "database_unavailable"
+    status = 503
+    title = "The database is out of connections or unreachable; retry shortly"
+
+
+_CONNECTION_FAILURES = frozenset(
+    {
+        "TooManyConnectionsError",
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionRefusedError",
+        "InterfaceError",
+    }
+)
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """A pool that waited too long for a connection, or a database refusing connections:
+    the request may succeed if retried, and is not the server's bug (503, not 500)."""
+    if isinstance(error, SQLAlchemyTimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        original = error.orig
+        return bool(error.connection_invalidated) or (
+            original is not None and type(original).__name__ in _CONNECTION_FAILURES
+        )
+    return False
+
+
+async def _handle_database_error(request: Request, error: Exception) -> Response:
+    if not is_connection_failure(error):
+        raise error
+    log.warning("database_unavailable", error=type(error).__name__)
+    response = render_error(request, DatabaseUnavailable())
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PaymeshError, _handle_paymesh_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, _handle_database_error)
+    app.add_exception_handler(DBAPIError, _handle_database_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
