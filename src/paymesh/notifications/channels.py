@@ -127,6 +127,9 @@ class SmtpChannel:
         self.start_tls = start_tls
         self.timeout_seconds = timeout_seconds
         self.tls_context = tls_context
+        # EHLO's name: without one, aiosmtplib asks socket.getfqdn() on every send, a
+        # blocking DNS lookup on the event loop.
+        self.local_hostname = self.sender.rpartition("@")[2].strip("> ") or "localhost"
 
     def compose(self, message: OutgoingMessage) -> EmailMessage:
         email = EmailMessage()
@@ -158,6 +161,7 @@ class SmtpChannel:
                 sender=self.sender,
                 recipients=[message.to],
                 hostname=self.host,
+                local_hostname=self.local_hostname,
                 port=self.port,
                 username=self.username,
                 password=self.password,
