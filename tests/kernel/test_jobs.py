@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -324,3 +325,62 @@ class TestSchedulerTicks:
         await asyncio.sleep(0.25)
         assert await second.run_due() == ["shared"]
         assert len(probe.runs) == 2
+
+
+class TestSchedulerLeases:
+    async def test_a_job_whose_worker_died_mid_run_runs_again_within_one_lease(
+        self, idle_sample: Platform
+    ) -> None:
+        runtime = runtime_of(idle_sample)
+        started = asyncio.Event()
+
+        async def dies_midway() -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        dead = Scheduler(
+            runtime.database,
+            runtime.tables,
+            [PeriodicJob("resume", interval_seconds=0.1, run=dies_midway)],
+            lease_seconds=0.5,
+            worker="dead",
+        )
+        await dead._register()
+        running = asyncio.create_task(dead.run_due())
+        await started.wait()
+        running.cancel()  # killed: neither released nor renewed from here on
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        probe = Probe(seconds=0)
+        survivor = Scheduler(
+            runtime.database,
+            runtime.tables,
+            [PeriodicJob("resume", interval_seconds=0.1, run=probe)],
+            lease_seconds=0.5,
+            worker="survivor",
+        )
+
+        assert await survivor.run_due() == []  # the dead worker's lease still holds
+        await asyncio.sleep(0.6)
+        assert await survivor.run_due() == ["resume"]  # not after the job's 300 s timeout
+
+    async def test_a_job_longer_than_its_lease_keeps_it(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        probe = Probe(seconds=1.0)
+        first, second = (
+            Scheduler(
+                runtime.database,
+                runtime.tables,
+                [PeriodicJob("long", interval_seconds=0.1, run=probe)],
+                lease_seconds=0.3,
+                worker=name,
+            )
+            for name in ("first", "second")
+        )
+        await first._register()
+        running = asyncio.create_task(first.run_due())
+        await asyncio.sleep(0.6)  # two leases' worth: renewed, not lapsed
+
+        assert await second.run_due() == []
+        assert await running == ["long"]
+        assert probe.max_running == 1

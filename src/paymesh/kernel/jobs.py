@@ -4,12 +4,14 @@
   claim due rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serialises writers),
   under a lease, so two workers never take the same row; a crashed worker's lease ends and
   another worker resumes the task.
-* `Scheduler`: periodic jobs; a job runs on one worker at a time, guarded by a lease row.
+* `Scheduler`: periodic jobs; a job runs on one worker at a time, guarded by a lease row
+  that the running worker renews: a worker killed mid-run lets go within one short lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -192,10 +194,12 @@ class Scheduler:
         jobs: list[PeriodicJob],
         *,
         tick_seconds: float = 0.25,
+        lease_seconds: float = 15.0,
         worker: str | None = None,
     ) -> None:
         self.database = database
         self.table = tables.job_lease
+        self.lease_seconds = lease_seconds
         self.jobs = {job.name: job for job in jobs}
         self.tick_seconds = tick_seconds
         self.worker = worker or worker_name()
@@ -222,12 +226,30 @@ class Scheduler:
                     table.c.next_run_at <= now,
                     or_(table.c.lease_until.is_(None), table.c.lease_until < now),
                 )
-                .values(
-                    holder=self.worker,
-                    lease_until=now + dt.timedelta(seconds=job.timeout_seconds),
-                )
+                .values(holder=self.worker, lease_until=now + self._lease(job))
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _lease(self, job: PeriodicJob) -> dt.timedelta:
+        return dt.timedelta(seconds=min(job.timeout_seconds, self.lease_seconds))
+
+    async def _keep_lease(self, job: PeriodicJob) -> None:
+        """Renew the lease while the job runs. A worker that dies (SIGKILL, OOM, power)
+        stops renewing, so another worker, or this one restarted, runs the job again
+        within one lease rather than after the job's whole timeout (the payments
+        recovery job is what must run after a crash)."""
+        table = self.table
+        while True:
+            await asyncio.sleep(self._lease(job).total_seconds() / 3)
+            try:
+                async with self.database.transaction() as session:
+                    await session.execute(
+                        update(table)
+                        .where(table.c.name == job.name, table.c.holder == self.worker)
+                        .values(lease_until=utcnow() + self._lease(job))
+                    )
+            except Exception:
+                log.warning("job_lease_renewal_failed", job=job.name, exc_info=True)
 
     async def _release(self, job: PeriodicJob, error: str | None) -> None:
         table = self.table
@@ -277,12 +299,17 @@ class Scheduler:
                 self._known_next_run[job.name] = await self._next_run_at(job)
                 continue
             error = None
+            keeper = asyncio.create_task(self._keep_lease(job))
             try:
                 async with asyncio.timeout(job.timeout_seconds):
                     await job.run()
             except Exception as failure:
                 error = repr(failure)[:4000]
                 log.exception("periodic_job_failed", job=job.name)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             await self._release(job, error)
             self._known_next_run[job.name] = utcnow() + dt.timedelta(seconds=job.interval_seconds)
             ran.append(job.name)
