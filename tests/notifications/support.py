@@ -21,13 +21,12 @@ from paymesh.kernel.config import Settings
 from paymesh.notifications.models import Notification
 from paymesh.notifications.simulators import MailCatcher, PushSimulator, SmsSimulator
 from paymesh.platform import Platform
+from tests import tokens
 from tests.conftest import _drop_schemas
-from tests.identity import factories as identity_factories
 from tests.profiles.support import loopback_socket, serving, url_of
 
 SERVICES = ["identity", "ledger", "wallets", "notifications", "audit"]
 PASSWORD = "plum-orbit-candle-42"
-LEGACY = ("demo-legacy", "demo-legacy-secret")
 _numbers = itertools.count()
 
 
@@ -83,13 +82,7 @@ class NotificationsWorld:
         return simulator
 
     async def password_token(self, username: str, password: str = PASSWORD) -> dict[str, str]:
-        token = await self.http.post(
-            "/oauth2/token",
-            data={"grant_type": "password", "username": username, "password": password},
-            auth=LEGACY,
-        )
-        assert token.status_code == 200, token.text
-        return {"authorization": f"Bearer {token.json()['access_token']}"}
+        return await tokens.password_token(self.http, username, password)
 
     async def customer(self, *, phone: str | None = "+14155550123") -> Customer:
         username = unique("cust")
@@ -130,34 +123,6 @@ class NotificationsWorld:
         return [message for message in self.sms.messages if message["to"] == number]
 
 
-async def _service_token(world: NotificationsWorld) -> dict[str, str]:
-    created = await identity_factories.create_client(
-        world.platform,
-        name="Identity-like caller (test)",
-        public=False,
-        first_party=True,
-        redirect_uris=[],
-        grant_types=["client_credentials"],
-        scopes=[],
-        roles=["service"],
-    )
-    assert created.client_secret is not None
-    token = await world.http.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client_id, created.client_secret),
-    )
-    assert token.status_code == 200, token.text
-    return {"authorization": f"Bearer {token.json()['access_token']}"}
-
-
-async def _staff(world: NotificationsWorld) -> None:
-    for role in ("ops", "admin", "finance", "auditor"):
-        username = unique(role)
-        await identity_factories.create_user(world.platform, username, roles=[role])
-        world.staff[role] = await world.password_token(username, identity_factories.PASSWORD)
-
-
 def notifications_settings(base: Settings, origin: str) -> Settings:
     section = base.notifications.model_copy(
         update={"retry_initial_seconds": 0.05, "retry_max_seconds": 0.2, "max_attempts": 3}
@@ -184,8 +149,10 @@ async def notifications_world(
             httpx.AsyncClient(base_url=origin, timeout=30) as http,
         ):
             world = NotificationsWorld(platform, http)
-            world.service = await _service_token(world)
-            await _staff(world)
+            world.service = await tokens.service_token(platform, world.http)
+            world.staff = await tokens.staff_tokens(
+                platform, world.http, ("ops", "admin", "finance", "auditor"), unique
+            )
             yield world
     finally:
         await platform.stop()

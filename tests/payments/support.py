@@ -24,14 +24,13 @@ import httpx
 from paymesh.kernel.config import LevelLimits, Settings
 from paymesh.platform import SERVICE_MODULES, Platform
 from paymesh.providers.simulators.kyc import KycSimulator
+from tests import tokens
 from tests.conftest import _drop_schemas
-from tests.identity import factories as identity_factories
 from tests.notifications.support import eventually
 from tests.profiles.support import loopback_socket, serving, url_of, with_providers
 
 SERVICES = list(SERVICE_MODULES)
 PASSWORD = "plum-orbit-candle-42"
-LEGACY = ("demo-legacy", "demo-legacy-secret")
 LIMITS = {
     level: LevelLimits(per_transaction=10**12, daily=10**12, monthly=10**12)
     for level in ("none", "basic", "full")
@@ -85,13 +84,7 @@ class PaymentsWorld:
     staff: dict[str, dict[str, str]] = field(default_factory=dict)
 
     async def password_token(self, username: str, password: str = PASSWORD) -> dict[str, str]:
-        token = await self.http.post(
-            "/oauth2/token",
-            data={"grant_type": "password", "username": username, "password": password},
-            auth=LEGACY,
-        )
-        assert token.status_code == 200, token.text
-        return {"authorization": f"Bearer {token.json()['access_token']}"}
+        return await tokens.password_token(self.http, username, password)
 
     async def customer(self, *currencies: str, funds: int = 0) -> Customer:
         """A registered customer with a wallet per currency (the first funded)."""
@@ -209,34 +202,6 @@ def payments_settings(base: Settings, origin: str, vendor_url: str) -> Settings:
     return with_providers(configured, kyc_vendor_url=vendor_url, kyc_simulator_delay_seconds=0.02)
 
 
-async def _service_token(world: PaymentsWorld) -> dict[str, str]:
-    created = await identity_factories.create_client(
-        world.platform,
-        name="A service (test)",
-        public=False,
-        first_party=True,
-        redirect_uris=[],
-        grant_types=["client_credentials"],
-        scopes=[],
-        roles=["service"],
-    )
-    assert created.client_secret is not None
-    token = await world.http.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client_id, created.client_secret),
-    )
-    assert token.status_code == 200, token.text
-    return {"authorization": f"Bearer {token.json()['access_token']}"}
-
-
-async def _staff(world: PaymentsWorld) -> None:
-    for role in ("ops", "compliance", "admin", "finance"):
-        username = unique(role)
-        await identity_factories.create_user(world.platform, username, roles=[role])
-        world.staff[role] = await world.password_token(username, identity_factories.PASSWORD)
-
-
 async def _rules(world: PaymentsWorld) -> None:
     created = await world.http.post("/v1/risk/rulesets", json=RULES, headers=world.staff["admin"])
     assert created.status_code == 201, created.text
@@ -269,8 +234,10 @@ async def payments_world(
             httpx.AsyncClient(base_url=url_of(platform_socket), timeout=60) as http,
         ):
             world = PaymentsWorld(platform, http)
-            world.service = await _service_token(world)
-            await _staff(world)
+            world.service = await tokens.service_token(platform, world.http)
+            world.staff = await tokens.staff_tokens(
+                platform, world.http, ("ops", "compliance", "admin", "finance"), unique
+            )
             await _rules(world)
             yield world
     finally:

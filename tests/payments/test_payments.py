@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import update
 
+from paymesh.kernel.errors import RemoteServiceError
 from paymesh.payments.models import Payment
 from tests.notifications.support import eventually
 from tests.payments.support import Customer, PaymentsWorld, unique
@@ -489,3 +490,40 @@ async def test_a_payment_to_a_username(shared_world: PaymentsWorld) -> None:
         f"/v1/identity/users/by-username/{payee.username}/contact", headers=payer.headers
     )
     assert directory.status_code == 403  # the user directory is for services only
+
+
+async def test_a_reversal_the_ledger_could_not_take_is_finished_by_recovery(
+    shared_world: PaymentsWorld,
+) -> None:
+    """The ledger down (or the process killed) after the reversal was claimed: it stays
+    `pending`, and the recovery job posts it again (same transfer ids) and completes it."""
+    world = shared_world
+    payer, payee = await world.customer(funds=100_00), await world.customer()
+    payment = (await world.pay(payer, payee, 50_00)).json()
+    runtime = world.platform.runtimes["payments"]
+    ledger = runtime.state["payments"].remote.ledger
+    real = ledger.create_batch
+
+    async def down(batch: Any) -> Any:
+        raise RemoteServiceError(503, "service_unavailable", "the ledger is down")
+
+    ledger.create_batch = down
+    try:
+        refused = await world.http.post(
+            f"/v1/payments/{payment['id']}/reversals",
+            json={"reason": "ledger down"},
+            headers=world.staff["ops"],
+        )
+    finally:
+        ledger.create_batch = real
+    assert refused.status_code == 503, refused.text
+    assert await world.balance(payee) == 50_00  # nothing moved yet
+    held = await world.http.post(
+        f"/v1/payments/{payment['id']}/reversals", json={"reason": "x"}, headers=world.staff["ops"]
+    )
+    assert held.status_code == 409  # the pending reversal holds what is left
+    assert await runtime.state["reversals"].resume_pending(0) == 1
+    assert (await _payment(world, payer, payment["id"]))["status"] == "reversed"
+    assert await world.balance(payee) == 0
+    assert await world.balance(payer) == 100_00 - 50_00 - p2p_fee(50_00) + 50_00 + p2p_fee(50_00)
+    await world.trial_balance_holds()

@@ -17,8 +17,8 @@ import httpx
 from paymesh.kernel.config import LevelLimits, Settings
 from paymesh.platform import Platform
 from paymesh.providers.simulators.kyc import KycSimulator
+from tests import tokens
 from tests.conftest import _drop_schemas
-from tests.identity import factories as identity_factories
 from tests.profiles.support import (
     eventually,
     kyc_body,
@@ -30,7 +30,6 @@ from tests.profiles.support import (
 
 SERVICES = ["identity", "profiles", "providers", "forex", "risk"]
 PASSWORD = "plum-orbit-candle-42"
-LEGACY = ("demo-legacy", "demo-legacy-secret")
 # Limits wide enough that the scoring rules can be reached without tripping a limit
 # (USD cents); tests of the limits use them as they are.
 LIMITS = {
@@ -60,13 +59,7 @@ class RiskWorld:
     staff: dict[str, dict[str, str]] = field(default_factory=dict)
 
     async def password_token(self, username: str, password: str = PASSWORD) -> dict[str, str]:
-        token = await self.http.post(
-            "/oauth2/token",
-            data={"grant_type": "password", "username": username, "password": password},
-            auth=LEGACY,
-        )
-        assert token.status_code == 200, token.text
-        return {"authorization": f"Bearer {token.json()['access_token']}"}
+        return await tokens.password_token(self.http, username, password)
 
     async def customer(
         self, *, verified: bool = False, **fields: Any
@@ -113,34 +106,6 @@ class RiskWorld:
             return [row.envelope["data"] for row in rows]
 
 
-async def _service_token(world: RiskWorld) -> dict[str, str]:
-    created = await identity_factories.create_client(
-        world.platform,
-        name="Payments (test)",
-        public=False,
-        first_party=True,
-        redirect_uris=[],
-        grant_types=["client_credentials"],
-        scopes=[],
-        roles=["service"],
-    )
-    assert created.client_secret is not None
-    token = await world.http.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client_id, created.client_secret),
-    )
-    assert token.status_code == 200, token.text
-    return {"authorization": f"Bearer {token.json()['access_token']}"}
-
-
-async def _staff(world: RiskWorld) -> None:
-    for role in ("ops", "compliance", "admin", "finance"):
-        username = unique(role)
-        await identity_factories.create_user(world.platform, username, roles=[role])
-        world.staff[role] = await world.password_token(username, identity_factories.PASSWORD)
-
-
 async def risk_world(settings: Settings, postgres_database: str | None) -> AsyncIterator[RiskWorld]:
     """Start everything; yield the world; stop and drop it."""
     platform_socket, vendor_socket = loopback_socket(), loopback_socket()
@@ -167,8 +132,10 @@ async def risk_world(settings: Settings, postgres_database: str | None) -> Async
             httpx.AsyncClient(base_url=origin, timeout=30) as http,
         ):
             world = RiskWorld(platform, http, simulator)
-            world.service = await _service_token(world)
-            await _staff(world)
+            world.service = await tokens.service_token(platform, world.http)
+            world.staff = await tokens.staff_tokens(
+                platform, world.http, ("ops", "compliance", "admin", "finance"), unique
+            )
             yield world
     finally:
         await platform.stop()

@@ -87,9 +87,13 @@ class Reversal(Base):
     fee_refund: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(500))
     requested_by: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(12))  # pending | completed | refused
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_payment_reversal_payment_id", "payment_id"),)
+    __table_args__ = (
+        Index("ix_payment_reversal_payment_id", "payment_id"),
+        Index("ix_payment_reversal_status_created_at", "status", "created_at"),
+    )
 
 
 payment_table: Table = Payment.__table__  # type: ignore[assignment]

@@ -1,12 +1,20 @@
 """Reversals: an operator gives back all or part of a succeeded payment with a compensating
 ledger batch (payee → payer, and the fee refunded pro rata from the fees account when the
 pricing rule says so). Never more than what is left; refused when the payee's wallet
-lacks the funds. The reversal row is written first (its id names the transfers), so a
-retried reversal finds its transfers `exists` and moves nothing twice."""
+lacks the funds.
+
+The reversal is recorded first, `pending`, in the same transaction that claims its amount
+(`reversed_amount` updated only from the value read: two operators cannot both give back
+the same money); its id names the ledger transfers, so posting again finds them `exists`.
+The batch then moves the money and the reversal completes — or, refused, gives its claim
+back. A process killed in between leaves a `pending` reversal that the recovery job posts
+again and completes (or releases)."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import datetime as dt
+
+from sqlalchemy import select, update
 
 from paymesh.kernel.auth import Caller
 from paymesh.kernel.db import Database, utcnow
@@ -18,6 +26,18 @@ from paymesh.payments.money import Booking, failure_code
 from paymesh.payments.pricing import FeeRule, refund_fee
 from paymesh.payments.schemas import ReversalCreate, ReversalOut
 from paymesh.payments.service import Payments
+
+
+def reversal_out(row: Reversal) -> ReversalOut:
+    return ReversalOut(
+        id=row.id,
+        payment_id=row.payment_id,
+        amount=row.amount,
+        fee_refund=row.fee_refund,
+        reason=row.reason,
+        requested_by=row.requested_by,
+        created_at=row.created_at,
+    )
 
 
 class Reversals:
@@ -34,7 +54,7 @@ class Reversals:
             raise errors.IllegalTransition(detail=f"a {payment.status} payment cannot be reversed")
         left = payment.amount - payment.reversed_amount
         amount = body.amount if body.amount is not None else left
-        if amount > left:
+        if left <= 0 or amount > left:  # nothing left, or pending reversals hold the rest
             raise errors.ReversalTooLarge(left=left)
         fee_back = refund_fee(
             FeeRule.model_validate(payment.fee_rule),
@@ -44,9 +64,16 @@ class Reversals:
             already_reversed=payment.reversed_amount,
             already_refunded=payment.fee_refunded,
         )
-        reversal_id = new_id("rev")
-        # Claim the amount first (only from the reversed total we read): two operators
-        # reversing at once cannot give back more than was paid.
+        row = Reversal(
+            id=new_id("rev"),
+            payment_id=payment.id,
+            amount=amount,
+            fee_refund=fee_back,
+            reason=body.reason,
+            requested_by=caller.subject,
+            status="pending",
+            created_at=utcnow(),
+        )
         async with self.database.transaction() as session:
             claimed = await session.execute(
                 update(Payment)
@@ -63,69 +90,107 @@ class Reversals:
             )
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 raise errors.IllegalTransition(detail="another reversal is in progress; retry")
-        batch = await self.booking.reversal_batch(payment, reversal_id, amount, fee_back)
+            session.add(row)
+        outcome = await self._post(payment, row)
+        if outcome == "refused_funds":
+            raise errors.PayeeLacksFunds()
+        if outcome != "completed":
+            raise errors.DependencyUnavailable(
+                detail=f"ledger: {outcome}; the reversal stays pending and is retried",
+                reversal_id=row.id,
+            )
+        return reversal_out(row)
+
+    async def _post(self, payment: Payment, row: Reversal) -> str:
+        """Post the reversal's batch and record the outcome: `completed`, `refused_funds`,
+        `refused:<code>` (claim given back), or `unavailable:...` (still pending)."""
+        batch = await self.booking.reversal_batch(payment, row.id, row.amount, row.fee_refund)
         try:
             result = await self.payments.remote.ledger.create_batch(batch)
-            code = failure_code(result.results)
         except RemoteServiceError as error:
-            code = f"unavailable: {error.detail}"
-        if code is not None:
-            async with self.database.transaction() as session:
-                await session.execute(
-                    update(Payment)
-                    .where(Payment.id == payment.id)
-                    .values(
-                        reversed_amount=Payment.reversed_amount - amount,
-                        fee_refunded=Payment.fee_refunded - fee_back,
-                        updated_at=utcnow(),
-                    )
-                )
-            if code == "exceeds_credits":
-                raise errors.PayeeLacksFunds()
-            raise errors.DependencyUnavailable(detail=f"ledger: {code}")
-        target = "reversed" if amount == left else "partially_reversed"
-        states.check(payment.status, target)
-        now = utcnow()
+            return f"unavailable: {error.detail}"
+        code = failure_code(result.results)
+        if code is None:
+            await self._complete(payment.id, row, [transfer.id for transfer in batch.transfers])
+            return "completed"
+        await self._release(payment.id, row, code)
+        return "refused_funds" if code == "exceeds_credits" else f"refused:{code}"
+
+    async def _complete(self, payment_id: str, row: Reversal, transfer_ids: list[str]) -> None:
         async with self.database.transaction() as session:
+            done = await session.execute(
+                update(Reversal)
+                .where(Reversal.id == row.id, Reversal.status == "pending")
+                .values(status="completed")
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return  # completed by another process
+            payment = await session.get(Payment, payment_id, with_for_update=True)
+            assert payment is not None
+            target = (
+                "reversed" if payment.reversed_amount >= payment.amount else "partially_reversed"
+            )
+            states.check(payment.status, target)
+            payment.status = target
+            payment.updated_at = utcnow()
+            await self.payments.record_step(
+                session,
+                payment_id,
+                "reversal",
+                target,
+                row.requested_by,
+                {
+                    "reversal_id": row.id,
+                    "amount": row.amount,
+                    "fee_refund": row.fee_refund,
+                    "transfer_ids": transfer_ids,
+                },
+            )
+            await session.flush()
+            await self.payments.record_event(session, payment, "reversed")
+
+    async def _release(self, payment_id: str, row: Reversal, code: str) -> None:
+        async with self.database.transaction() as session:
+            done = await session.execute(
+                update(Reversal)
+                .where(Reversal.id == row.id, Reversal.status == "pending")
+                .values(status="refused")
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return
             await session.execute(
                 update(Payment)
-                .where(Payment.id == payment.id)
-                .values(status=target, updated_at=now)
-            )
-            session.add(
-                Reversal(
-                    id=reversal_id,
-                    payment_id=payment.id,
-                    amount=amount,
-                    fee_refund=fee_back,
-                    reason=body.reason,
-                    requested_by=caller.subject,
-                    created_at=now,
+                .where(Payment.id == payment_id)
+                .values(
+                    reversed_amount=Payment.reversed_amount - row.amount,
+                    fee_refunded=Payment.fee_refunded - row.fee_refund,
+                    updated_at=utcnow(),
                 )
             )
             await self.payments.record_step(
                 session,
-                payment.id,
+                payment_id,
                 "reversal",
-                target,
-                caller.subject,
-                {
-                    "reversal_id": reversal_id,
-                    "amount": amount,
-                    "fee_refund": fee_back,
-                    "transfer_ids": [transfer.id for transfer in batch.transfers],
-                },
+                "refused",
+                row.requested_by,
+                {"reversal_id": row.id, "code": code},
             )
-            fresh = await session.get(Payment, payment.id)
-            assert fresh is not None
-            await session.refresh(fresh)
-            await self.payments.record_event(session, fresh, "reversed")
-        return ReversalOut(
-            id=reversal_id,
-            payment_id=payment.id,
-            amount=amount,
-            fee_refund=fee_back,
-            reason=body.reason,
-            requested_by=caller.subject,
-            created_at=now,
-        )
+
+    async def resume_pending(self, older_than_seconds: float) -> int:
+        """Reversals a crash (or the ledger being down) left `pending`: post again."""
+        cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+        async with self.database.transaction() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(Reversal)
+                        .where(Reversal.status == "pending", Reversal.created_at < cutoff)
+                        .order_by(Reversal.created_at)
+                        .limit(50)
+                    )
+                ).scalars()
+            )
+        for row in rows:
+            payment = await self.payments.get(row.payment_id)
+            await self._post(payment, row)
+        return len(rows)

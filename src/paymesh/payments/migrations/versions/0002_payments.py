@@ -68,10 +68,14 @@ def upgrade() -> None:
         sa.Column("fee_refund", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(500), nullable=False),
         sa.Column("requested_by", sa.String(255), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_reversal")),
     )
     op.create_index("ix_payment_reversal_payment_id", "payment_reversal", ["payment_id"])
+    op.create_index(
+        "ix_payment_reversal_status_created_at", "payment_reversal", ["status", "created_at"]
+    )
 
 
 def downgrade() -> None:
