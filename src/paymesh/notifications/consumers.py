@@ -24,6 +24,12 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
     async def notify(session: AsyncSession, event: CloudEvent) -> None:
         if event.type in DIRECT_ONLY:
             return
-        await notifier.notify(session, event_id=event.id, event_type=event.type, data=event.data)
+        await notifier.notify(
+            session,
+            event_id=event.id,
+            event_type=event.type,
+            data=event.data,
+            subject=event.subject,
+        )
 
     return [ConsumerSpec("notify", SUBSCRIBED, notify)]

@@ -325,6 +325,7 @@ class Dispatcher:
                         "channel": row["channel"],
                         "event_type": row["event_type"],
                         "event_id": row["event_id"],
+                        "about": row["about"],
                         "attempts": attempts,
                         "provider_message_id": values.get("provider_message_id"),
                         "error": values.get("last_error"),

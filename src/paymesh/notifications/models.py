@@ -29,6 +29,9 @@ class Notification(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(160))
     event_type: Mapped[str] = mapped_column(String(200))
+    # What the event was about (its CloudEvents subject: a payment id), so the service it
+    # came from can show the message on its own timeline.
+    about: Mapped[str | None] = mapped_column(String(255), nullable=True)
     user_id: Mapped[str] = mapped_column(String(40))
     channel: Mapped[str] = mapped_column(String(8))
     category: Mapped[str] = mapped_column(String(16))

@@ -55,6 +55,7 @@ class Notifier:
         event_type: str,
         data: Mapping[str, Any],
         only_channel: str | None = None,
+        subject: str | None = None,
     ) -> list[Queued]:
         """Queue every message the event calls for; answers those queued now or earlier."""
         routes = routes_for(event_type, self.routes)
@@ -82,7 +83,15 @@ class Notifier:
                 if key is None:
                     continue
                 row = await self._queue(
-                    session, event_id, event_type, route, user_id, channel, keys[key], data
+                    session,
+                    event_id,
+                    event_type,
+                    route,
+                    user_id,
+                    channel,
+                    keys[key],
+                    data,
+                    about=subject[:255] if subject else None,
                 )
                 queued.append(row)
         if queued:
@@ -108,12 +117,15 @@ class Notifier:
         channel: str,
         template: Any,
         data: Mapping[str, Any],
+        *,
+        about: str | None,
     ) -> Queued:
         now = utcnow()
         values: dict[str, Any] = {
             "id": new_id("ntf"),
             "event_id": event_id,
             "event_type": event_type,
+            "about": about,
             "user_id": user_id,
             "channel": channel,
             "category": route.category,

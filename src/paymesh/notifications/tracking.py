@@ -74,6 +74,7 @@ async def apply_sms_status(
             "channel": row.channel,
             "event_type": row.event_type,
             "event_id": row.event_id,
+            "about": row.about,
             "attempts": row.attempts,
             "provider_message_id": message_sid,
             "error": values.get("last_error"),

@@ -1,7 +1,8 @@
 """Events payments acts on: a compliance officer's answer to a payment held for review
 (risk's `risk.case.approved` / `risk.case.declined`, naming the payment as
-`transaction_id`). An approval moves the payment to `processing` here (in the consumer's
-transaction) and the money is booked right after the commit."""
+`transaction_id`) — an approval moves the payment to `processing` here (in the consumer's
+transaction) and the money is booked right after the commit — and notifications' outcomes
+for messages about a payment, which become lines of its timeline."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.events import CloudEvent
 from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime
+from paymesh.payments.models import Payment
 from paymesh.payments.service import ADVANCE_AFTER_COMMIT, Payments
 
 
@@ -25,6 +27,34 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
             # Booked once this transaction commits (the recovery job would get there too).
             session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append(payment_id)
 
+    async def notification_outcome(session: AsyncSession, event: CloudEvent) -> None:
+        """A message about a payment went out (or failed): a line on its timeline."""
+        about, source = event.data.get("about"), event.data.get("event_type")
+        if not isinstance(about, str) or not str(source or "").startswith("payments."):
+            return
+        payment = await session.get(Payment, about)
+        if payment is None:
+            return
+        detail = {
+            "notification_id": event.data.get("id"),
+            "channel": event.data.get("channel"),
+            "to": "payee" if event.data.get("user_id") == payment.payee_id else "payer",
+            "message": source,
+        }
+        outcome = event.type.rpartition(".")[2]
+        await payments.record_step(session, about, "notification", outcome, None, detail)
+
     return [
-        ConsumerSpec("review_outcomes", ("risk.case.approved", "risk.case.declined"), case_resolved)
+        ConsumerSpec(
+            "notification_outcomes",
+            (
+                "notifications.notification.sent",
+                "notifications.notification.delivered",
+                "notifications.notification.failed",
+            ),
+            notification_outcome,
+        ),
+        ConsumerSpec(
+            "review_outcomes", ("risk.case.approved", "risk.case.declined"), case_resolved
+        ),
     ]

@@ -15,6 +15,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), nullable=False),
         sa.Column("event_id", sa.String(160), nullable=False),
         sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("about", sa.String(255), nullable=True),
         sa.Column("user_id", sa.String(40), nullable=False),
         sa.Column("channel", sa.String(8), nullable=False),
         sa.Column("category", sa.String(16), nullable=False),
