@@ -33,6 +33,7 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.http import ServiceClient
 from paymesh.platform import Platform
+from tests import tokens
 from tests.conftest import _drop_schemas, http_client
 from tests.identity import factories
 
@@ -129,27 +130,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return document
 
 
-async def _service_token(platform: Platform, http: httpx.AsyncClient) -> dict[str, str]:
-    created = await factories.create_client(
-        platform,
-        name="Payments (test)",
-        public=False,
-        first_party=True,
-        redirect_uris=[],
-        grant_types=["client_credentials"],
-        scopes=[],
-        roles=["service"],
-    )
-    assert created.client_secret is not None
-    token = await http.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(created.client_id, created.client_secret),
-    )
-    assert token.status_code == 200, token.text
-    return {"authorization": f"Bearer {token.json()['access_token']}"}
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_world(
     tmp_path_factory: pytest.TempPathFactory, postgres_database: str | None
@@ -174,7 +154,7 @@ async def shared_world(
             http.base_url = httpx.URL(factories.ISSUER)
             delivery = RecordingDelivery()
             platform.runtimes["identity"].state["one_time_codes"].delivery = delivery
-            yield World(platform, http, delivery, await _service_token(platform, http))
+            yield World(platform, http, delivery, await tokens.service_token(platform, http))
     finally:
         await platform.stop()
         if postgres_database:

@@ -573,19 +573,15 @@ class Payments:
         payment = await session.get(Payment, payment_id, with_for_update=True)
         if payment is None or payment.status != "under_review":
             return False
-        target = "processing" if approved else "failed"
-        values: dict[str, Any] = {"status": target, "updated_at": utcnow()}
+        # The row is locked (FOR UPDATE): change it in place, no second UPDATE or read.
+        payment.status = "processing" if approved else "failed"
+        payment.updated_at = utcnow()
         if not approved:
-            values.update(failure_code="review_declined", failure_reason="declined by compliance")
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment_id, Payment.status == "under_review")
-            .values(**values)
-        )
+            payment.failure_code = "review_declined"
+            payment.failure_reason = "declined by compliance"
         await self.record_step(
             session, payment_id, "review", "approved" if approved else "declined", actor, {}
         )
-        await session.refresh(payment)
         if not approved:
             await self.record_event(session, payment, "failed")
         return approved
@@ -674,9 +670,8 @@ class Payments:
             if not changed.rowcount:  # type: ignore[attr-defined]
                 return False  # someone else moved it first
             await self.record_step(session, payment.id, step, outcome, actor, detail)
-            fresh = await session.get(Payment, payment.id)
+            fresh = await session.get(Payment, payment.id)  # the row as just updated
             assert fresh is not None
-            await session.refresh(fresh)
             await self.record_event(session, fresh, target)
         return True
 
