@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Row, Table, bindparam, delete, func, or_, select, update
@@ -24,6 +25,7 @@ from paymesh.identity.models import (
     UserRole,
 )
 from paymesh.kernel.db import insert_ignoring_conflicts, is_postgres
+from paymesh.kernel.reads import DirectReads, Query
 
 revoked_access_tokens = cast(Table, RevokedAccessToken.__table__)
 
@@ -98,6 +100,16 @@ async def get_client_record(session: AsyncSession, client_id: str) -> Row[Any] |
     """The client's columns, read only: no ORM instance, no identity map (a fifth of a
     token grant's time went to loading the client as an entity)."""
     return (await session.execute(_CLIENT_RECORD, {"client_id": client_id})).first()
+
+
+_CLIENT_RECORD_DIRECT = Query(_CLIENT_RECORD)
+
+
+async def read_client_record(reads: DirectReads, client_id: str) -> SimpleNamespace | None:
+    """The client's columns as committed, on the direct read path: a client credentials
+    grant then opens no transaction at all (the exchange writes nothing for it)."""
+    found = await reads.one(_CLIENT_RECORD_DIRECT, client_id=client_id)
+    return None if found is None else SimpleNamespace(**found)
 
 
 # --- authorization codes -----------------------------------------------------------------

@@ -36,9 +36,14 @@ from sqlalchemy.sql import Insert
 from sqlalchemy.sql.schema import Table
 from sqlalchemy.types import TypeDecorator
 
-from paymesh.kernel import sqlite_driver
 from paymesh.kernel.config import Settings
-from paymesh.kernel.sqlite_driver import WalCheckpoints, inline_creator, sqlite_connection
+from paymesh.kernel.reads import DirectReads
+from paymesh.kernel.sqlite_driver import (
+    WalCheckpoints,
+    connection_pragmas,
+    inline_creator,
+    sqlite_connection,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -127,6 +132,14 @@ class Database:
         """Sessions that may write (on SQLite: one at a time per process, in turn)."""
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         """Sessions that only read (on SQLite: concurrent, never behind a writer)."""
+        self.reads = DirectReads(
+            self.read_engine.dialect,
+            url,
+            schema,
+            sqlite_path=str(url.database) if self.is_sqlite else None,
+            connections=max(2, pool_size // 2),
+        )
+        """One-statement reads straight on the driver (kernel/reads.py)."""
         self._after_commit: list[Callable[[AsyncSession], None]] = []
         self._checkpoints: WalCheckpoints | None = None
         if self.is_sqlite:
@@ -159,6 +172,7 @@ class Database:
     async def dispose(self) -> None:
         if self._checkpoints is not None:
             await self._checkpoints.wait()
+        await self.reads.close()
         await self.engine.dispose()
         if self.is_sqlite:
             await self.read_engine.dispose()
@@ -229,18 +243,8 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str, query_only: bool = Fal
         # Let SQLAlchemy, not the driver, emit BEGIN, so it can be BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        # Statements run on the event loop (kernel/sqlite_driver.py): a commit must not
-        # stop to checkpoint the WAL (fsyncs); `WalCheckpoints` does it on a thread.
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
-        cursor.execute(f"PRAGMA journal_size_limit={sqlite_driver.WAL_CHECKPOINT_BYTES}")
-        if query_only:
-            # A read transaction that tried to write would have to upgrade its lock, which
-            # fails under contention: make it fail always, and loudly.
-            cursor.execute("PRAGMA query_only=ON")
+        for pragma in connection_pragmas(query_only=query_only):
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -35,6 +35,25 @@ WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 ~4 MB, 1000 pages); a writer restarting the WAL after a checkpoint also truncates the
 file back to this size (`PRAGMA journal_size_limit`), so the size keeps telling."""
 
+def connection_pragmas(*, query_only: bool = False) -> tuple[str, ...]:
+    """Every connection's settings; `query_only` for a connection that only reads."""
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA busy_timeout=30000",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+        # Statements run on the event loop: a commit must not stop to checkpoint the WAL
+        # (fsyncs); `WalCheckpoints` does it on a thread.
+        "PRAGMA wal_autocheckpoint=0",
+        # Read when a connection opens (not at import), so the limit can be tuned.
+        f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}",
+    )
+    if query_only:
+        # A read transaction that tried to write would have to upgrade its lock, which
+        # fails under contention: make it fail always, and loudly.
+        pragmas += ("PRAGMA query_only=ON",)
+    return pragmas
+
 
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose calls run at once on the caller's thread."""

@@ -122,11 +122,9 @@ async def list_accounts(
     response_model=Account,
     responses=problem_responses(errors.AccountNotFound),
 )
-async def get_account(
-    account_id: AccountId, session: SessionDep, service: Ledger, _caller: Reader
-) -> Account:
+async def get_account(account_id: AccountId, service: Ledger, _caller: Reader) -> Account:
     """An account with its four balances (minor units)."""
-    return await service.get_account(session, account_id)
+    return await service.read_account(account_id)
 
 
 @router.get(

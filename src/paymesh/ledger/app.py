@@ -37,7 +37,7 @@ def _setup(runtime: ServiceRuntime) -> None:
         max_queued_operations=settings.max_queued_transfers,
     )
     runtime.state["engine"] = engine
-    runtime.state["ledger"] = LedgerService(engine, runtime.outbox)
+    runtime.state["ledger"] = LedgerService(engine, runtime.outbox, runtime.database.reads)
 
 
 async def _start(runtime: ServiceRuntime) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import is_postgres
 from paymesh.kernel.jsonutil import dumps, strict_loads
+from paymesh.kernel.reads import DirectReads, Query
 from paymesh.ledger import errors
 from paymesh.ledger.models import Account, Entry, Transfer
 from paymesh.ledger.posting import AccountState, Posting, TransferState
@@ -222,6 +223,14 @@ _ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id")
 
 async def get_account(session: AsyncSession, account_id: str) -> Row[Any] | None:
     return (await session.execute(_ACCOUNT_BY_ID, {"account_id": account_id})).first()
+
+
+_ACCOUNT_BY_ID_DIRECT = Query(_ACCOUNT_BY_ID)
+
+
+async def read_account(reads: DirectReads, account_id: str) -> dict[str, Any] | None:
+    """The account's row on the direct read path (no unit of work)."""
+    return await reads.one(_ACCOUNT_BY_ID_DIRECT, account_id=account_id)
 
 
 async def list_accounts(

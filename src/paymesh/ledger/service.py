@@ -4,6 +4,7 @@ creation and reads use the request's unit of work."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.reads import DirectReads
 from paymesh.ledger import errors, repository
 from paymesh.ledger.engine import TransferEngine
 from paymesh.ledger.posting import (
@@ -50,7 +52,10 @@ def _flags_bits(flags: AccountFlags) -> int:
 
 
 def account_from_row(row: Any) -> Account:
-    mapping = row._mapping
+    return account_from_mapping(row._mapping)
+
+
+def account_from_mapping(mapping: Mapping[str, Any]) -> Account:
     return Account(
         id=mapping["id"],
         currency=mapping["currency"],
@@ -93,9 +98,10 @@ def _outcome(result: Result) -> Outcome:
 
 
 class LedgerService:
-    def __init__(self, engine: TransferEngine, outbox: Outbox) -> None:
+    def __init__(self, engine: TransferEngine, outbox: Outbox, reads: DirectReads) -> None:
         self.engine = engine
         self.outbox = outbox
+        self.reads = reads
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -134,6 +140,13 @@ class LedgerService:
             session, "ledger.account.created", account.model_dump(mode="json"), subject=account.id
         )
         return account, True
+
+    async def read_account(self, account_id: str) -> Account:
+        """The account as committed, read outside any unit of work (`GET` an account)."""
+        found = await repository.read_account(self.reads, account_id)
+        if found is None:
+            raise errors.AccountNotFound(detail=f"no account {account_id}")
+        return account_from_mapping(found)
 
     async def get_account(self, session: AsyncSession, account_id: str) -> Account:
         row = await repository.get_account(session, account_id)

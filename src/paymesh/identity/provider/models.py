@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
@@ -22,7 +23,7 @@ SERVICE_SCOPE = re.compile(r"^[a-z][a-z0-9_]{1,31}(:[a-z]{1,16})?$")
 
 @dataclass
 class ClientModel(ClientMixin):  # type: ignore[misc]
-    row: tables.Client | Row[Any]
+    row: tables.Client | Row[Any] | SimpleNamespace
     """The registered client's columns (read only), or a built-in service account."""
     builtin: bool = False
     """A built-in service account (`service-<name>`): it may ask for any service's name

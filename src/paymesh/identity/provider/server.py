@@ -133,7 +133,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         return client
 
     async def load_client(self, client_id: str) -> ClientModel | None:
-        row = await repository.get_client_record(await current().session(), client_id[:128])
+        row = await repository.read_client_record(current().database.reads, client_id[:128])
         if row is not None:
             return ClientModel(row) if row.status == "active" else None
         match = PLATFORM_SERVICE_CLIENT.match(client_id)

@@ -1,0 +1,221 @@
+"""Reads straight on the database driver: the one-statement lookups every request makes.
+
+A read through an `AsyncSession` crosses the ORM session, the Core connection and result
+layers and a greenlet hop for each step (about 0.3 ms of CPU for one row by primary key,
+most of a request's cost); the same statement on the driver costs a few microseconds on
+SQLite and one asyncpg round trip on PostgreSQL. `Query` keeps SQLAlchemy as the way a
+statement is written: it is compiled once per dialect, its parameters go through the
+column types' bind processors and its values through their result processors, so a row
+read here equals the row a session returns (dates, JSON, enums alike).
+
+Each statement runs on its own: SQLite in autocommit (the statement is its own read
+transaction, never behind the writer), PostgreSQL in autocommit (READ COMMITTED gives a
+statement its own snapshot either way). A read that must see the request's own
+uncommitted writes, or several statements that must agree, belongs in the unit of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import URL
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
+
+from paymesh.kernel import sqlite_driver
+
+Row = dict[str, Any]
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    positions: tuple[str, ...]
+    """The bind names in the order the driver takes them."""
+    defaults: Mapping[str, Any]
+    """Values bound in the statement itself (`column == 1`)."""
+    required: frozenset[str]
+    """Parameters the caller must give (`bindparam("name")`)."""
+    bind_processors: tuple[Processor, ...]
+    keys: tuple[str, ...]
+    result_processors: tuple[Processor, ...]
+    processed: bool
+    """Whether any column has a result processor (most rows need none)."""
+
+
+class Query:
+    """A prebuilt SELECT for `DirectReads`, named parameters as `bindparam("name")`.
+    Built once at import time, as the repositories' other prebuilt statements are."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _compile(self.statement, dialect)
+        return found
+
+
+def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
+    if any(bind.expanding for bind in compiled.binds.values()):
+        raise ValueError("expanding IN parameters are not supported here: use = ANY(array)")
+    positions = tuple(compiled.positiontup or ())
+    required = frozenset(
+        name for bind, name in compiled.bind_names.items() if bind.required and name in positions
+    )
+    defaults = {
+        name: value
+        for name, value in compiled.construct_params(_check=False).items()
+        if value is not None
+    }
+    bind_processors = compiled._bind_processors
+    result_processors = tuple(
+        column.type._cached_result_processor(dialect, None) for column in compiled._result_columns
+    )
+    return _Compiled(
+        sql=compiled.string,
+        positions=positions,
+        defaults=defaults,
+        required=required,
+        bind_processors=tuple(bind_processors.get(name) for name in positions),  # type: ignore[misc]
+        keys=tuple(column.keyname for column in compiled._result_columns),
+        result_processors=result_processors,
+        processed=any(processor is not None for processor in result_processors),
+    )
+
+
+def _arguments(compiled: _Compiled, parameters: Mapping[str, Any]) -> list[Any]:
+    if not compiled.required <= parameters.keys():
+        missing = ", ".join(sorted(compiled.required - parameters.keys()))
+        raise TypeError(f"missing query parameters: {missing}")
+    arguments = []
+    for name, processor in zip(compiled.positions, compiled.bind_processors, strict=True):
+        value = parameters[name] if name in parameters else compiled.defaults.get(name)
+        arguments.append(value if processor is None or value is None else processor(value))
+    return arguments
+
+
+def _rows(compiled: _Compiled, records: Sequence[Any]) -> list[Row]:
+    keys = compiled.keys
+    if not compiled.processed:
+        return [dict(zip(keys, record, strict=True)) for record in records]
+    processors = compiled.result_processors
+    return [
+        {
+            key: value if processor is None else processor(value)
+            for key, processor, value in zip(keys, processors, record, strict=True)
+        }
+        for record in records
+    ]
+
+
+class DirectReads:
+    """A service database's direct read path (`Database.reads`)."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        url: URL,
+        schema: str | None,
+        *,
+        sqlite_path: str | None = None,
+        connections: int = 4,
+    ) -> None:
+        self.dialect = dialect
+        self.url = url
+        self.schema = schema
+        self.sqlite_path = sqlite_path
+        self.connections = connections
+        self._sqlite: sqlite3.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def one(self, query: Query, **parameters: Any) -> Row | None:
+        """The first row, or None."""
+        rows = await self.all(query, **parameters)
+        return rows[0] if rows else None
+
+    async def all(self, query: Query, **parameters: Any) -> list[Row]:
+        compiled = query.compiled(self.dialect)
+        arguments = _arguments(compiled, parameters)
+        if self.sqlite_path is not None:
+            # Runs on the event loop's thread like every SQLite statement here
+            # (kernel/sqlite_driver.py): executed and fetched with no await between, so
+            # one connection serves every concurrent request.
+            cursor = self._sqlite_connection().execute(compiled.sql, arguments)
+            try:
+                records = cursor.fetchall()
+            finally:
+                cursor.close()
+            return _rows(compiled, records)
+        pool = self._pool or await self._open_pool()
+        async with pool.acquire() as connection:
+            records = await connection.fetch(compiled.sql, *arguments)
+        return _rows(compiled, records)
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            assert self.sqlite_path is not None
+            connection = sqlite3.connect(
+                self.sqlite_path, isolation_level=None, check_same_thread=False
+            )
+            for pragma in sqlite_driver.connection_pragmas(query_only=True):
+                connection.execute(pragma)
+            self._sqlite = connection
+        return self._sqlite
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                    min_size=0,
+                    max_size=self.connections,
+                    # Idle connections go back to PostgreSQL: ten services share its limit.
+                    max_inactive_connection_lifetime=60.0,
+                    init=self._init_connection,
+                    server_settings={"search_path": self.schema or "public"},
+                )
+        return self._pool
+
+    async def _init_connection(self, connection: asyncpg.Connection) -> None:
+        # As SQLAlchemy's asyncpg dialect does on connect, so JSON columns decode alike
+        # (its JSON types have no result processor: the codec is the decoder).
+        loads = getattr(self.dialect, "_json_deserializer", None) or json.loads
+        await connection.set_type_codec(
+            "json",
+            encoder=str.encode,
+            decoder=lambda value: loads(value.decode()),
+            schema="pg_catalog",
+            format="binary",
+        )
+        await connection.set_type_codec(
+            "jsonb",
+            encoder=lambda value: b"\x01" + value.encode(),
+            decoder=lambda value: loads(value[1:].decode()),
+            schema="pg_catalog",
+            format="binary",
+        )
+
+    async def close(self) -> None:
+        connection, self._sqlite = self._sqlite, None
+        if connection is not None:
+            connection.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
