@@ -246,14 +246,17 @@ async def resend_otp(payment_id: PaymentId, payments: PaymentsDep, caller: Payer
         errors.PaymentNotFound,
         errors.IllegalTransition,
         errors.ReversalTooLarge,
-        errors.ReversalNotSupported,
         errors.PayeeLacksFunds,
+        errors.LiquidityLacksFunds,
     ),
 )
 async def reverse(
     payment_id: PaymentId, body: ReversalCreate, reversals: ReversalsDep, caller: Operator
 ) -> ReversalOut:
     """Give back all or part of a succeeded payment (ops, finance): the payee's wallet
-    pays it back, and the fee is refunded pro rata where the pricing rule says so. Never
-    more than what is left; refused (409) when the payee's wallet lacks the funds."""
+    pays it back, and the fee is refunded pro rata where the pricing rule says so. A
+    cross-currency payment is given back at its own quote rate, pro rata (the payee returns
+    that share of what it received, the markup is refunded in proportion). Never more than
+    what is left; refused (409) when the payee's wallet, or the FX liquidity account,
+    lacks the funds."""
     return await reversals.reverse(caller, payment_id, body)

@@ -93,16 +93,16 @@ class ReversalTooLarge(PaymentsError):
     title = "More than what is left of the payment"
 
 
-class ReversalNotSupported(PaymentsError):
-    code = "reversal_not_supported"
-    status = 422
-    title = "Cross-currency payments cannot be reversed yet"
-
-
 class PayeeLacksFunds(PaymentsError):
     code = "payee_insufficient_funds"
     status = 409
     title = "The payee's wallet does not hold enough to reverse this"
+
+
+class LiquidityLacksFunds(PaymentsError):
+    code = "fx_liquidity_insufficient"
+    status = 409
+    title = "The FX liquidity account cannot give back the source amount of this reversal"
 
 
 class DependencyUnavailable(PaymentsError):

@@ -50,6 +50,12 @@ class Payment(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     reversed_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     fee_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # cross_currency: what the reversals (pending ones included) took back from the payee,
+    # destination currency, and gave back of the FX markup, source currency
+    reversed_destination_amount: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0"
+    )
+    markup_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -85,6 +91,10 @@ class Reversal(Base):
     payment_id: Mapped[str] = mapped_column(String(40))
     amount: Mapped[int] = mapped_column(BigInteger)
     fee_refund: Mapped[int] = mapped_column(BigInteger)
+    # cross_currency only (None for p2p): taken back from the payee, destination currency;
+    # the FX markup given back from FX revenue, source currency
+    destination_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    markup_refund: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str] = mapped_column(String(500))
     requested_by: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(12))  # pending | completed | refused

@@ -5,7 +5,9 @@ moves money twice.
 P2P: payer → payee `amount`; payer → fees `fee`.
 Cross-currency: forex's booking of the quote (payer → FX liquidity in the source currency,
 the markup to FX revenue, FX liquidity → payee in the destination currency) and the fee.
-A reversal: payee → payer (what is reversed), fees → payer (the fee refunded).
+A reversal: each leg inverted pro rata — payee → payer (p2p) or payee → FX liquidity in the
+destination currency, FX liquidity and FX revenue → payer in the source currency
+(cross-currency) — and fees → payer (the fee refunded).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ FEES_CODE = 4
 LIQUIDITY_CODE = 3
 PAYMENT_CODE = 10
 REVERSAL_CODE = 11
+PAYEE_LEG = "amount"  # a reversal's leg that debits the payee: `<reversal id>_amount`
 
 
 class Booking:
@@ -117,41 +120,126 @@ class Booking:
         return TransferBatch(transfers=transfers, atomic=True)
 
     async def reversal_batch(
-        self, payment: Any, reversal_id: str, amount: int, fee_refund: int
+        self,
+        payment: Any,
+        reversal_id: str,
+        amount: int,
+        fee_refund: int,
+        *,
+        destination_amount: int | None = None,
+        markup_refund: int | None = None,
     ) -> TransferBatch:
+        """The compensating batch: each leg of the payment's batch inverted, pro rata.
+
+        P2P: payee → payer `amount`. Cross-currency (`destination_amount` and
+        `markup_refund` given): payee → FX liquidity (destination currency)
+        `destination_amount`; FX liquidity → payer `amount - markup_refund` and FX revenue
+        → payer `markup_refund` (source currency). Both: fees → payer `fee_refund`. The
+        payee's leg is always `<reversal id>_amount` (see `PAYEE_LEG`)."""
         meta = {"payment_id": payment.id, "reversal_id": reversal_id}
+        legs: list[tuple[str, str, str, int, str]] = []
+        if destination_amount is None:
+            legs.append(
+                (
+                    PAYEE_LEG,
+                    payment.destination_account_id,
+                    payment.source_account_id,
+                    amount,
+                    payment.currency,
+                )
+            )
+        else:
+            legs.extend(
+                self._fx_reversal_legs(payment, amount, destination_amount, markup_refund or 0)
+            )
+        legs.append(
+            (
+                "fee",
+                self.fees_account(payment.currency),
+                payment.source_account_id,
+                fee_refund,
+                payment.currency,
+            )
+        )
         transfers = [
             TransferCreate(
-                id=f"{reversal_id}_amount",
-                debit_account_id=payment.destination_account_id,
-                credit_account_id=payment.source_account_id,
-                amount=amount,
-                currency=payment.currency,
+                id=f"{reversal_id}_{leg}",
+                debit_account_id=debit,
+                credit_account_id=credit,
+                amount=leg_amount,
+                currency=currency,
                 code=REVERSAL_CODE,
                 metadata=meta,
             )
+            for leg, debit, credit, leg_amount, currency in legs
+            if leg_amount > 0  # the ledger refuses zero transfers
         ]
-        if fee_refund > 0:
-            transfers.append(
-                TransferCreate(
-                    id=f"{reversal_id}_fee",
-                    debit_account_id=self.fees_account(payment.currency),
-                    credit_account_id=payment.source_account_id,
-                    amount=fee_refund,
-                    currency=payment.currency,
-                    code=REVERSAL_CODE,
-                    metadata=meta,
-                )
-            )
         return TransferBatch(transfers=transfers, atomic=True)
+
+    def _fx_reversal_legs(
+        self, payment: Any, amount: int, destination_amount: int, markup_refund: int
+    ) -> list[tuple[str, str, str, int, str]]:
+        # Each leg of forex's booking (`ledger_transfers`) in reverse, so a full reversal
+        # leaves the liquidity and revenue accounts where they were: the FX desk gives back
+        # at the quote's rate and bears any move since.
+        accounts = self.fx_accounts(payment)
+        return [
+            (
+                PAYEE_LEG,
+                accounts.customer_target,
+                accounts.liquidity_target,
+                destination_amount,
+                payment.destination_currency,
+            ),
+            (
+                "source",
+                accounts.liquidity_source,
+                accounts.customer_source,
+                amount - markup_refund,
+                payment.currency,
+            ),
+            (
+                "markup",
+                accounts.revenue_source,
+                accounts.customer_source,
+                markup_refund,
+                payment.currency,
+            ),
+        ]
+
+
+def pro_rata_share(total: int, *, part: int, whole: int, given: int, completes: bool) -> int:
+    """The share of `total` that goes with `part` of `whole` (minor units): rounded down,
+    except for the part that completes `whole`, which takes exactly what is left of
+    `total` after the `given` shares. The shares of any series sum to `total` exactly,
+    never more (the rounding of the earlier ones falls to the last)."""
+    if completes:
+        return total - given
+    return total * part // whole
+
+
+def cumulative_share(total: int, *, part: int, whole: int, done: int, given: int) -> int:
+    """The share of `total` that goes with `part` of `whole` when `done` of it went before
+    with `given` of `total`: `floor(total * (done + part) / whole) - given`, kept within
+    0..`part` (`total` ≤ `whole`). Every share is within one unit of its exact value and
+    the series sums to `total` once `whole` is done — `pricing.refund_fee`'s rule."""
+    share = total * (done + part) // whole - given
+    return max(0, min(share, part))
+
+
+def first_failure(results: Sequence[Any]) -> tuple[str, str] | None:
+    """The id and code of the transfer that failed a batch (not one that failed only with
+    it), or None when all applied."""
+    for result in results:
+        if result.status == "failed" and result.code != "linked_transfer_failed":
+            return str(result.id), str(result.code)
+    for result in results:
+        if result.status == "failed":
+            return str(result.id), str(result.code)
+    return None
 
 
 def failure_code(results: Sequence[Any]) -> str | None:
     """The first failing transfer's code in a batch's results, or None when all applied."""
-    for result in results:
-        if result.status == "failed" and result.code != "linked_transfer_failed":
-            return str(result.code)
-    for result in results:
-        if result.status == "failed":
-            return str(result.code)
-    return None
+    failure = first_failure(results)
+    return None if failure is None else failure[1]

@@ -125,8 +125,13 @@ class ReversalCreate(BaseModel):
 class ReversalOut(BaseModel):
     id: str
     payment_id: str
-    amount: int
-    fee_refund: int
+    amount: int = Field(description="Minor units of the payment's currency the payer gets back.")
+    destination_amount: int = Field(
+        description="Minor units of the destination currency taken back from the payee: "
+        "for cross_currency, at the quote's rate, pro rata (rounded down; the reversal "
+        "that completes the payment takes exactly what is left); for p2p, `amount`."
+    )
+    fee_refund: int = Field(description="Minor units of the payment's currency refunded.")
     reason: str
     requested_by: str
     created_at: dt.datetime
