@@ -26,6 +26,8 @@ from paymesh.kernel.observability import configure_logging
 from paymesh.notifications.simulators import MailCatcher
 from paymesh.notifications.simulators.mounting import push_simulator, sms_simulator
 from paymesh.platform import SERVICE_MODULES, Platform, load_spec
+from paymesh.providers.simulators.bank import build_app as build_bank_simulator
+from paymesh.providers.simulators.bank import uvicorn_tls_options
 from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 from paymesh.risk import commands as risk_commands
 
@@ -99,7 +101,7 @@ def _check_service(name: str) -> str:
     return name
 
 
-SIMULATORS = ("kyc-simulator", "sms-simulator", "push-simulator", "mail-catcher")
+SIMULATORS = ("kyc-simulator", "bank-simulator", "sms-simulator", "push-simulator", "mail-catcher")
 
 
 def _check_servable(name: str) -> str:
@@ -161,8 +163,12 @@ async def _serve(platform: Platform, *, migrate: bool, demo: bool) -> None:
 async def _serve_simulator(settings: Settings, name: str) -> None:
     """A simulator of an external party alone: no database, no gateway."""
     catcher: MailCatcher | None = None
+    tls: dict[str, Any] = {}
     if name == "kyc-simulator":
         app, title = build_kyc_simulator(settings), "KYC vendor simulator"
+    elif name == "bank-simulator":
+        app, title = build_bank_simulator(settings), "Partner bank simulator (ISO 20022)"
+        tls = uvicorn_tls_options(settings.providers.bank_simulator)
     elif name == "sms-simulator":
         app, title = sms_simulator(settings).app(), "SMS (Twilio) simulator"
     elif name == "push-simulator":
@@ -179,10 +185,12 @@ async def _serve_simulator(settings: Settings, name: str) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        **tls,
     )
     if catcher is not None:
         await catcher.start()
-    console.print(f"{title} on {settings.origin}   Ctrl-C stops")
+    origin = settings.origin.replace("http://", "https://", 1) if tls else settings.origin
+    console.print(f"{title} on {origin}   Ctrl-C stops")
     try:
         await uvicorn.Server(config).serve()
     finally:
@@ -260,6 +268,8 @@ def serve(
             help="Service to run, or `gateway`: the public entry point in front of the "
             "services at PAYMESH_<SERVICE>_URL (several comma-separated URLs each), or "
             "`kyc-simulator`: the KYC vendor's simulator (PAYMESH_PROVIDERS_KYC_* settings), "
+            "`bank-simulator`: the partner bank's (PAYMESH_PROVIDERS_BANK_SIMULATOR, HTTPS "
+            "and mutual TLS when it names certificates), "
             "`sms-simulator` / `push-simulator`: Twilio's and FCM's (PAYMESH_NOTIFICATIONS_*), "
             "`mail-catcher`: an SMTP catcher on PAYMESH_NOTIFICATIONS_SMTP_PORT (default "
             "2525) showing its catch over HTTP (development only: it shows every message).",

@@ -36,6 +36,7 @@ from paymesh.kernel.app import (
 from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
 from paymesh.kernel.cache import build_cache
 from paymesh.kernel.config import Settings
+from paymesh.kernel.config.banks import BANK_SIMULATOR_PATH
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
 from paymesh.kernel.observability import RequestContextMiddleware
@@ -51,6 +52,7 @@ from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settle_heap
 from paymesh.notifications.simulators.mounting import mount_notification_simulators
 from paymesh.providers.connectors.kyc import SIMULATOR_PATH
+from paymesh.providers.simulators.bank import build_app as build_bank_simulator
 from paymesh.providers.simulators.kyc import build_app as build_kyc_simulator
 
 SERVICE_MODULES: dict[str, str] = {
@@ -355,6 +357,9 @@ class Platform:
             # The KYC vendor's simulator, outside the gateway like the vendor's own API, so
             # `make run` needs no second process (`paymesh serve kyc-simulator` otherwise).
             app.mount(SIMULATOR_PATH, build_kyc_simulator(self.settings))
+            # The partner bank's, likewise (`paymesh serve bank-simulator` otherwise): the
+            # default partner bank points at it (kernel/config/banks.py).
+            app.mount(BANK_SIMULATOR_PATH, build_bank_simulator(self.settings))
         if "notifications" in self.runtimes:
             mount_notification_simulators(app, self.settings)
 

@@ -36,6 +36,7 @@ PUBLIC = f"{BASE}/public"
 LARGE = f"{BASE}/large"
 FORM = f"{BASE}/form"
 PLAIN = f"{BASE}/plain"
+XML = f"{BASE}/xml"
 PROBLEM = "application/problem+json"
 
 router = service_router(prefix=BASE)
@@ -61,6 +62,11 @@ async def large(body: dict[str, Any]) -> dict[str, int]:
 async def form(request: Request) -> dict[str, str]:
     fields = await request.form()
     return {key: value for key, value in fields.multi_items() if isinstance(value, str)}
+
+
+@router.post("/xml")
+async def xml(request: Request) -> dict[str, int]:
+    return {"bytes": len(await request.body())}
 
 
 @router.post("/database-error")
@@ -415,6 +421,27 @@ class TestStrictJson:
         )
 
         assert_problem(response, 415, "unsupported_media_type")
+
+    @pytest.mark.parametrize("media", ["application/xml", "TEXT/XML", "application/soap+xml"])
+    async def test_an_xml_body_reaches_its_route(
+        self, client: httpx.AsyncClient, media: str
+    ) -> None:
+        content = "<Document>Müller</Document>".encode()
+
+        response = await client.post(XML, content=content, headers={"content-type": media})
+
+        assert response.status_code == 200, response.text
+        assert response.json() == {"bytes": len(content)}
+
+    @pytest.mark.parametrize("content", [b"<a>\x00</a>", b"<a>\xff\xfe</a>"])
+    async def test_an_xml_body_with_nul_or_bad_utf8_is_400(
+        self, client: httpx.AsyncClient, content: bytes
+    ) -> None:
+        response = await client.post(
+            XML, content=content, headers={"content-type": "application/xml"}
+        )
+
+        assert_problem(response, 400, "invalid_characters")
 
 
 @pytest.fixture

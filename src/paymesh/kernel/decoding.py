@@ -14,7 +14,10 @@ fast paths wrap their apps in it): what a request may carry before any route see
   surface as 500s deep inside a query (400 `invalid_characters`).
 * JSON bodies are strict (`jsonutil.check_json`): a duplicate key at any depth is 400
   `duplicate_json_key` (the last one must not silently win), NaN and Infinity are
-  400 `malformed_json`. Other media types are 415: Paymesh speaks JSON and forms.
+  400 `malformed_json`. XML bodies (`application/xml`, `text/xml`, any `+xml` type: the
+  partner banks' ISO 20022 reports) are checked as text here; the route that reads one
+  parses it with defusedxml, DTDs and entities forbidden, and validates it against its
+  schema. Other media types are 415: Paymesh speaks JSON, forms and, to banks, XML.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ DECODING_ERRORS: tuple[type[PaymeshError], ...] = (
 )
 """For `problem_responses(...)` of routes that take a body."""
 
-JSON, FORM, MULTIPART, OTHER = "json", "form", "multipart", "other"
+JSON, FORM, MULTIPART, XML, OTHER = "json", "form", "multipart", "xml", "other"
 
 
 def media_kind(content_type: bytes | None) -> str:
@@ -107,6 +110,10 @@ def media_kind(content_type: bytes | None) -> str:
         return FORM
     if media == b"multipart/form-data":
         return MULTIPART
+    if media in (b"application/xml", b"text/xml") or (
+        media.startswith(b"application/") and media.endswith(b"+xml")
+    ):
+        return XML
     return OTHER
 
 
@@ -159,6 +166,8 @@ def check_body(kind: str, body: bytes) -> None:
     elif kind == MULTIPART:
         # Paymesh takes no file uploads: every part is text.
         check_text(body, "multipart body")
+    elif kind == XML:
+        check_text(body, "XML body")
     else:
         raise UnsupportedMediaType()
 

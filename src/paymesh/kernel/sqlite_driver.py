@@ -35,9 +35,10 @@ WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 ~4 MB, 1000 pages); a writer restarting the WAL after a checkpoint also truncates the
 file back to this size (`PRAGMA journal_size_limit`), so the size keeps telling."""
 
+
 def connection_pragmas(*, query_only: bool = False) -> tuple[str, ...]:
     """Every connection's settings; `query_only` for a connection that only reads."""
-    pragmas = (
+    pragmas: tuple[str, ...] = (
         "PRAGMA journal_mode=WAL",
         "PRAGMA busy_timeout=30000",
         "PRAGMA foreign_keys=ON",

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from paymesh.kernel.config.banks import BankSimulatorSettings, PartnerBankSettings, default_banks
 from paymesh.kernel.config.base import ServiceSettings, _blank_is_unset
 
 
@@ -287,6 +288,15 @@ class ProvidersSettings(ServiceSettings):
     kyc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     kyc_simulator_delay_seconds: float = Field(
         default=1.0, ge=0, le=300, description="The KYC simulator decides after this long."
+    )
+    banks: list[PartnerBankSettings] = Field(
+        default_factory=default_banks,
+        description="Partner banks for payouts (JSON list); a payout goes to the first whose "
+        "currencies and countries include its own. Default: the built-in simulator.",
+    )
+    bank_simulator: BankSimulatorSettings = Field(
+        default_factory=BankSimulatorSettings,
+        description="The partner-bank simulator (JSON object).",
     )
 
     _blank_kyc_urls = field_validator("kyc_vendor_url", "kyc_callback_url", mode="before")(

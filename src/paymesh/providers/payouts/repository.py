@@ -1,0 +1,84 @@
+"""Every query of payouts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymesh.kernel.jobs import claim_due
+from paymesh.providers.models import PayoutInstruction, PayoutStatusRecord
+
+OPEN_STATUSES = ("submitting", "submitted")
+
+
+async def find_by_payment(session: AsyncSession, payment_id: str) -> PayoutInstruction | None:
+    return (
+        await session.execute(
+            select(PayoutInstruction).where(PayoutInstruction.payment_id == payment_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def get_for_update(session: AsyncSession, instruction_id: str) -> PayoutInstruction | None:
+    return (
+        await session.execute(
+            select(PayoutInstruction)
+            .where(PayoutInstruction.id == instruction_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def find_by_end_to_end_for_update(
+    session: AsyncSession, bank: str, end_to_end_id: str
+) -> PayoutInstruction | None:
+    return (
+        await session.execute(
+            select(PayoutInstruction)
+            .where(PayoutInstruction.bank == bank, PayoutInstruction.end_to_end_id == end_to_end_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def history(session: AsyncSession, instruction_id: str) -> list[PayoutStatusRecord]:
+    rows = await session.execute(
+        select(PayoutStatusRecord)
+        .where(PayoutStatusRecord.instruction_id == instruction_id)
+        .order_by(PayoutStatusRecord.recorded_at, PayoutStatusRecord.id)
+    )
+    return list(rows.scalars())
+
+
+async def claim_due_instructions(
+    session: AsyncSession, now: dt.datetime, lease_until: dt.datetime, limit: int
+) -> list[PayoutInstruction]:
+    """Open instructions whose next poll (or resend) is due, locked from other workers
+    (SKIP LOCKED on PostgreSQL) and leased: their next poll moves to `lease_until`, so a
+    worker that dies mid-poll only delays them."""
+    table = PayoutInstruction.__table__
+    ids = await claim_due(
+        session,
+        table,  # type: ignore[arg-type]
+        PayoutInstruction.status.in_(OPEN_STATUSES),
+        PayoutInstruction.next_poll_at <= now,
+        order_by=PayoutInstruction.next_poll_at,
+        limit=limit,
+    )
+    if not ids:
+        return []
+    await session.execute(
+        update(PayoutInstruction)
+        .where(PayoutInstruction.id.in_(ids))
+        .values(next_poll_at=lease_until)
+    )
+    rows = await session.execute(
+        select(PayoutInstruction)
+        .where(PayoutInstruction.id.in_(ids))
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.scalars())
