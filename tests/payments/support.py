@@ -184,13 +184,16 @@ class PaymentsWorld:
         assert balance.json()["balanced"] is True, balance.text
 
 
-def payments_settings(base: Settings, origin: str, vendor_url: str) -> Settings:
+def payments_settings(
+    base: Settings, origin: str, vendor_url: str, *, pricing: tuple[dict[str, Any], ...] = ()
+) -> Settings:
     profiles = base.profiles.model_copy(update={"limits": LIMITS})
     payments = base.payments.model_copy(
         update={
             "pricing": [
                 {"type": "p2p", "currency": "USD", "basis_points": 100, "fixed": 25},
                 {"type": "cross_currency", "currency": "*", "basis_points": 25},
+                *pricing,
             ],
             "recovery_after_seconds": 2.0,
             "recovery_interval_seconds": 0.5,
@@ -202,8 +205,8 @@ def payments_settings(base: Settings, origin: str, vendor_url: str) -> Settings:
     return with_providers(configured, kyc_vendor_url=vendor_url, kyc_simulator_delay_seconds=0.02)
 
 
-async def _rules(world: PaymentsWorld) -> None:
-    created = await world.http.post("/v1/risk/rulesets", json=RULES, headers=world.staff["admin"])
+async def _rules(world: PaymentsWorld, rules: dict[str, Any]) -> None:
+    created = await world.http.post("/v1/risk/rulesets", json=rules, headers=world.staff["admin"])
     assert created.status_code == 201, created.text
     version = created.json()["version"]
     activated = await world.http.post(
@@ -213,10 +216,16 @@ async def _rules(world: PaymentsWorld) -> None:
 
 
 async def payments_world(
-    settings: Settings, postgres_database: str | None
+    settings: Settings,
+    postgres_database: str | None,
+    *,
+    pricing: tuple[dict[str, Any], ...] = (),
+    rules: dict[str, Any] = RULES,
 ) -> AsyncIterator[PaymentsWorld]:
     platform_socket, vendor_socket = loopback_socket(), loopback_socket()
-    configured = payments_settings(settings, url_of(platform_socket), url_of(vendor_socket))
+    configured = payments_settings(
+        settings, url_of(platform_socket), url_of(vendor_socket), pricing=pricing
+    )
     simulator = KycSimulator.from_settings(configured)
     platform = Platform(configured, SERVICES)
     if postgres_database:
@@ -238,7 +247,7 @@ async def payments_world(
             world.staff = await tokens.staff_tokens(
                 platform, world.http, ("ops", "compliance", "admin", "finance"), unique
             )
-            await _rules(world)
+            await _rules(world, rules)
             yield world
     finally:
         await platform.stop()

@@ -64,7 +64,7 @@ class TestFeeRule:
             ({"fixed": MAX_AMOUNT_MINOR + 1}, "less than or equal to"),
             ({"minimum": 50, "maximum": 49}, "maximum must not be less than minimum"),
             ({"fixed": 60, "maximum": 50}, "fixed exceeds maximum"),
-            ({"type": "payout"}, "type"),
+            ({"type": "checkout"}, "type"),
             ({"type": ""}, "type"),
             ({"currency": "usd"}, "currency"),
             ({"currency": "XYZ"}, "not an ISO 4217 currency code"),
@@ -160,7 +160,7 @@ class TestPricingTable:
 
     @pytest.mark.parametrize(
         ("payment_type", "currency"),
-        [("*", "USD"), ("payout", "USD"), ("p2p", "*"), ("p2p", "usd"), ("p2p", "XYZ")],
+        [("*", "USD"), ("checkout", "USD"), ("p2p", "*"), ("p2p", "usd"), ("p2p", "XYZ")],
     )
     def test_asking_for_a_wildcard_or_unknown_is_refused(
         self, payment_type: str, currency: str
@@ -225,6 +225,15 @@ class TestQuoteFee:
         assert fee_of(pricing, 1_000, currency="JPY").fee == 30
         assert fee_of(pricing, 1_000, currency="KWD").fee == 300
 
+    def test_default_payouts_cost_a_flat_fee_per_instruction(self) -> None:
+        for currency, fee in (("EUR", 50), ("GBP", 50), ("USD", 100)):
+            for amount in (1, 10_000, 10**12):
+                quote = fee_of(DEFAULT_PRICING, amount, type="payout", currency=currency)
+                assert (quote.fee, quote.total) == (fee, amount + fee)
+                assert quote.rule.refund_on_reversal == "none"
+        # No partner bank pays out JPY by default, and no rule prices it: nothing charged.
+        assert fee_of(DEFAULT_PRICING, 1_000, type="payout", currency="JPY").fee == 0
+
     @pytest.mark.parametrize("amount", [0, -1, -(10**20)])
     def test_amount_must_be_positive(self, amount: int) -> None:
         with pytest.raises(PricingError, match="amount must be positive"):
@@ -240,7 +249,7 @@ class TestQuoteFee:
         [
             {"kyc_level": "gold"},
             {"kyc_level": "NONE"},
-            {"type": "payout"},
+            {"type": "checkout"},
             {"type": "*"},
             {"currency": "usd"},
             {"currency": "*"},

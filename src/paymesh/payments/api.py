@@ -25,6 +25,7 @@ from paymesh.payments.schemas import (
     PaymentCreate,
     PaymentOut,
     PaymentPage,
+    PayoutDetails,
     ReversalCreate,
     ReversalOut,
     RiskSummary,
@@ -55,8 +56,20 @@ CREATE_ERRORS = problem_responses(
     errors.QuoteRequired,
     errors.QuoteExpired,
     errors.QuoteUsed,
+    *errors.BENEFICIARY_ERRORS.values(),
     errors.DependencyUnavailable,
 )
+
+
+def payout_details(payment: Payment) -> PayoutDetails | None:
+    if payment.payout is None:
+        return None
+    outcome = (
+        {"status": payment.bank_outcome, "reason": payment.bank_reason}
+        if payment.bank_outcome
+        else None
+    )
+    return PayoutDetails.model_validate(payment.payout | {"outcome": outcome})
 
 
 def payment_out(payment: Payment) -> PaymentOut:
@@ -79,7 +92,12 @@ def payment_out(payment: Payment) -> PaymentOut:
         destination_amount=payment.destination_amount,
         destination_currency=payment.destination_currency,
         source_wallet_id=payment.source_wallet_id,
-        destination={"wallet_id": payment.destination_wallet_id, "user_id": payment.payee_id},
+        destination=(
+            {}
+            if payment.type == "payout"
+            else {"wallet_id": payment.destination_wallet_id, "user_id": payment.payee_id}
+        ),
+        payout=payout_details(payment),
         quote=payment.quote,
         risk=RiskSummary.model_validate(payment.risk) if payment.risk else None,
         otp=otp,
@@ -104,7 +122,12 @@ async def create_payment(
     ] = None,
 ) -> PaymentOut:
     """Pay from one of your wallets: `p2p` into a wallet in the same currency, or
-    `cross_currency` at a forex quote's locked rate (`quote_id`, selling exactly `amount`).
+    `cross_currency` at a forex quote's locked rate (`quote_id`, selling exactly `amount`),
+    or `payout` to an account at another bank (`beneficiary`: validated first — IBAN
+    checksum, BIC, a partner bank for the currency and country, the bank's account lookup;
+    the money is reserved, sent as an ISO 20022 pacs.008 and the payment waits
+    `in_transit` until the bank settles (`succeeded`) or rejects (`failed`, reservation
+    voided)).
     Risk decides first: `allow` books it at once (`succeeded`), `step_up` sends you a
     one-time code (`requires_otp`: confirm at `/otp`), `review` holds it for compliance
     (`under_review`), `block` fails it with the reasons. The fee is on top (`total`).
@@ -112,7 +135,7 @@ async def create_payment(
     if not idempotency_key:
         raise errors.IdempotencyKeyRequired()
     payment = await payments.create(caller, idempotency_key, body)
-    if payment.status in ("created", "requires_otp", "under_review", "processing"):
+    if payment.status in ("created", "requires_otp", "under_review", "processing", "in_transit"):
         response.status_code = 202  # accepted, not finished: see `status`
     return payment_out(payment)
 
@@ -134,7 +157,7 @@ async def confirm(
     both calls with different bodies — elsewhere in Paymesh a 422)."""
     payment = await payments.confirm(caller, body)
     waiting = payment.status == "requires_otp"
-    if payment.status in ("created", "requires_otp", "under_review", "processing"):
+    if payment.status in ("created", "requires_otp", "under_review", "processing", "in_transit"):
         response.status_code = 202
     return ConfirmResponse(
         transaction_id=body.transaction_id,
@@ -248,6 +271,7 @@ async def resend_otp(payment_id: PaymentId, payments: PaymentsDep, caller: Payer
         errors.ReversalTooLarge,
         errors.PayeeLacksFunds,
         errors.LiquidityLacksFunds,
+        errors.PayoutNotReversible,
     ),
 )
 async def reverse(

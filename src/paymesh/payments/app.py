@@ -1,5 +1,6 @@
 """Builds the payments service: P2P and cross-currency payments through risk, a step-up
-code, fees and one atomic ledger batch, with a timeline, reversals and crash recovery."""
+code, fees and one atomic ledger batch, payouts to partner banks (reserved, sent, posted or
+voided), with a timeline, reversals and crash recovery."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from paymesh.payments.pricing import DEFAULT_PRICING, PricingTable
 from paymesh.payments.reversals import Reversals
 from paymesh.payments.service import ADVANCE_AFTER_COMMIT, Payments, Remote
 from paymesh.profiles.client import HttpProfiles
+from paymesh.providers.client import HttpProviders
 from paymesh.risk.client import HttpRiskClient
 from paymesh.wallets.client import HttpWallets
 
@@ -35,8 +37,22 @@ def _pricing(runtime: ServiceRuntime) -> PricingTable:
     )
 
 
+def _check_reservation_timeout(runtime: ServiceRuntime) -> None:
+    """A payout's reservation must outlast its bank's wait for a status, or the bank could
+    settle a payout whose money went back to the payer."""
+    settings = runtime.settings
+    longest = max((bank.status_timeout_seconds for bank in settings.providers.banks), default=0.0)
+    if settings.payments.payout_reservation_timeout_seconds <= longest:
+        raise ValueError(
+            "PAYMESH_PAYMENTS_PAYOUT_RESERVATION_TIMEOUT_SECONDS "
+            f"({settings.payments.payout_reservation_timeout_seconds}) must exceed every "
+            f"partner bank's status_timeout_seconds (the longest is {longest})"
+        )
+
+
 def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.payments
+    _check_reservation_timeout(runtime)
     booking = Booking(None, settings)  # type: ignore[arg-type] # the ledger client comes at start
     payments = Payments(
         runtime.database,
@@ -63,7 +79,7 @@ def _setup(runtime: ServiceRuntime) -> None:
 
 
 async def _start(runtime: ServiceRuntime) -> None:
-    names = ("wallets", "risk", "identity", "forex", "profiles", "ledger")
+    names = ("wallets", "risk", "identity", "forex", "profiles", "ledger", "providers")
     clients = {name: runtime.client(name) for name in names}
     runtime.state["http_clients"] = tuple(clients.values())
     ledger = HttpLedgerClient(clients["ledger"])
@@ -75,6 +91,7 @@ async def _start(runtime: ServiceRuntime) -> None:
         forex=HttpForexClient(clients["forex"]),
         profiles=HttpProfiles(clients["profiles"]),
         ledger=ledger,
+        providers=HttpProviders(clients["providers"]),
     )
     booking: Booking = runtime.state["booking"]
     booking.ledger = ledger
@@ -90,8 +107,9 @@ async def _stop(runtime: ServiceRuntime) -> None:
 SPEC = ServiceSpec(
     name="payments",
     title="Payments",
-    description="P2P and cross-currency payments: risk, step-up codes, fees, one atomic "
-    "ledger batch each, a timeline, reversals, and recovery after a crash.",
+    description="P2P and cross-currency payments and payouts to other banks: risk, step-up "
+    "codes, fees, one atomic ledger batch each (a reservation posted or voided for payouts), "
+    "a timeline, reversals, and recovery after a crash.",
     metadata=metadata,
     tables=kernel_tables,
     migrations=Path(__file__).parent / "migrations",

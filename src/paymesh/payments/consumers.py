@@ -2,7 +2,9 @@
 (risk's `risk.case.approved` / `risk.case.declined`, naming the payment as
 `transaction_id`) — an approval moves the payment to `processing` here (in the consumer's
 transaction) and the money is booked right after the commit — and notifications' outcomes
-for messages about a payment, which become lines of its timeline."""
+for messages about a payment, which become lines of its timeline; and providers' outcomes
+of payouts (`providers.payout.settled|rejected|timed_out`), recorded on the payment here and
+acted on (the reservation posted or voided) right after the commit."""
 
 from __future__ import annotations
 
@@ -25,6 +27,21 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
         actor = getattr(event, "actor", None)
         if await payments.case_resolved(session, payment_id, approved, actor):
             # Booked once this transaction commits (the recovery job would get there too).
+            session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append(payment_id)
+
+    async def payout_outcome(session: AsyncSession, event: CloudEvent) -> None:
+        payment_id, status = event.data.get("payment_id"), event.data.get("status")
+        if not isinstance(payment_id, str) or not isinstance(status, str):
+            return
+        reason_code, reason_text = event.data.get("reason_code"), event.data.get("reason_text")
+        if await payments.record_bank_outcome(
+            session,
+            payment_id,
+            status,
+            reason_code if isinstance(reason_code, str) else None,
+            reason_text if isinstance(reason_text, str) else None,
+            "event",
+        ):
             session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append(payment_id)
 
     async def notification_outcome(session: AsyncSession, event: CloudEvent) -> None:
@@ -53,6 +70,15 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
                 "notifications.notification.failed",
             ),
             notification_outcome,
+        ),
+        ConsumerSpec(
+            "payout_outcomes",
+            (
+                "providers.payout.settled",
+                "providers.payout.rejected",
+                "providers.payout.timed_out",
+            ),
+            payout_outcome,
         ),
         ConsumerSpec(
             "review_outcomes", ("risk.case.approved", "risk.case.declined"), case_resolved

@@ -109,3 +109,69 @@ class DependencyUnavailable(PaymentsError):
     code = "dependency_unavailable"
     status = 503
     title = "A service the payment needs did not answer; the payment will be resumed"
+
+
+class PayoutNotReversible(PaymentsError):
+    code = "payout_not_reversible"
+    status = 422
+    title = "A payout left for another bank: it cannot be reversed here"
+
+
+# A payout's beneficiary, as providers' validation refuses it (the same codes, answered
+# by payments before anything is stored or moved).
+
+
+class BeneficiaryNameRequired(PaymentsError):
+    code = "beneficiary_name_required"
+    status = 422
+    title = "The beneficiary's name is required"
+
+
+class InvalidIban(PaymentsError):
+    code = "invalid_iban"
+    status = 422
+    title = "The IBAN's structure or checksum is wrong"
+
+
+class InvalidBic(PaymentsError):
+    code = "invalid_bic"
+    status = 422
+    title = "The BIC is not a valid business identifier code"
+
+
+class IbanCountryMismatch(PaymentsError):
+    code = "iban_country_mismatch"
+    status = 422
+    title = "The IBAN belongs to another country than the beneficiary's"
+
+
+class UnsupportedCurrency(PaymentsError):
+    code = "unsupported_currency"
+    status = 422
+    title = "No configured partner bank pays out in this currency"
+
+
+class UnsupportedCountry(PaymentsError):
+    code = "unsupported_country"
+    status = 422
+    title = "No configured partner bank pays out in this currency to this country"
+
+
+class BeneficiaryAccountNotFound(PaymentsError):
+    code = "beneficiary_account_not_found"
+    status = 422
+    title = "The partner bank knows no such beneficiary account"
+
+
+BENEFICIARY_ERRORS: dict[str, type[PaymentsError]] = {
+    error.code: error
+    for error in (
+        BeneficiaryNameRequired,
+        InvalidIban,
+        InvalidBic,
+        IbanCountryMismatch,
+        UnsupportedCurrency,
+        UnsupportedCountry,
+        BeneficiaryAccountNotFound,
+    )
+}

@@ -26,7 +26,7 @@ class Payment(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     request_key: Mapped[str] = mapped_column(String(400))  # caller scope | Idempotency-Key
     request_hash: Mapped[str] = mapped_column(String(64))
-    type: Mapped[str] = mapped_column(String(16))  # p2p | cross_currency
+    type: Mapped[str] = mapped_column(String(16))  # p2p | cross_currency | payout
     status: Mapped[str] = mapped_column(String(20))
     payer_id: Mapped[str] = mapped_column(String(40))
     source_wallet_id: Mapped[str] = mapped_column(String(64))
@@ -56,6 +56,15 @@ class Payment(Base):
         BigInteger, default=0, server_default="0"
     )
     markup_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # payout: the beneficiary as validated, the bank, purpose, remittance information, the
+    # instruction once sent and the bank's outcome (payee and destination wallet are "",
+    # the destination account the payout clearing account)
+    payout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    bank_outcome: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    """payout: settled | rejected | timed_out, recorded when the bank's answer arrives and
+    acted on (post or void) by `advance`; `unbooked` when the bank settled after the
+    reservation had ended (an operator's case)."""
+    bank_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -65,6 +74,7 @@ class Payment(Base):
         Index("ix_payment_status_updated_at", "status", "updated_at"),
         Index("ix_payment_payer_id_created_at", "payer_id", "created_at"),
         Index("ix_payment_created_at", "created_at", "id"),
+        Index("ix_payment_bank_outcome_status", "bank_outcome", "status"),
     )
 
 

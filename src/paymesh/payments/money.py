@@ -5,6 +5,9 @@ moves money twice.
 P2P: payer → payee `amount`; payer → fees `fee`.
 Cross-currency: forex's booking of the quote (payer → FX liquidity in the source currency,
 the markup to FX revenue, FX liquidity → payee in the destination currency) and the fee.
+Payout: a pending transfer payer → payout clearing `amount + fee` (`<payment id>_reserve`),
+posted when the partner bank settles — then the fee moves on, payout clearing → fees
+(`<payment id>_fee`) — or voided when it rejects or the payout times out.
 A reversal: each leg inverted pro rata — payee → payer (p2p) or payee → FX liquidity in the
 destination currency, FX liquidity and FX revenue → payer in the source currency
 (cross-currency) — and fees → payer (the fee refunded).
@@ -19,6 +22,7 @@ from typing import Any
 from paymesh.forex.client import FxAccounts, ledger_transfers
 from paymesh.forex.schemas import Quote
 from paymesh.kernel.config import PaymentsSettings
+from paymesh.kernel.errors import RemoteServiceError
 from paymesh.ledger.client import LedgerClient
 from paymesh.ledger.schemas import AccountCreate, AccountFlags, TransferBatch, TransferCreate
 
@@ -26,7 +30,12 @@ FEES_CODE = 4
 LIQUIDITY_CODE = 3
 PAYMENT_CODE = 10
 REVERSAL_CODE = 11
+PAYOUT_CODE = 12
+CLEARING_CODE = 5
 PAYEE_LEG = "amount"  # a reversal's leg that debits the payee: `<reversal id>_amount`
+RESERVATION_GONE = frozenset({"pending_transfer_already_voided", "pending_transfer_expired"})
+"""A payout's reservation that can no longer be posted: the money went back to the payer."""
+NEVER_RESERVED = frozenset({"pending_transfer_not_found", "transfer_not_found"})
 
 
 class Booking:
@@ -40,6 +49,9 @@ class Booking:
 
     def fees_account(self, currency: str) -> str:
         return f"{self.settings.fees_account_prefix}{currency.lower()}"
+
+    def payout_clearing_account(self, currency: str) -> str:
+        return f"{self.settings.payout_clearing_account_prefix}{currency.lower()}"
 
     def fx_accounts(self, payment: Any) -> FxAccounts:
         prefix, revenue = (
@@ -118,6 +130,65 @@ class Booking:
                 )
             )
         return TransferBatch(transfers=transfers, atomic=True)
+
+    async def payout_reservation(self, payment: Any) -> TransferBatch:
+        """The payout's reservation: amount and fee, payer → payout clearing, pending (the
+        payer's available balance drops at once), expiring after
+        `payout_reservation_timeout_seconds` — longer than any bank's status timeout."""
+        await self.ensure_account(
+            payment.destination_account_id, payment.currency, CLEARING_CODE, guarded=False
+        )
+        reserve = TransferCreate(
+            id=f"{payment.id}_reserve",
+            debit_account_id=payment.source_account_id,
+            credit_account_id=payment.destination_account_id,
+            amount=payment.amount + payment.fee,
+            currency=payment.currency,
+            code=PAYOUT_CODE,
+            pending=True,
+            timeout_seconds=self.settings.payout_reservation_timeout_seconds,
+            metadata={"payment_id": payment.id},
+        )
+        return TransferBatch(transfers=[reserve], atomic=True)
+
+    async def settle_payout(self, payment: Any) -> bool:
+        """Post the reservation and move the fee on to the fees account. False when the
+        reservation had ended already (voided or expired: the payer has the money back);
+        again after a crash, each step finds itself done."""
+        try:
+            await self.ledger.post_pending(f"{payment.id}_reserve")
+        except RemoteServiceError as error:
+            if error.remote_code in RESERVATION_GONE:
+                return False
+            if error.remote_code != "pending_transfer_already_posted":
+                raise
+        if payment.fee > 0:
+            fees = self.fees_account(payment.currency)
+            await self.ensure_account(fees, payment.currency, FEES_CODE, guarded=False)
+            await self.ledger.create_transfer(
+                TransferCreate(
+                    id=f"{payment.id}_fee",
+                    debit_account_id=payment.destination_account_id,
+                    credit_account_id=fees,
+                    amount=payment.fee,
+                    currency=payment.currency,
+                    code=PAYOUT_CODE,
+                    metadata={"payment_id": payment.id},
+                )
+            )
+        return True
+
+    async def release_payout(self, payment: Any) -> bool:
+        """Void the reservation: the payer has amount and fee back. False when it had been
+        posted (the bank settled before it rejected: nothing to give back)."""
+        try:
+            await self.ledger.void_pending(f"{payment.id}_reserve")
+        except RemoteServiceError as error:
+            if error.remote_code == "pending_transfer_already_posted":
+                return False
+            if error.remote_code not in RESERVATION_GONE | NEVER_RESERVED:
+                raise
+        return True
 
     async def reversal_batch(
         self,

@@ -31,8 +31,12 @@ Defaults (`DEFAULT_PRICING`) and why:
   so the fee is small: it is the visible service charge for a payment that moves two
   currencies' liquidity. Stating it apart from the rate keeps the price transparent (the
   payer sees rate, markup and fee separately) rather than hiding more in the rate.
-- Both refund the fee pro rata on reversal: a reversed payment delivered nothing, and
-  keeping the fee would charge the customer for our undoing it.
+- `payout` to another bank costs a flat fee per instruction (EUR 0.50, GBP 0.50, USD 1.00):
+  the partner bank charges per message, not per amount, so the price follows the cost. A
+  rejected or timed-out payout takes no fee (its reservation, fee included, is voided);
+  a payout cannot be reversed, so there is nothing to refund.
+- P2P and cross-currency refund the fee pro rata on reversal: a reversed payment delivered
+  nothing, and keeping the fee would charge the customer for our undoing it.
 
 Errors are `PricingError`s: `ValueError`s for pure callers, and 422 problem documents if one
 reaches the edge (they are `PaymeshError`s too).
@@ -47,14 +51,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from paymesh.kernel.errors import PaymeshError
 from paymesh.kernel.money import MAX_AMOUNT_MINOR, CurrencyCode, UnknownCurrency, get_currency
 
-PaymentType = Literal["p2p", "cross_currency"]
+PaymentType = Literal["p2p", "cross_currency", "payout"]
 KycLevel = Literal["none", "basic", "full"]
 RefundPolicy = Literal["pro_rata", "none"]
 ANY: Literal["*"] = "*"
 BASIS_POINTS_PER_UNIT = 10_000
 MAX_RULES = 1_000
 
-_PAYMENT_TYPES: frozenset[str] = frozenset(("p2p", "cross_currency"))
+_PAYMENT_TYPES: frozenset[str] = frozenset(("p2p", "cross_currency", "payout"))
 _KYC_LEVELS: frozenset[str] = frozenset(("none", "basic", "full"))
 
 MinorAmount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT_MINOR)]
@@ -274,6 +278,10 @@ DEFAULT_PRICING = PricingTable(
     rules=(
         FeeRule(type="p2p", currency=ANY, basis_points=0),
         FeeRule(type="cross_currency", currency=ANY, basis_points=25),
+        FeeRule(type="payout", currency="EUR", fixed=50, refund_on_reversal="none"),
+        FeeRule(type="payout", currency="GBP", fixed=50, refund_on_reversal="none"),
+        FeeRule(type="payout", currency="USD", fixed=100, refund_on_reversal="none"),
     )
 )
-"""Free same-currency P2P; 0.25 % on cross-currency payments (see the module docstring)."""
+"""Free same-currency P2P; 0.25 % on cross-currency payments; a flat fee per payout (see the
+module docstring)."""

@@ -107,6 +107,8 @@ class Reversals:
 
     async def reverse(self, caller: Caller, payment_id: str, body: ReversalCreate) -> ReversalOut:
         payment = await self.payments.get(payment_id)
+        if payment.type == "payout":
+            raise errors.PayoutNotReversible()
         if payment.status not in ("succeeded", "partially_reversed"):
             raise errors.IllegalTransition(detail=f"a {payment.status} payment cannot be reversed")
         left = payment.amount - payment.reversed_amount

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from paymesh.kernel.ids import ID_PATTERN
 from paymesh.kernel.money import CurrencyCode
+from paymesh.providers.client import Beneficiary
 
-PaymentType = Literal["p2p", "cross_currency"]
+PaymentType = Literal["p2p", "cross_currency", "payout"]
 WalletRef = str
 MAX_MINOR = 2**63 - 1
 
@@ -43,7 +44,23 @@ class PaymentCreate(BaseModel):
 
     type: PaymentType
     source_wallet_id: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$")
-    destination: Destination
+    destination: Destination | None = Field(
+        default=None, description="p2p and cross_currency: the wallet paid."
+    )
+    beneficiary: Beneficiary | None = Field(
+        default=None,
+        description="payout: who is paid at another bank (name, `iban` or `account_number` "
+        "+ `bank_code`, `bic`, `country`, `address` lines).",
+    )
+    purpose: str | None = Field(
+        default=None, pattern=r"^[A-Z0-9]{4}$", description="payout: ISO 20022 purpose code."
+    )
+    remittance_info: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=140,
+        description="payout: what the beneficiary's statement shows.",
+    )
     amount: int = Field(gt=0, le=MAX_MINOR, description="Minor units the payer sends.")
     currency: CurrencyCode = Field(description="The source wallet's currency.")
     quote_id: str | None = Field(
@@ -54,6 +71,42 @@ class PaymentCreate(BaseModel):
     )
     description: str | None = Field(default=None, max_length=500)
     metadata: dict[str, JsonValue] = Field(default_factory=dict, max_length=20)
+
+    @model_validator(mode="after")
+    def _fields_of_the_type(self) -> PaymentCreate:
+        if self.type == "payout":
+            if self.beneficiary is None:
+                raise ValueError("a payout needs `beneficiary`")
+            if self.destination is not None or self.quote_id is not None:
+                raise ValueError("a payout takes `beneficiary`, not `destination` or `quote_id`")
+        else:
+            if self.destination is None:
+                raise ValueError(f"a {self.type} payment needs `destination`")
+            if (self.beneficiary, self.purpose, self.remittance_info) != (None, None, None):
+                raise ValueError(
+                    "`beneficiary`, `purpose` and `remittance_info` are for payouts only"
+                )
+        return self
+
+
+class PayoutDetails(BaseModel):
+    """A payout's beneficiary (as validated) and where its instruction stands."""
+
+    beneficiary: dict[str, Any]
+    bank: str = Field(description="The partner bank that carries it.")
+    account_name: str | None = Field(
+        default=None, description="The holder's name as the bank knows it, when it says."
+    )
+    purpose: str | None
+    remittance_info: str | None
+    instruction: dict[str, Any] | None = Field(
+        default=None, description="Once sent: the pacs.008's `message_id` and `end_to_end_id`."
+    )
+    outcome: dict[str, Any] | None = Field(
+        default=None,
+        description="The bank's final answer: `status` (settled, rejected, timed_out) and "
+        "the ISO reason of a rejection (`reason`, e.g. `AC01 incorrect account number`).",
+    )
 
 
 class RiskSummary(BaseModel):
@@ -75,7 +128,8 @@ class PaymentOut(BaseModel):
     destination_amount: int = Field(description="Minor units the payee receives.")
     destination_currency: str
     source_wallet_id: str
-    destination: dict[str, str]
+    destination: dict[str, str] = Field(description="p2p, cross_currency: the wallet paid.")
+    payout: PayoutDetails | None = Field(description="payout: beneficiary and bank status.")
     quote: dict[str, Any] | None
     risk: RiskSummary | None
     otp: dict[str, Any] | None = Field(

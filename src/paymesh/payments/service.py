@@ -7,6 +7,13 @@ the payment, forex's quote is consumed with the payment id as reference, and the
 batch's transfer ids derive from the payment id. So `advance` may run again from any state
 (after a crash, by the recovery job, by two processes at once) and the money moves at most
 once. A transition updates the row only from the state it expects.
+
+A payout (to another bank) reserves its money on the ledger as a pending transfer, hands
+the instruction to providers (idempotent on the payment id: the bank sees one instruction
+however often it is sent) and waits `in_transit`. The bank's outcome arrives as a
+`providers.payout.*` event, is recorded on the payment in the consumer's transaction
+(`record_bank_outcome`) and acted on by `advance`: post the reservation on settlement, void
+it on rejection or timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.forex.client import ForexClient
@@ -40,6 +47,13 @@ from paymesh.payments.money import Booking, failure_code
 from paymesh.payments.pricing import PricingTable, quote_fee
 from paymesh.payments.schemas import ConfirmRequest, Destination, PaymentCreate
 from paymesh.profiles.client import ProfilesClient
+from paymesh.providers.client import (
+    Beneficiary,
+    BeneficiaryValidation,
+    Debtor,
+    PayoutCreate,
+    Providers,
+)
 from paymesh.risk.client import RiskClient
 from paymesh.risk.schemas import Counterparty, EvaluationCreate
 from paymesh.wallets.client import WalletsClient
@@ -48,6 +62,10 @@ log = structlog.get_logger("paymesh.payments")
 
 ACTING_FOR_USERS = frozenset({"service"})
 ADVANCE_AFTER_COMMIT = "payments_to_advance"
+IN_PROGRESS = "idempotency_request_in_progress"
+"""A service's answer when the same idempotent request is still running elsewhere."""
+BANK_OUTCOMES = frozenset({"settled", "rejected", "timed_out"})
+"""A payout's final answers from its bank (providers' `PayoutOutcome.status`)."""
 
 
 @dataclass
@@ -58,12 +76,25 @@ class Remote:
     forex: ForexClient
     profiles: ProfilesClient
     ledger: LedgerClient
+    providers: Providers
+
+
+def beneficiary_account(payment: Payment) -> str:
+    """A payout's beneficiary account (IBAN, or bank code and account number)."""
+    assert payment.payout is not None
+    beneficiary = payment.payout["beneficiary"]
+    return str(
+        beneficiary.get("iban") or f"{beneficiary['bank_code']}/{beneficiary['account_number']}"
+    )
 
 
 def code_purpose(payment: Payment) -> str:
     """What a step-up code confirms: this payment with these terms. A code issued for one
     payment (or for this one before its terms changed) cannot confirm another."""
-    terms = f"{payment.id}|{payment.amount}|{payment.currency}|{payment.destination_wallet_id}"
+    destination = (
+        beneficiary_account(payment) if payment.type == "payout" else payment.destination_wallet_id
+    )
+    terms = f"{payment.id}|{payment.amount}|{payment.currency}|{destination}"
     return "payment:" + hashlib.sha256(terms.encode()).hexdigest()[:48]
 
 
@@ -141,6 +172,8 @@ class Payments:
             raise errors.SourceWalletInactive(status=source.status)
         if source.currency != body.currency:
             raise errors.CurrencyMismatch(detail=f"the source wallet holds {source.currency}")
+        if body.type == "payout":
+            return await self._prepare_payout(body, source, request_key, request_hash)
         destination = await self._destination(body, source.currency)
         if destination.wallet_id == source.wallet_id:
             raise errors.SelfPayment()
@@ -188,8 +221,65 @@ class Payments:
             updated_at=now,
         )
 
+    async def _prepare_payout(
+        self, body: PaymentCreate, source: Any, request_key: str, request_hash: str
+    ) -> Payment:
+        """A payout's beneficiary is validated by providers before anything is stored: the
+        IBAN's checksum, the BIC, a partner bank for the currency and country, the bank's
+        own lookup of the account. Each refusal is a 422 with its precise code."""
+        assert body.beneficiary is not None
+        check = BeneficiaryValidation(currency=body.currency, beneficiary=body.beneficiary)
+        try:
+            validated = await self.remote.providers.validate_beneficiary(check)
+        except RemoteServiceError as error:
+            refusal = errors.BENEFICIARY_ERRORS.get(error.remote_code)
+            if refusal is not None:
+                raise refusal(detail=error.detail) from None
+            raise _remote_failure(error) from None
+        free_tiers = any(rule.free_for_levels for rule in self.pricing.rules)
+        level = await self._kyc_level(source.owner_id) if free_tiers else "none"
+        fee = quote_fee(
+            self.pricing, type="payout", currency=body.currency, amount=body.amount, kyc_level=level
+        )
+        now = utcnow()
+        return Payment(
+            id=new_id("pay"),
+            request_key=request_key,
+            request_hash=request_hash,
+            type="payout",
+            status="created",
+            payer_id=source.owner_id,
+            source_wallet_id=source.wallet_id,
+            source_account_id=source.ledger_account_id,
+            payee_id="",  # someone at another bank: no user, no wallet here
+            destination_wallet_id="",
+            destination_account_id=self.booking.payout_clearing_account(body.currency),
+            amount=body.amount,
+            currency=body.currency,
+            destination_amount=body.amount,
+            destination_currency=body.currency,
+            fee=fee.fee,
+            fee_rule=fee.rule.model_dump(mode="json"),
+            quote=None,
+            payout={
+                "beneficiary": validated.beneficiary.model_dump(mode="json", exclude_none=True),
+                "bank": validated.bank,
+                "account_name": validated.account_name,
+                "purpose": body.purpose,
+                "remittance_info": body.remittance_info,
+                "instruction": None,
+            },
+            description=body.description,
+            metadata_=dict(body.metadata),
+            reversed_amount=0,
+            fee_refunded=0,
+            created_at=now,
+            updated_at=now,
+        )
+
     async def _destination(self, body: PaymentCreate, currency: str) -> Any:
         target = body.destination
+        assert target is not None
         try:
             if target.wallet_id is not None:
                 found = await self.remote.wallets.account(target.wallet_id)
@@ -297,13 +387,29 @@ class Payments:
         return payment
 
     async def advance(self, payment_id: str, actor: str | None = None) -> Payment:
-        """Move the payment on from wherever it is until it waits or ends."""
+        """Move the payment on from wherever it is until it waits or ends. When another
+        worker is in the middle of the same step (a remote call answers that the same
+        idempotent request is in progress), that worker moves it on: this one stops."""
+        try:
+            return await self._advance(payment_id, actor)
+        except RemoteServiceError as error:
+            if error.remote_code != IN_PROGRESS:
+                raise
+            log.info("payment_step_in_progress_elsewhere", payment_id=payment_id)
+            return await self.get(payment_id)
+
+    async def _advance(self, payment_id: str, actor: str | None) -> Payment:
         for _ in range(4):
             payment = await self.get(payment_id)
             if payment.status == "created":
                 await self._evaluate(payment, actor)
+            elif payment.status == "processing" and payment.type == "payout":
+                if not await self._reserve_and_send(payment, actor):
+                    return payment
             elif payment.status == "processing":
                 await self._book(payment, actor)
+            elif payment.status == "in_transit" and payment.bank_outcome in BANK_OUTCOMES:
+                await self._finish_payout(payment, actor)
             else:
                 return payment
         return await self.get(payment_id)
@@ -315,7 +421,11 @@ class Payments:
             type=payment.type,
             amount=payment.amount,
             currency=payment.currency,
-            counterparty=await self._counterparty(payment.payee_id),
+            counterparty=(
+                self._beneficiary_counterparty(payment)
+                if payment.type == "payout"
+                else await self._counterparty(payment.payee_id)
+            ),
             channel="api",
         )
         try:
@@ -387,6 +497,19 @@ class Payments:
         except ValidationError:  # a name risk cannot take: screened as the customer anyway
             log.warning("payee_name_not_screenable", payee_id=payee_id)
             return None
+
+    @staticmethod
+    def _beneficiary_counterparty(payment: Payment) -> Counterparty:
+        """A payout's beneficiary as risk screens them (sanctions: name and country)."""
+        assert payment.payout is not None
+        beneficiary = payment.payout["beneficiary"]
+        account = beneficiary.get("iban") or beneficiary.get("account_number")
+        return Counterparty(
+            name=beneficiary["name"],
+            country=beneficiary["country"],
+            account=account,
+            type="individual",
+        )
 
     async def _record_risk(
         self, payment: Payment, risk: dict[str, Any], detail: dict[str, Any], actor: str | None
@@ -483,6 +606,176 @@ class Payments:
                 failure_code="insufficient_funds" if code == "exceeds_credits" else code,
                 failure_reason=reason,
             )
+
+    # -- payouts: reserve, send, wait for the bank, post or void --------------------------
+
+    async def _reserve_and_send(self, payment: Payment, actor: str | None) -> bool:
+        """Reserve amount + fee on the ledger, then hand the instruction to providers; the
+        payment waits `in_transit`. Both steps are idempotent (the reservation's transfer id
+        and the instruction derive from the payment id): a crash between them, or after,
+        is resumed by running this again. False when another worker is sending it."""
+        batch = await self.booking.payout_reservation(payment)
+        try:
+            result = await self.remote.ledger.create_batch(batch)
+        except RemoteServiceError as error:
+            raise _remote_failure(error) from None
+        code = failure_code(result.results)
+        transfer_ids = [transfer.id for transfer in batch.transfers]
+        if code is not None:
+            insufficient = code == "exceeds_credits"
+            await self._move(
+                payment,
+                "failed",
+                actor,
+                "ledger",
+                "refused",
+                {"code": code, "transfer_ids": transfer_ids},
+                failure_code="insufficient_funds" if insufficient else code,
+                failure_reason="insufficient funds" if insufficient else f"ledger: {code}",
+            )
+            return True
+        if result.results[0].status == "created":
+            async with self.database.transaction() as session:
+                await self.record_step(
+                    session, payment.id, "ledger", "reserved", actor, {"transfer_ids": transfer_ids}
+                )
+        self.checkpoint("payout_reserved")
+        assert payment.payout is not None
+        instruction = PayoutCreate(
+            payment_id=payment.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            debtor=Debtor(
+                name=self.booking.settings.payout_debtor_name,
+                account=self.booking.settings.payout_debtor_account,
+            ),
+            beneficiary=Beneficiary.model_validate(payment.payout["beneficiary"]),
+            purpose=payment.payout.get("purpose"),
+            remittance_info=payment.payout.get("remittance_info"),
+        )
+        try:
+            sent = await self.remote.providers.submit_payout(instruction)
+        except RemoteServiceError as error:
+            if error.remote_code == IN_PROGRESS:
+                return False  # another worker is sending it right now: its answer moves it
+            if error.remote_status >= 500 or error.remote_status in (408, 409, 429):
+                # The recovery job sends it again (the same instruction to the bank).
+                raise errors.DependencyUnavailable(detail=f"providers: {error.detail}") from None
+            # Refused for good (the beneficiary no longer passes, no bank takes it): the
+            # reservation is given back.
+            await self.booking.release_payout(payment)
+            await self._move(
+                payment,
+                "failed",
+                actor,
+                "bank",
+                "refused",
+                {"code": error.remote_code, "detail": error.detail},
+                failure_code=error.remote_code,
+                failure_reason=error.detail[:500],
+            )
+            return True
+        self.checkpoint("payout_submitted")
+        record = {
+            "id": sent.id,
+            "message_id": sent.message_id,
+            "end_to_end_id": sent.end_to_end_id,
+        }
+        await self._move(
+            payment,
+            "in_transit",
+            actor,
+            "bank",
+            "submitted",
+            {"bank": sent.bank, **record},
+            payout={**payment.payout, "instruction": record},
+        )
+        if sent.status in BANK_OUTCOMES:  # the bank answered at once
+            async with self.database.transaction() as session:
+                await self.record_bank_outcome(
+                    session,
+                    payment.id,
+                    sent.status,
+                    sent.reason_code,
+                    sent.reason_text,
+                    "answer",
+                )
+        return True
+
+    async def record_bank_outcome(
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        status: str,
+        reason_code: str | None,
+        reason_text: str | None,
+        source: str,
+    ) -> bool:
+        """The bank's final answer about a payout, recorded once on the payment (in the
+        caller's transaction); True when the payment should now be moved on. Duplicates and
+        answers about payments already ended change nothing."""
+        if status not in BANK_OUTCOMES:
+            return False
+        payment = await session.get(Payment, payment_id, with_for_update=True)
+        if (
+            payment is None
+            or payment.type != "payout"
+            or payment.bank_outcome is not None
+            or payment.status not in ("processing", "in_transit")
+        ):
+            return False
+        reason = " ".join(part for part in (reason_code, reason_text) if part) or None
+        payment.bank_outcome = status
+        payment.bank_reason = reason[:300] if reason else None
+        payment.updated_at = utcnow()
+        detail = {"reason_code": reason_code, "reason": reason, "source": source}
+        await self.record_step(session, payment_id, "bank", status, None, detail)
+        return True
+
+    async def _finish_payout(self, payment: Payment, actor: str | None) -> None:
+        """Post the reservation (settled) or void it (rejected, timed out)."""
+        transfer_id = f"{payment.id}_reserve"
+        if payment.bank_outcome == "settled":
+            if await self.booking.settle_payout(payment):
+                fee_ids = [f"{payment.id}_fee"] if payment.fee else []
+                await self._move(
+                    payment,
+                    "succeeded",
+                    actor,
+                    "ledger",
+                    "posted",
+                    {"transfer_ids": [transfer_id, *fee_ids]},
+                )
+                return
+            # The reservation ended (expired) before the bank settled: the payer has the
+            # money back and the bank paid it out. Not for a machine to guess: an operator
+            # settles it (the reservation timeout must outlast every bank's, checked at start).
+            log.error("payout_settled_after_reservation_ended", payment_id=payment.id)
+            async with self.database.transaction() as session:
+                changed = await session.execute(
+                    update(Payment)
+                    .where(Payment.id == payment.id, Payment.bank_outcome == "settled")
+                    .values(bank_outcome="unbooked", updated_at=utcnow())
+                )
+                if changed.rowcount:  # type: ignore[attr-defined]
+                    await self.record_step(
+                        session, payment.id, "ledger", "reservation_ended", actor, {}
+                    )
+            return
+        if not await self.booking.release_payout(payment):
+            log.error("payout_rejected_after_posting", payment_id=payment.id)
+        rejected = payment.bank_outcome == "rejected"
+        await self._move(
+            payment,
+            "failed",
+            actor,
+            "ledger",
+            "voided",
+            {"transfer_ids": [transfer_id]},
+            failure_code="bank_rejected" if rejected else "payout_timed_out",
+            failure_reason=payment.bank_reason
+            or ("rejected by the bank" if rejected else "no answer from the bank in time"),
+        )
 
     # -- the customer's code, the officer's decision -------------------------------------
 
@@ -621,7 +914,17 @@ class Payments:
                 (
                     await session.execute(
                         select(Payment.id)
-                        .where(Payment.status.in_(states.WORKING), Payment.updated_at < cutoff)
+                        .where(
+                            or_(
+                                Payment.status.in_(states.WORKING),
+                                # a payout whose bank answered, the answer not yet acted on
+                                and_(
+                                    Payment.bank_outcome.in_(BANK_OUTCOMES),
+                                    Payment.status == "in_transit",
+                                ),
+                            ),
+                            Payment.updated_at < cutoff,
+                        )
                         .order_by(Payment.updated_at)
                         .limit(100)
                     )
@@ -701,7 +1004,7 @@ class Payments:
             return
         data = event_data(payment)
         await self.outbox.add(session, f"payments.payment.{name}", data, payment.id)
-        if name == "succeeded":
+        if name == "succeeded" and payment.type != "payout":  # a payout's payee is elsewhere
             await self.outbox.add(session, "payments.payment.received", data, payment.id)
 
 
@@ -720,4 +1023,19 @@ def event_data(payment: Payment) -> dict[str, Any]:
         "source_wallet_id": payment.source_wallet_id,
         "destination_wallet_id": payment.destination_wallet_id,
         "failure_code": payment.failure_code,
+    } | (_payout_event_data(payment) if payment.payout else {})
+
+
+def _payout_event_data(payment: Payment) -> dict[str, Any]:
+    """A payout's bank and beneficiary in its events: the account masked (its last four
+    characters), no name or address."""
+    assert payment.payout is not None
+    account = beneficiary_account(payment)
+    return {
+        "bank": payment.payout["bank"],
+        "beneficiary": {
+            "account": "****" + account[-4:],
+            "country": payment.payout["beneficiary"]["country"],
+        },
+        "bank_reason": payment.bank_reason,
     }

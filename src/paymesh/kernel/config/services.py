@@ -181,12 +181,44 @@ class PaymentsSettings(ServiceSettings):
         default=30.0, gt=0, description="A payment left in a working state this long is resumed."
     )
     recovery_interval_seconds: float = Field(default=5.0, gt=0)
-    crash_at: Literal["created", "risk_decided", "ledger_attempted", "ledger_posted"] | None = (
-        Field(
-            default=None,
-            description="Tests only (PAYMESH_ENV=test): the process kills itself (SIGKILL) "
-            "at this step of the next payment, to prove recovery. Refused elsewhere.",
-        )
+    payout_clearing_account_prefix: str = Field(
+        default="payout_clearing_",
+        pattern=r"^[a-z_]{1,40}$",
+        description="+ currency: where a payout's reservation goes and, once the partner "
+        "bank settles, stays (the money the bank paid out for us).",
+    )
+    payout_reservation_timeout_seconds: int = Field(
+        default=2 * 86_400,
+        ge=60,
+        le=31_536_000,
+        description="A payout's ledger reservation expires (voids itself) after this long; "
+        "it must outlast every partner bank's status timeout (checked at start).",
+    )
+    payout_debtor_name: str = Field(
+        default="Paymesh Payouts Ltd",
+        min_length=1,
+        max_length=140,
+        description="The platform's name as debtor of the pacs.008 it sends.",
+    )
+    payout_debtor_account: str = Field(
+        default="GB33BUKB20201555555555",
+        pattern=r"^[A-Za-z0-9]{1,34}$",
+        description="The platform's own account at the partner bank, payouts' debtor account.",
+    )
+    crash_at: (
+        Literal[
+            "created",
+            "risk_decided",
+            "ledger_attempted",
+            "ledger_posted",
+            "payout_reserved",
+            "payout_submitted",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Tests only (PAYMESH_ENV=test): the process kills itself (SIGKILL) "
+        "at this step of the next payment, to prove recovery. Refused elsewhere.",
     )
 
 
