@@ -70,8 +70,8 @@ def _setup(runtime: ServiceRuntime) -> None:
     runtime.state["background"] = background
 
     def advance_after_commit(session: AsyncSession) -> None:
-        for payment_id in session.info.pop(ADVANCE_AFTER_COMMIT, []):
-            task = asyncio.create_task(payments.advance(payment_id, "review"))
+        for payment_id, actor in session.info.pop(ADVANCE_AFTER_COMMIT, []):
+            task = asyncio.create_task(payments.advance(payment_id, actor))
             background.add(task)
             task.add_done_callback(background.discard)
 

@@ -27,7 +27,7 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
         actor = getattr(event, "actor", None)
         if await payments.case_resolved(session, payment_id, approved, actor):
             # Booked once this transaction commits (the recovery job would get there too).
-            session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append(payment_id)
+            session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append((payment_id, "review"))
 
     async def payout_outcome(session: AsyncSession, event: CloudEvent) -> None:
         payment_id, status = event.data.get("payment_id"), event.data.get("status")
@@ -42,7 +42,7 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
             reason_text if isinstance(reason_text, str) else None,
             "event",
         ):
-            session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append(payment_id)
+            session.info.setdefault(ADVANCE_AFTER_COMMIT, []).append((payment_id, "bank"))
 
     async def notification_outcome(session: AsyncSession, event: CloudEvent) -> None:
         """A message about a payment went out (or failed): a line on its timeline."""

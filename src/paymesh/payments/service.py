@@ -62,6 +62,7 @@ log = structlog.get_logger("paymesh.payments")
 
 ACTING_FOR_USERS = frozenset({"service"})
 ADVANCE_AFTER_COMMIT = "payments_to_advance"
+"""session.info key: (payment id, actor) pairs to move on once the transaction commits."""
 IN_PROGRESS = "idempotency_request_in_progress"
 """A service's answer when the same idempotent request is still running elsewhere."""
 BANK_OUTCOMES = frozenset({"settled", "rejected", "timed_out"})
