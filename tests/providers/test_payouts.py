@@ -6,6 +6,7 @@ same instruction at the bank."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -353,3 +354,94 @@ class TestProvidersClient:
         assert read.status == "settled"
         assert refused.value.remote_code == "unsupported_currency"
         assert len(await bank_instructions(payout_world)) == 1
+
+
+BANK_CERTIFICATE_SHA256 = hashlib.sha256(b"the partner bank's client certificate (DER)").hexdigest()
+MTLS_BANK = {"callback_auth": "mtls", "callback_certificate_sha256": BANK_CERTIFICATE_SHA256}
+
+
+def behind_proxy(settings: Settings) -> Settings:
+    """The gateway behind a TLS-terminating proxy on 127.0.0.1 (where the tests connect)."""
+    gateway = settings.gateway.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]})
+    return settings.model_copy(update={"gateway": gateway})
+
+
+def client_certificate(sha256: str) -> dict[str, str]:
+    """What the proxy forwards about the certificate it verified (Envoy's XFCC)."""
+    return {
+        "content-type": "application/xml",
+        "x-forwarded-client-cert": f'Hash={sha256};Subject="CN=partner bank callbacks"',
+    }
+
+
+@pytest.fixture
+async def mtls_callback_world(
+    make_platform: Callable[..., Any], settings: Settings
+) -> AsyncIterator[PayoutWorld]:
+    async for world in serve_world(make_platform, behind_proxy(settings), bank_fields=MTLS_BANK):
+        yield world
+
+
+@pytest.fixture
+async def mtls_callback_world_without_proxy(
+    make_platform: Callable[..., Any], settings: Settings
+) -> AsyncIterator[PayoutWorld]:
+    async for world in serve_world(make_platform, settings, bank_fields=MTLS_BANK):
+        yield world
+
+
+class TestCallbacksAuthenticatedByClientCertificate:
+    """`callback_auth: mtls`: the bank is known by its client certificate, which the proxy
+    in front of the gateway verified; its HMAC signature is not what counts."""
+
+    async def waiting(self, world: PayoutWorld) -> dict[str, Any]:
+        response = await submit(world, payout_body("pay_mtls_cb", NEVER_ANSWERS))
+        assert response.status_code == 201, response.text
+        return await payout_reaches(world, "pay_mtls_cb", "submitted")
+
+    async def test_the_banks_certificate_settles_it(self, mtls_callback_world: PayoutWorld) -> None:
+        payout = await self.waiting(mtls_callback_world)
+        body = status_report(payout, "ACSC")
+
+        response = await post_status(
+            mtls_callback_world, body, client_certificate(BANK_CERTIFICATE_SHA256.upper())
+        )
+
+        assert response.status_code == 200, response.text
+        settled = await payout_of(mtls_callback_world, "pay_mtls_cb")
+        assert settled["status"] == "settled"
+        assert settled["history"][-1]["source"] == "callback"
+
+    async def test_another_certificate_none_or_only_a_signature_is_refused(
+        self, mtls_callback_world: PayoutWorld
+    ) -> None:
+        world = mtls_callback_world
+        payout = await self.waiting(world)
+        body = status_report(payout, "RJCT", "AC01")
+        other = hashlib.sha256(b"someone else's certificate").hexdigest()
+
+        attempts = [
+            client_certificate(other),
+            {"content-type": "application/xml"},
+            signed(body),  # a valid HMAC does not replace the certificate
+            client_certificate("") | {"x-forwarded-client-cert": 'Subject="CN=x"'},
+        ]
+        for headers in attempts:
+            response = await post_status(world, body, headers)
+            assert response.status_code == 401, (headers, response.text)
+            assert response.json()["code"] == "invalid_bank_signature"
+        assert await payout_of(world, "pay_mtls_cb") == payout
+        assert await payout_events(world) == []
+
+    async def test_a_client_cannot_claim_a_certificate_past_an_untrusting_gateway(
+        self, mtls_callback_world_without_proxy: PayoutWorld
+    ) -> None:
+        world = mtls_callback_world_without_proxy
+        payout = await self.waiting(world)
+        body = status_report(payout, "ACSC")
+
+        # The right fingerprint, but not from a trusted proxy: the gateway drops the header.
+        response = await post_status(world, body, client_certificate(BANK_CERTIFICATE_SHA256))
+
+        assert response.status_code == 401, response.text
+        assert await payout_of(world, "pay_mtls_cb") == payout

@@ -29,6 +29,7 @@ from paymesh.gateway.inbound import (
     client_address,
     declared_within,
     forwarded,
+    from_trusted_proxy,
     header,
     with_length,
 )
@@ -178,7 +179,12 @@ class Gateway:
                     # hop-by-hop, and dropped)
                     scope = with_length(scope, length)
             upstream = self.upstreams[route.service]
-            scope = forwarded(scope, exchange.request_id, exchange.traceparent)
+            scope = forwarded(
+                scope,
+                exchange.request_id,
+                exchange.traceparent,
+                from_trusted_proxy=from_trusted_proxy(scope, self.trusted_proxies),
+            )
             async with self.breakers.guard(route.service):
                 await upstream.forward(scope, receive, send, timeout_seconds=route.timeout_seconds)
         except UpstreamFailure:  # counted by the breaker; its answer already went out

@@ -36,6 +36,12 @@ def _peer_address(scope: Scope) -> Address | None:
         return None
 
 
+def from_trusted_proxy(scope: Scope, trusted_proxies: Sequence[Network]) -> bool:
+    """Whether the TCP peer is one of our own proxies."""
+    address = _peer_address(scope)
+    return address is not None and any(address in network for network in trusted_proxies)
+
+
 def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> Address | None:
     """The client's address: the TCP peer, unless the peer is one of our own proxies (a
     load balancer in front of the gateway); then the `X-Forwarded-For` chain is read from
@@ -55,9 +61,19 @@ def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> Address 
     return address
 
 
-def forwarded(scope: Scope, request_id: str, traceparent: str) -> Scope:
+CLIENT_CERTIFICATE_HEADER = b"x-forwarded-client-cert"
+"""The client certificate a TLS-terminating proxy verified (Envoy's XFCC format): passed on
+only from a trusted proxy (`forwarded(..., from_trusted_proxy=True)`); from anyone else it is
+dropped, so no client can claim a certificate it did not present."""
+
+
+def forwarded(
+    scope: Scope, request_id: str, traceparent: str, *, from_trusted_proxy: bool = False
+) -> Scope:
     """The scope the upstream sees: our request id and trace context, `X-Forwarded-*`."""
     headers = strip_hop_by_hop(scope["headers"])
+    if not from_trusted_proxy:
+        headers = [(name, value) for name, value in headers if name != CLIENT_CERTIFICATE_HEADER]
     client = scope.get("client")
     forwarded_for = header(headers, b"x-forwarded-for")
     peer = client[0] if client else "unknown"

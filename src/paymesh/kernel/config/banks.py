@@ -9,7 +9,7 @@ to the SEPA countries, the United Kingdom and the United States.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -115,6 +115,20 @@ class PartnerBankSettings(BaseModel):
         default=SecretStr(DEVELOPMENT_BANK_CALLBACK_SECRET),
         description="Key of the bank's X-Bank-Signature on its callbacks.",
     )
+    callback_auth: Literal["hmac", "mtls"] = Field(
+        default="hmac",
+        description="How the bank's callbacks are authenticated: `hmac`, its X-Bank-Signature "
+        "over the raw body and a timestamp; `mtls`, its TLS client certificate, verified by "
+        "the TLS-terminating proxy in front of the gateway (one of the gateway's "
+        "trusted_proxies) and forwarded as X-Forwarded-Client-Cert (Envoy's format, "
+        "`Hash=<SHA-256 of the DER certificate>`), matched against "
+        "`callback_certificate_sha256`.",
+    )
+    callback_certificate_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Fa-f]{64}$",
+        description="`mtls`: the SHA-256 fingerprint (hex) of the bank's client certificate.",
+    )
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     status_timeout_seconds: float = Field(
         default=3600.0,
@@ -127,6 +141,12 @@ class PartnerBankSettings(BaseModel):
     )
 
     _blank_base_url = field_validator("base_url", mode="before")(_blank_is_unset)
+
+    @model_validator(mode="after")
+    def _certificate_for_mtls(self) -> PartnerBankSettings:
+        if self.callback_auth == "mtls" and self.callback_certificate_sha256 is None:
+            raise ValueError("callback_auth mtls needs callback_certificate_sha256")
+        return self
 
     @field_validator("currencies", "countries")
     @classmethod

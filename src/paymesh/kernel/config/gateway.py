@@ -110,7 +110,8 @@ class GatewaySettings(BaseModel):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Networks (CIDR) of our own proxies in front of the gateway: from them, "
-        "the client address is read from X-Forwarded-For (JSON list).",
+        "the client address is read from X-Forwarded-For, and the client certificate they "
+        "verified is passed on (X-Forwarded-Client-Cert; dropped from anyone else) (JSON list).",
     )
 
     @field_validator("trusted_proxies")

@@ -9,8 +9,12 @@ The bank's API (which the simulator in `simulators/bank.py` implements):
   again answers the original's current status, which is what makes retries safe.
 * `GET {base}/status/{end_to_end_id}` → 200 pacs.002 (the current status) or 404.
 * `GET {base}/accounts/{iban or account number}` → 200 `{exists, name, currency}` or 404.
-* Callbacks: `POST` of a pacs.002 to `/v1/providers/banks/{bank}/status` with
-  `X-Bank-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`.
+* Callbacks: `POST` of a pacs.002 to `/v1/providers/banks/{bank}/status`, authenticated
+  per bank (`callback_auth`): `hmac`, with
+  `X-Bank-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`; or
+  `mtls`, by the bank's TLS client certificate, verified by the proxy in front of the
+  gateway and forwarded as `X-Forwarded-Client-Cert: Hash=<SHA-256>` (the gateway passes
+  that header on only from its trusted proxies), matched against the configured fingerprint.
 
 We sign nothing we send: the bank knows us by our TLS client certificate (mTLS) when it
 asks for one. Every call runs under the bank's circuit breaker (purgatory, as the gateway
@@ -46,6 +50,7 @@ from paymesh.providers.payouts import errors
 log = structlog.get_logger("paymesh.providers.bank")
 
 SIGNATURE_HEADER = "x-bank-signature"
+CLIENT_CERTIFICATE_HEADER = "x-forwarded-client-cert"
 SIGNATURE_SCHEME = "v1"
 CALLBACK_PREFIX = "/v1/providers/banks"
 CALLBACK_TOLERANCE_SECONDS = 300
@@ -163,8 +168,13 @@ class PartnerBank:
         self, body: bytes, headers: Mapping[str, str], now: float | None = None
     ) -> StatusReport:
         """The status report in an authentic, fresh callback; else an error (401 for the
-        signature or its age, 400 for a body that is not a pacs.002)."""
-        verify_signature(self._secret, body, headers.get(SIGNATURE_HEADER, ""), now)
+        signature, its age or the client certificate, 400 for a body that is not a
+        pacs.002)."""
+        if self.settings.callback_auth == "mtls":
+            expected = self.settings.callback_certificate_sha256 or ""
+            verify_client_certificate(expected, headers.get(CLIENT_CERTIFICATE_HEADER, ""))
+        else:
+            verify_signature(self._secret, body, headers.get(SIGNATURE_HEADER, ""), now)
         return read_status_report(body)
 
     async def _call(self, operation: str, method: str, path: str, **options: Any) -> httpx.Response:
@@ -217,6 +227,25 @@ class PartnerBank:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def verify_client_certificate(expected_sha256: str, header: str) -> None:
+    """The bank's client certificate, as the TLS-terminating proxy verified and forwarded it
+    (X-Forwarded-Client-Cert; the gateway drops the header from anyone but its trusted
+    proxies): the element the nearest proxy added (the last) must carry `Hash=` equal to
+    the configured fingerprint, compared in constant time."""
+    elements = [element for element in header.split(",") if element.strip()]
+    if not elements:
+        raise errors.InvalidBankSignature(detail="no verified client certificate was forwarded")
+    found = ""
+    for pair in elements[-1].split(";")[:16]:
+        key, _, value = pair.strip().partition("=")
+        if key.strip().lower() == "hash":
+            found = value.strip().strip('"').lower()
+    if not found.isascii() or not hmac.compare_digest(
+        found.encode(), expected_sha256.lower().encode()
+    ):
+        raise errors.InvalidBankSignature(detail="the client certificate is not the bank's")
 
 
 def verify_signature(secret: bytes, body: bytes, header: str, now: float | None = None) -> None:

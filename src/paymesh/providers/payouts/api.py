@@ -3,7 +3,8 @@
 * `POST /beneficiaries/validate`, `POST /payouts`, `GET /payouts/{payment_id}`: for the
   platform's services (role `service`; operators may read). Payments calls them.
 * `POST /banks/{bank}/status`: a partner bank's status reports. Public at the gateway: the
-  authentication is the bank's HMAC signature over the raw body and a timestamp.
+  authentication is the bank's HMAC signature over the raw body and a timestamp, or its
+  client certificate as the TLS proxy forwarded it (`callback_auth: mtls`).
 """
 
 from __future__ import annotations
