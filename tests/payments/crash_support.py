@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -258,3 +258,25 @@ class Api:
         assert all(count == 1 for count in per_channel.values()), messages
         assert len({message["event_id"] for message in messages}) == 1, messages
         return messages
+
+
+@pytest.fixture
+def server(tmp_path: Path, postgres_database: str | None) -> Iterator[PaymeshUp]:
+    """The platform process for one test, on a database of its own (schemas dropped
+    before and after on PostgreSQL); stopped at the end whatever happened."""
+    drop_schemas(postgres_database)
+    running = PaymeshUp(tmp_path, postgres_database)
+    try:
+        yield running
+    finally:
+        running.stop()
+        drop_schemas(postgres_database)
+
+
+@pytest.fixture
+def api(server: PaymeshUp) -> Iterator[Api]:
+    client = Api(server)
+    try:
+        yield client
+    finally:
+        client.close()

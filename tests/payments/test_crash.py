@@ -10,41 +10,21 @@ also kills the recovery job itself, after it posted the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.payments.crash_support import Api, PaymeshUp, drop_schemas, eventually
+from tests.payments.crash_support import Api, PaymeshUp, api, eventually, server
+
+__all__ = ["api", "server"]  # fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 AMOUNT = 1_234
 ENDED = ("succeeded", "failed")
 RECOVERY_WAIT_SECONDS = 30
-
-
-@pytest.fixture
-def server(tmp_path: Path, postgres_database: str | None) -> Iterator[PaymeshUp]:
-    drop_schemas(postgres_database)
-    running = PaymeshUp(tmp_path, postgres_database)
-    try:
-        yield running
-    finally:
-        running.stop()
-        drop_schemas(postgres_database)
-
-
-@pytest.fixture
-def api(server: PaymeshUp) -> Iterator[Api]:
-    client = Api(server)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def balances(api: Api) -> dict[str, dict[str, int]]:

@@ -24,10 +24,13 @@ from tests.payments.crash_support import (
     PAYMESH,
     Api,
     PaymeshUp,
-    drop_schemas,
+    api,
     eventually,
     free_port,
+    server,
 )
+
+__all__ = ["api", "server"]  # fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -96,18 +99,9 @@ class Bank:
 
 
 @pytest.fixture
-def server(tmp_path: Path, postgres_database: str | None) -> Iterator[PaymeshUp]:
-    drop_schemas(postgres_database)
-    running = PaymeshUp(tmp_path, postgres_database)
-    try:
-        yield running
-    finally:
-        running.stop()
-        drop_schemas(postgres_database)
-
-
-@pytest.fixture
 def bank(tmp_path: Path, server: PaymeshUp) -> Iterator[Bank]:
+    """The bank simulator, and the platform configured to pay out through it (polled each
+    second: a status the platform missed while it was down is found that way)."""
     simulator = Bank(tmp_path, server.port)
     banks = [{"base_url": simulator.url, "poll_interval_seconds": 1, "status_timeout_seconds": 120}]
     server.environment["PAYMESH_PROVIDERS_BANKS"] = json.dumps(banks)
@@ -115,15 +109,6 @@ def bank(tmp_path: Path, server: PaymeshUp) -> Iterator[Bank]:
         yield simulator
     finally:
         simulator.stop()
-
-
-@pytest.fixture
-def api(server: PaymeshUp) -> Iterator[Api]:
-    client = Api(server)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def payout_body(api: Api, account: str) -> dict[str, Any]:

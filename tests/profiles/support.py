@@ -43,13 +43,15 @@ def url_of(sock: socket.socket) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, sock: socket.socket, lifespan: str = "off") -> AsyncIterator[None]:
+async def serving(
+    app: ASGIApp, sock: socket.socket, lifespan: str = "off", **options: Any
+) -> AsyncIterator[None]:
     """`app` served by uvicorn on `sock`, in the test's event loop.
 
     Server and clients share that loop: when it stalls for longer than uvicorn's 5 s
     keep-alive (a loaded CI machine), the server's idle timer and a client's next request
     fall due in the same turn and the request meets a connection being closed (ReadError).
-    The keep-alive here outlasts any test."""
+    The keep-alive here outlasts any test. `options` go to uvicorn (TLS, for example)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,  # type: ignore[arg-type]
@@ -57,6 +59,7 @@ async def serving(app: ASGIApp, sock: socket.socket, lifespan: str = "off") -> A
             log_config=None,
             access_log=False,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            **options,
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,7 +32,7 @@ from paymesh.kernel.config.banks import BankSimulatorAccount, BankSimulatorSetti
 from paymesh.providers.iso20022 import StatusReport, build_pacs008, parse_pacs002
 from paymesh.providers.simulators.bank import BankSimulator, sign, uvicorn_tls_options
 from paymesh.providers.simulators.bank_book import Book
-from tests.profiles.support import loopback_socket
+from tests.profiles.support import loopback_socket, serving
 from tests.providers.test_iso20022 import credit_transfer
 
 SECRET = "test-bank-callback-secret"
@@ -41,29 +40,11 @@ T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, **options: Any) -> AsyncIterator[int]:
+async def serving_on_port(app: Any, **options: Any) -> AsyncIterator[int]:
     """`app` served by uvicorn on a loopback port in the test's loop; the port."""
     sock = loopback_socket()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            timeout_keep_alive=600,
-            **({"lifespan": "on"} | options),
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(app, sock, **({"lifespan": "on"} | options)):
         yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @dataclass
@@ -125,7 +106,7 @@ class Bank:
 @pytest.fixture
 async def bank() -> AsyncIterator[Bank]:
     receiver = Receiver()
-    async with serving(receiver.app(), lifespan="off") as receiver_port:
+    async with serving_on_port(receiver.app(), lifespan="off") as receiver_port:
         simulator = BankSimulator(
             callback_secret=SECRET,
             callback_url=f"http://127.0.0.1:{receiver_port}/callbacks",
@@ -142,7 +123,7 @@ async def bank() -> AsyncIterator[Bank]:
             ),
         )
         async with (
-            serving(simulator.app()) as port,
+            serving_on_port(simulator.app()) as port,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
         ):
             yield Bank(simulator, http, receiver)
@@ -321,7 +302,7 @@ class TestMutualTls:
             tls_client_ca=ca_path,
         )
         simulator = BankSimulator(callback_secret=SECRET, settle_delay_seconds=0.1)
-        async with serving(simulator.app(), **uvicorn_tls_options(section)) as port:
+        async with serving_on_port(simulator.app(), **uvicorn_tls_options(section)) as port:
             base = f"https://127.0.0.1:{port}"
             with_certificate = ssl.create_default_context(cafile=str(ca_path))
             with_certificate.load_cert_chain(str(client), str(client.with_suffix(".key")))

@@ -7,11 +7,8 @@ official XSD again, so no test lets an invalid message through unseen."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
-from starlette.types import ASGIApp
 
 from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import PartnerBankSettings
@@ -123,34 +118,6 @@ class BankTls:
         return context
 
 
-@contextlib.asynccontextmanager
-async def serving_tls(
-    app: ASGIApp, sock: socket.socket, options: dict[str, Any]
-) -> AsyncIterator[None]:
-    """Like `serving`, with uvicorn's TLS options (the simulator's own, from its settings)."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,  # type: ignore[arg-type]
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_keep_alive=600,
-            **options,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 async def serve_world(
     make_platform: Callable[..., Any],
     settings: Settings,
@@ -172,11 +139,7 @@ async def serve_world(
     )
     simulator = build_bank_simulator(world_settings)
     tls_options = uvicorn_tls_options(world_settings.providers.bank_simulator)
-    async with (
-        serving(simulator, bank_socket, lifespan="on")
-        if tls is None
-        else serving_tls(simulator, bank_socket, tls_options)
-    ):
+    async with serving(simulator, bank_socket, lifespan="on", **tls_options):
         platform: Platform = await make_platform(["providers"], settings_override=world_settings)
         verify: ssl.SSLContext | bool = True if tls is None else tls.client_context()
         async with (

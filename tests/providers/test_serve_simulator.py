@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,15 +21,18 @@ pytestmark = pytest.mark.slow
 PAYMESH = Path(sys.executable).parent / "paymesh"
 
 
-def test_serve_kyc_simulator(tmp_path: Path) -> None:
+@contextmanager
+def served_alone(simulator: str, directory: Path, **settings: str) -> Iterator[str]:
+    """`paymesh serve SIMULATOR` as its own process, with only `settings` of ours; its
+    base URL once /health answers. Stopped with SIGINT, which must end it cleanly."""
     probe = loopback_socket()
     port = probe.getsockname()[1]
     probe.close()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PAYMESH_")}
-    env |= {"PAYMESH_DATA_DIR": str(tmp_path), "PAYMESH_PROVIDERS_KYC_API_KEY": "vendor-key"}
+    env |= {"PAYMESH_DATA_DIR": str(directory), **settings}
     process = subprocess.Popen(
-        [str(PAYMESH), "serve", "kyc-simulator", "--port", str(port)],
-        cwd=tmp_path,
+        [str(PAYMESH), "serve", simulator, "--port", str(port)],
+        cwd=directory,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -45,6 +50,16 @@ def test_serve_kyc_simulator(tmp_path: Path) -> None:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "the simulator did not start"
             time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+
+
+def test_serve_kyc_simulator(tmp_path: Path) -> None:
+    with served_alone(
+        "kyc-simulator", tmp_path, PAYMESH_PROVIDERS_KYC_API_KEY="vendor-key"
+    ) as base:
         refused = httpx.post(f"{base}/v1/checks", json={}, headers={"authorization": "Bearer x"})
         missing = httpx.get(
             f"{base}/v1/checks/vck_x", headers={"authorization": "Bearer vendor-key"}
@@ -57,37 +72,10 @@ def test_serve_kyc_simulator(tmp_path: Path) -> None:
         assert missing.status_code == 404
         # No service runs there: the simulator makes no database.
         assert list(tmp_path.glob("*.db")) == []
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
 
 
 def test_serve_bank_simulator(tmp_path: Path) -> None:
-    probe = loopback_socket()
-    port = probe.getsockname()[1]
-    probe.close()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYMESH_")}
-    env |= {"PAYMESH_DATA_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [str(PAYMESH), "serve", "bank-simulator", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.2)
+    with served_alone("bank-simulator", tmp_path) as base:
         known = httpx.get(f"{base}/accounts/DE89370400440532013000")
         unknown = httpx.get(f"{base}/accounts/DE45370400440532010009")
         invalid = httpx.post(
@@ -99,6 +87,3 @@ def test_serve_bank_simulator(tmp_path: Path) -> None:
         assert invalid.status_code == 200
         assert b"<TxSts>RJCT</TxSts>" in invalid.content and b"FF01" in invalid.content
         assert list(tmp_path.glob("*.db")) == []
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
