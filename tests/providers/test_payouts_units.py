@@ -12,8 +12,9 @@ import httpx
 import pytest
 from purgatory import AsyncCircuitBreakerFactory
 
+from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import PartnerBankSettings
-from paymesh.providers.connectors.bank import PartnerBank, verify_signature
+from paymesh.providers.connectors.bank import PartnerBank, PartnerBanks, verify_signature
 from paymesh.providers.iso20022 import StatusReport, build_pacs002
 from paymesh.providers.payouts import errors
 from paymesh.providers.payouts.beneficiaries import normalised
@@ -210,3 +211,74 @@ class TestBankTransport:
 
         assert called == 2 * 3
         assert len(calls) == called
+
+
+class TestSeveralBanks:
+    """Banks route by currency and country in the configured order, each with its own
+    credentials."""
+
+    @staticmethod
+    def banks() -> PartnerBanks:
+        settings = Settings(
+            _env_file=None,
+            env="test",
+            providers={
+                "banks": [
+                    {
+                        "name": "bank-de",
+                        "base_url": "https://bank-de.example",
+                        "currencies": ["EUR"],
+                        "countries": ["DE", "AT"],
+                        "callback_secret": "secret-of-bank-de",
+                    },
+                    {
+                        "name": "bank-west",
+                        "base_url": "https://bank-west.example",
+                        "currencies": ["EUR", "GBP"],
+                        "countries": ["DE", "FR", "GB"],
+                        "callback_secret": "secret-of-bank-west",
+                    },
+                ]
+            },
+        )
+        return PartnerBanks.from_settings(settings)
+
+    @pytest.mark.parametrize(
+        ("currency", "country", "bank"),
+        [
+            ("EUR", "DE", "bank-de"),
+            ("EUR", "AT", "bank-de"),
+            ("EUR", "FR", "bank-west"),
+            ("GBP", "GB", "bank-west"),
+            ("GBP", "DE", "bank-west"),
+        ],
+    )
+    def test_the_first_bank_that_takes_currency_and_country_carries_it(
+        self, currency: str, country: str, bank: str
+    ) -> None:
+        assert self.banks().route(currency, country).name == bank
+
+    def test_what_no_bank_takes_is_refused_with_its_reason(self) -> None:
+        banks = self.banks()
+        with pytest.raises(errors.UnsupportedCurrency):
+            banks.route("JPY", "DE")
+        with pytest.raises(errors.UnsupportedCountry):
+            banks.route("GBP", "AT")
+
+    def test_each_bank_s_callbacks_take_only_its_own_secret(self) -> None:
+        banks = self.banks()
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        body = build_pacs002(
+            StatusReport(
+                message_id="M1",
+                original_message_id="M0",
+                original_end_to_end_id="E0",
+                status="ACSC",
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        signed_by_west = {"x-bank-signature": header(now, body, b"secret-of-bank-west")}
+
+        assert banks.get("bank-west").verify_callback(body, signed_by_west).status == "ACSC"
+        with pytest.raises(errors.InvalidBankSignature):
+            banks.get("bank-de").verify_callback(body, signed_by_west)
