@@ -2,7 +2,8 @@
 -- SOURCE to DESTINATION, with a fresh Idempotency-Key on every request (run, thread,
 -- counter and a random part), so each request is a payment of its own.
 -- Environment: TOKEN (the payer's bearer token), SOURCE and DESTINATION (wallet ids),
--- CURRENCY (default USD), AMOUNT (default 1), RUN (unique per wrk process).
+-- CURRENCY (default USD), AMOUNT (default 1), RUN (unique per wrk process); or BODY, the
+-- whole JSON body sent as it is (bench/payouts: a payout to a beneficiary).
 -- At the end it prints, per HTTP status, `status: <code> <n>`; per payment status read
 -- from 2xx bodies, `payment: <status> <n>`; and each thread's first refusal (non-2xx) as
 -- `first refusal: <status> <body>`.
@@ -14,7 +15,7 @@ local amount = tonumber(os.getenv("AMOUNT") or "1")
 local run = os.getenv("RUN") or "r"
 local counter = 0
 local threads = {}
-local body = string.format(
+local body = os.getenv("BODY") or string.format(
   '{"type":"p2p","source_wallet_id":"%s","destination":{"wallet_id":"%s"},'
     .. '"amount":%d,"currency":"%s"}',
   source, destination, amount, currency)

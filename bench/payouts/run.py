@@ -9,7 +9,8 @@ to the partner-bank simulator, beside C1 measured in the same run.
   000123456789 (bank code 026009593, US) at the default partner bank, which is the
   simulator the platform serves itself at ORIGIN/_simulators/bank: `POST /v1/payments`
   `{"type": "payout", ...}` with her access token from the password grant (client
-  `demo-legacy`) and a fresh `Idempotency-Key` per request (payouts.lua). Per payout:
+  `demo-legacy`) and a fresh `Idempotency-Key` per request (bench/payments/payments.lua,
+  the payout as its BODY). Per payout:
   providers validates the beneficiary (the simulator's account lookup, over HTTP), risk
   evaluates (the default rule set as the demo ships it: alice's velocity, > 5 payments in
   24 h, adds 25 points, still `low` -> `allow`; 1 cent stays far below the `full` level's
@@ -329,7 +330,7 @@ def wrk_command(port: int, seconds: int) -> list[str]:
         "--timeout",
         "10s",
         "-s",
-        str(HERE / "payouts.lua"),
+        str(HERE.parent / "payments" / "payments.lua"),
         f"http://127.0.0.1:{port}/",
     ]
 
@@ -338,13 +339,16 @@ def drive(supervisor: Supervisor, server: Server, seconds: int) -> str:
     env = {
         **os.environ,
         "TOKEN": server.payer_token,
-        "SOURCE": server.source_wallet,
-        "AMOUNT": str(AMOUNT_MINOR),
         "RUN": secrets.token_hex(4),
-        "NAME": BENEFICIARY["name"],
-        "ACCOUNT": BENEFICIARY["account_number"],
-        "BANK_CODE": BENEFICIARY["bank_code"],
-        "COUNTRY": BENEFICIARY["country"],
+        "BODY": json.dumps(
+            {
+                "type": "payout",
+                "source_wallet_id": server.source_wallet,
+                "amount": AMOUNT_MINOR,
+                "currency": "USD",
+                "beneficiary": BENEFICIARY,
+            }
+        ),
     }
     with tempfile.TemporaryFile() as output:
         process = supervisor.start(wrk_command(server.port, seconds), output=output, env=env)
@@ -394,7 +398,7 @@ def idle_and_unloaded(server: Server) -> dict[str, float]:
 
 def measure(supervisor: Supervisor, server: Server, shape: str) -> dict[str, Any]:
     """The idle CPU and unloaded latency, a warm-up, then one measured wrk run; server (and
-    PostgreSQL) CPU per payout from /proc over the run; the status mix payouts.lua counted;
+    PostgreSQL) CPU per payout from /proc over the run; the status mix the wrk script counted;
     then the checks against the simulator's instructions and alice's balance, and the
     timelines."""
     server.payer_token = password_token(server, "alice")  # tokens live 15 minutes
