@@ -240,6 +240,32 @@ class TestPolling:
         events = await payout_events(polling_world)
         assert [event["type"] for event in events] == ["providers.payout.timed_out"]
 
+    async def test_a_settlement_that_crossed_the_deadline_is_found_by_a_last_ask(
+        self, polling_world: PayoutWorld
+    ) -> None:
+        """The bank settled, but its answer never reached us before the deadline: the job
+        asks once more before giving up, and the payout settles instead of timing out."""
+        await record_without_sending(polling_world, "pay_crossed")
+        runtime = polling_world.platform.runtimes["providers"]
+        async with runtime.database.transaction() as session:
+            row = await session.get(
+                PayoutInstruction, (await payout_of(polling_world, "pay_crossed"))["id"]
+            )
+            assert row is not None
+            message = row.message.encode()
+            past = row.created_at - dt.timedelta(seconds=1)
+            row.status, row.deadline_at, row.next_poll_at = "submitted", past, past
+        delivered = await polling_world.bank.post(
+            "/pacs008", content=message, headers={"content-type": "application/xml"}
+        )
+        assert delivered.status_code == 200
+
+        payout = await payout_reaches(polling_world, "pay_crossed", "settled")
+
+        assert payout["history"][-1]["source"] == "poll"
+        events = await payout_events(polling_world)
+        assert [event["type"] for event in events] == ["providers.payout.settled"]
+
 
 class TestBankCallbacks:
     async def waiting(self, world: PayoutWorld) -> dict[str, Any]:

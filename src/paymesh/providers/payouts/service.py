@@ -23,7 +23,7 @@ from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.jsonutil import dumps
 from paymesh.providers.connectors.bank import PartnerBank, PartnerBanks
-from paymesh.providers.iso20022 import CreditTransfer, Iso20022Invalid, build_pacs008
+from paymesh.providers.iso20022 import CreditTransfer, Iso20022Invalid, StatusReport, build_pacs008
 from paymesh.providers.models import PayoutInstruction
 from paymesh.providers.payouts import errors, repository
 from paymesh.providers.payouts.beneficiaries import is_iban, normalised
@@ -35,7 +35,7 @@ from paymesh.providers.payouts.schemas import (
     PayoutStatusEntry,
     ValidatedBeneficiary,
 )
-from paymesh.providers.payouts.statuses import apply_status, time_out
+from paymesh.providers.payouts.statuses import apply_status, outcome_of, time_out
 
 log = structlog.get_logger("paymesh.providers.payouts")
 
@@ -264,14 +264,13 @@ class Payouts:
         is still `submitting`, ask the bank about what is `submitted`; the number handled."""
         now = utcnow()
         due: list[Sending] = []
+        expired: list[Sending] = []
         async with self.database.transaction() as session:
             rows = await repository.claim_due_instructions(session, now, now + POLL_LEASE, limit)
             for row in rows:
-                if row.deadline_at <= now:
-                    timeout = (row.deadline_at - row.created_at).total_seconds()
-                    await time_out(session, self.outbox, row, timeout)
-                else:
-                    due.append(sending_of(row))
+                (expired if row.deadline_at <= now else due).append(sending_of(row))
+        for sending in expired:
+            await self._give_up(sending)
         for sending in due:
             try:
                 await self._poll(sending)
@@ -279,6 +278,29 @@ class Payouts:
                 # Its bank was removed from the configuration: the deadline will end it.
                 log.error("payout_bank_not_configured", payment_id=sending.payment_id)
         return len(rows)
+
+    async def _give_up(self, sending: Sending) -> None:
+        """Past its deadline: ask the bank once more, since its answer may have crossed the
+        deadline on the wire, and time the instruction out only when the bank has no final
+        status for it (or cannot be asked)."""
+        report: StatusReport | None = None
+        try:
+            report = await self.banks.get(sending.bank).status(sending.end_to_end_id)
+        except (errors.BankUnavailable, errors.BankNotFound) as error:
+            log.warning(
+                "payout_last_poll_failed", payment_id=sending.payment_id, reason=error.detail
+            )
+        async with self.database.transaction() as session:
+            if report is not None and outcome_of(report.status) in ("settled", "rejected"):
+                await apply_status(session, self.outbox, sending.bank, report, "poll")
+                return
+            row = await repository.find_by_end_to_end_for_update(
+                session, sending.bank, sending.end_to_end_id
+            )
+            if row is None or row.status not in repository.OPEN_STATUSES:
+                return  # an answer or a callback finished it meanwhile
+            timeout = (row.deadline_at - row.created_at).total_seconds()
+            await time_out(session, self.outbox, row, timeout)
 
     async def _poll(self, sending: Sending) -> None:
         if sending.status == "submitting":
