@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from stdnum import iban as stdnum_iban
@@ -407,6 +407,9 @@ PROPERTY_SETTINGS = settings(
 class TestMaskProperties:
     @PROPERTY_SETTINGS
     @given(documents)
+    # A kept category code under a card-number key: once masked as a card number, the
+    # second pass removed it.
+    @example({"PAN": {"CODE": 0}})
     def test_is_idempotent(self, document: Any) -> None:
         once = mask(document)
         assert mask(once) == once

@@ -393,12 +393,18 @@ class _KeyRules:
     kinds: tuple[tuple[re.Pattern[str], MaskKind], ...]
 
     def removes(self, key: str, value: Any) -> bool:
+        return self.verdict(key, value) == "remove"
+
+    def verdict(self, key: str, value: Any) -> Literal["remove", "keep"] | None:
+        """For a secret-named key: "remove", or "keep" when its value is one `keep_values`
+        lets through (kept verbatim: a problem code or a category, nothing to mask); None
+        for any other key."""
         normalized = _normalize_key(key)
         if self.remove is None or not self.remove.match(normalized):
-            return False
-        return not any(
-            pattern.match(normalized) and _kept(value, kept) for pattern, kept in self.keep
-        )
+            return None
+        if any(pattern.match(normalized) and _kept(value, kept) for pattern, kept in self.keep):
+            return "keep"
+        return "remove"
 
     def kind(self, key: str) -> MaskKind | None:
         normalized = _normalize_key(key)
@@ -478,9 +484,16 @@ class _Walk:
             if len(name) > self.rules.max_string_length:
                 name = self.rules.truncated_marker
             new_key = self.unique(masked, _mask_string(name, None, self.rules))
-            if self.keys.removes(name, item) or (secret_pair and name == "value"):
+            verdict = self.keys.verdict(name, item)
+            if verdict == "remove" or (secret_pair and name == "value"):
                 self.nodes += 1
                 masked[new_key] = self.rules.removed_marker
+            elif verdict == "keep":
+                # Verbatim, not masked as its parent's kind (a second pass would remove
+                # that); an over-long one is removed rather than cut.
+                self.nodes += 1
+                too_long = isinstance(item, str) and len(item) > self.rules.max_string_length
+                masked[new_key] = self.rules.removed_marker if too_long else item
             else:
                 masked[new_key] = self.value(item, self.keys.kind(name) or kind, depth)
         return masked
