@@ -19,6 +19,7 @@ import structlog
 
 from paymesh.forex.errors import DateOutOfRange, ProviderError
 from paymesh.forex.providers import ANCHOR, RateTable, quoted_currencies
+from paymesh.kernel.http import shared_tls_context
 
 log = structlog.get_logger("paymesh.forex.oanda")
 
@@ -40,6 +41,7 @@ class OandaRates:
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport,
+            verify=shared_tls_context(),
             headers={"authorization": f"Bearer {api_key}", "accept": "application/json"},
         )
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -39,6 +37,7 @@ from paymesh.kernel.auth import (
 )
 from paymesh.kernel.config import Settings, TrustedIssuerSettings
 from paymesh.kernel.errors import ServiceUnavailable, Unauthenticated
+from paymesh.kernel.http import shared_tls_context
 
 log = structlog.get_logger("paymesh.oidc")
 
@@ -322,13 +321,6 @@ class OpenIdDiscovery:
         return jwks_uri
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every discovery and JWKS fetch: httpx builds a new one per
-    client otherwise (~70 ms, the CA bundle is parsed each time)."""
-    return httpx.create_ssl_context()
-
-
 async def _json_object(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     response = await client.get(url, headers={"accept": "application/json"})
     response.raise_for_status()
@@ -459,7 +451,7 @@ class MultiIssuerVerifier:
         `settings.gateway.issuers` entry, whose keys are fetched with `http` (default: a
         fresh httpx client per fetch, with the platform's timeout)."""
         timeout = httpx.Timeout(settings.http_timeout_seconds)
-        factory = http or (lambda: httpx.AsyncClient(timeout=timeout, verify=_tls_context()))
+        factory = http or (lambda: httpx.AsyncClient(timeout=timeout, verify=shared_tls_context()))
         composite = (
             CompositeVerifier(identity, development)
             if identity is not None or development is not None

@@ -32,7 +32,7 @@ from paymesh.kernel.events import (
     Outbox,
     OutboxRelay,
 )
-from paymesh.kernel.http import ServiceClient
+from paymesh.kernel.http import ServiceClient, shared_tls_context
 from paymesh.kernel.idempotency import IdempotencyStore
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskHandler, TaskQueue
 from paymesh.kernel.migrations import migrate
@@ -114,7 +114,9 @@ class Directory:
             return httpx.AsyncClient(base_url="http://paymesh.internal", transport=self.transport)
         base_url = self.settings.service(service).base_url or self.settings.origin
         return httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(self.settings.http_timeout_seconds)
+            base_url=base_url,
+            timeout=httpx.Timeout(self.settings.http_timeout_seconds),
+            verify=shared_tls_context(),
         )
 
     def _token(self, service: str, caller: str) -> Callable[[], str | Awaitable[str]]:

@@ -28,6 +28,8 @@ from typing import Any, Literal, Protocol
 import aiosmtplib
 import httpx
 
+from paymesh.kernel.http import shared_tls_context
+
 ChannelName = Literal["email", "sms", "push"]
 TokenProvider = Callable[[], Awaitable[str]]
 
@@ -268,7 +270,9 @@ class TwilioSmsChannel:
         self.status_callback_url = status_callback_url
         self._auth = httpx.BasicAuth(account_sid, auth_token)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds))
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds), verify=shared_tls_context()
+        )
         self._url = (
             f"{base_url.rstrip('/')}/{TWILIO_API_VERSION}/Accounts/{account_sid}/Messages.json"
         )
@@ -346,7 +350,9 @@ class FcmPushChannel:
         self.project_id = project_id
         self.token_provider = token_provider
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds))
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds), verify=shared_tls_context()
+        )
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
 
     def payload(self, message: OutgoingMessage) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from paymesh.kernel.config import Settings
+from paymesh.kernel.http import shared_tls_context
 from paymesh.notifications.channels import (
     Channel,
     FcmPushChannel,
@@ -129,7 +130,9 @@ class ServiceAccountTokens:
             return self._token
 
     async def _refresh(self) -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self._timeout)) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout), verify=shared_tls_context()
+        ) as client:
             response = await client.post(
                 self.token_uri, data={"grant_type": JWT_BEARER, "assertion": self.assertion()}
             )

@@ -20,6 +20,7 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
+from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.ids import new_id
 from paymesh.notifications.channels import TWILIO_API_VERSION, twilio_signature
 from paymesh.notifications.simulators.common import KEPT, Failures, add_listing
@@ -115,7 +116,9 @@ class SmsSimulator:
 
     async def _report(self, message: dict[str, Any]) -> None:
         final = "failed" if message["to"].endswith("0000") else "delivered"
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0), verify=shared_tls_context()
+        ) as client:
             for status in ("sent", final):
                 await asyncio.sleep(self.callback_delay_seconds)
                 message["status"] = status

@@ -28,6 +28,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paymesh.kernel.config import Settings
+from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.jsonutil import UnacceptableJson, check_json
 from paymesh.providers import errors
 from paymesh.providers.schemas import KycApplicant, KycReason
@@ -196,6 +197,7 @@ class HttpKycVendor:
             base_url=base_url or "http://kyc-vendor.invalid",
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport,
+            verify=shared_tls_context(),
         )
 
     @classmethod

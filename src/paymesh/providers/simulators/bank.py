@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import DEFAULT_BANK_NAME, BankSimulatorSettings
+from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.ids import new_id
 from paymesh.providers.iso20022 import (
     CreditTransfer,
@@ -192,7 +193,9 @@ class BankSimulator:
         url = self.callback_url
         if url is None:
             return
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0), verify=shared_tls_context()
+        ) as client:
             for delay in (0.0, *RETRY_DELAYS_SECONDS):
                 await asyncio.sleep(delay)
                 if await self._deliver(client, url, body):

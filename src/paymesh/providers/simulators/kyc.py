@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse
 
 from paymesh.kernel.config import Settings
+from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.ids import new_id
 from paymesh.providers.connectors.kyc import (
     kyc_api_key,
@@ -167,7 +168,9 @@ class KycSimulator:
             },
             separators=(",", ":"),
         ).encode()
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0), verify=shared_tls_context()
+        ) as client:
             for delay in (0.0, *RETRY_DELAYS_SECONDS):
                 await asyncio.sleep(delay)
                 if await self._deliver(client, check, body):
