@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ def generate_key(algorithm: str) -> RSAKey | ECKey:
         key = RSAKey.generate_key(2048, parameters=parameters)
     key.ensure_kid()  # RFC 7638 thumbprint
     return key
+
+
+@functools.lru_cache(maxsize=32)
+def _imported(algorithm: str, private_jwk: str) -> RSAKey | ECKey:
+    """The key object of a private JWK, parsed once per process: importing an RSA key
+    checks its numbers (milliseconds), and every reload finds the same few keys."""
+    private_dict = json.loads(private_jwk)
+    if algorithm == "ES256":
+        return ECKey.import_key(private_dict)
+    return RSAKey.import_key(private_dict)
 
 
 class KeyStore:
@@ -102,16 +113,10 @@ class KeyStore:
         return str(key.kid)
 
     def _load(self, row: SigningKey) -> LoadedKey:
-        private_dict = json.loads(self.cipher.decrypt(row.private_jwk))
-        private: RSAKey | ECKey = (
-            ECKey.import_key(private_dict)
-            if row.algorithm == "ES256"
-            else RSAKey.import_key(private_dict)
-        )
         return LoadedKey(
             kid=row.kid,
             algorithm=row.algorithm,
-            private=private,
+            private=_imported(row.algorithm, self.cipher.decrypt(row.private_jwk)),
             public_jwk=dict(row.public_jwk),
             retired=row.retired_at is not None,
         )
