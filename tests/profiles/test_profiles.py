@@ -3,13 +3,25 @@ edited by the customer with a real identity token, read by services and operator
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
-from tests.profiles.support import bearer, customer, eventually, outbox, service
+from tests.conftest import http_client
+from tests.profiles.support import (
+    NOWHERE,
+    SERVICES,
+    bearer,
+    customer,
+    eventually,
+    outbox,
+    service,
+    with_providers,
+)
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 INVALID: list[tuple[dict[str, Any], str]] = [
@@ -84,6 +96,30 @@ class TestProfileCreation:
         profile = await eventually(lambda: profile_of(http, platform, created.json()["id"]))
 
         assert profile["kyc"]["status"] == "none"
+
+    async def test_a_customer_read_before_the_sign_up_event_arrives_gets_the_blank_profile(
+        self, make_platform: Callable[..., Any], settings: Settings
+    ) -> None:
+        """A payment right after sign-up asks for the payer's profile and limits before
+        profiles has consumed `identity.user.registered` (here: never, no workers run)."""
+        platform = await make_platform(
+            SERVICES,
+            settings_override=with_providers(settings, kyc_vendor_url=NOWHERE),
+            run_workers=False,
+        )
+        async with http_client(platform) as client:
+            carol = await customer(platform, client, "carol")
+            profile = await client.get(f"/v1/profiles/{carol.id}", headers=service(platform))
+            limits = await client.get(f"/v1/profiles/{carol.id}/limits", headers=service(platform))
+            unknown = await client.get("/v1/profiles/usr_nobody", headers=service(platform))
+
+        assert profile.status_code == 200, profile.text
+        assert profile.json()["kyc"]["status"] == "none"
+        assert limits.status_code == 200, limits.text
+        assert unknown.status_code == 404
+        assert unknown.json()["code"] == "profile_not_found"
+        created = await outbox(platform, "profiles", "profiles.profile.created")
+        assert [event["data"] for event in created] == [{"user_id": carol.id}]
 
     async def test_first_use_copies_identity_and_makes_one_profile(
         self, platform: Platform, http: httpx.AsyncClient

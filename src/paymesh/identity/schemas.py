@@ -54,6 +54,9 @@ class Contact(BaseModel):
     email_verified: bool
     phone: str | None = Field(description="E.164, when the user gave one.")
     active: bool
+    customer: bool = Field(
+        default=False, description="Whether the user has the customer role (not staff only)."
+    )
 
 
 class ClientCreate(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity.schemas import User
 from paymesh.kernel.app import service_router
@@ -150,9 +151,11 @@ async def submit_kyc(
     response_model=Profile,
     responses=problem_responses(*AUTH_ERRORS, errors.ProfileNotFound),
 )
-async def get_profile(user_id: ReadableUser, session: SessionDep, service: ProfilesDep) -> Profile:
+async def get_profile(
+    user_id: ReadableUser, request: Request, session: SessionDep, service: ProfilesDep
+) -> Profile:
     """A user's profile, with `legal_name` for display and the KYC status and level."""
-    return profile_view(await service.get(session, user_id))
+    return profile_view(await _profile_of(request, session, service, user_id))
 
 
 @router.get(
@@ -160,7 +163,25 @@ async def get_profile(user_id: ReadableUser, session: SessionDep, service: Profi
     response_model=Limits,
     responses=problem_responses(*AUTH_ERRORS, errors.ProfileNotFound),
 )
-async def get_limits(user_id: ReadableUser, session: SessionDep, service: ProfilesDep) -> Limits:
+async def get_limits(
+    user_id: ReadableUser, request: Request, session: SessionDep, service: ProfilesDep
+) -> Limits:
     """What the user's KYC level allows, in USD minor units: per transaction, per UTC day,
     per calendar month (configuration: `PAYMESH_PROFILES_LIMITS`)."""
-    return service.limits(await service.get(session, user_id))
+    return service.limits(await _profile_of(request, session, service, user_id))
+
+
+async def _profile_of(
+    request: Request, session: AsyncSession, service: Profiles, user_id: str
+) -> ProfileRow:
+    """The user's profile; for a customer whose sign-up event is still on its way (a
+    payment right after sign-up), the blank profile that event makes. 404 for anyone else
+    without one (operators are not customers)."""
+    row = await service.find(session, user_id)
+    if row is not None:
+        return row
+    identity: IdentityAccounts = _runtime(request).state["identity"]
+    if not await identity.is_customer(user_id):
+        raise errors.ProfileNotFound()
+    async with _runtime(request).database.transaction() as writer:
+        return await service.ensure(writer, user_id)

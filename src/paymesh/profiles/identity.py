@@ -11,7 +11,9 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from paymesh.identity.client import HttpIdentity
 from paymesh.identity.schemas import User
+from paymesh.kernel.errors import RemoteServiceError
 from paymesh.kernel.runtime import Directory
 
 log = structlog.get_logger("paymesh.profiles.identity")
@@ -22,10 +24,27 @@ class IdentityAccounts(Protocol):
         """The token's user as identity knows them; None when identity cannot say now."""
         ...
 
+    async def is_customer(self, user_id: str) -> bool:
+        """Whether identity has this user, as a customer (asked as the profiles service);
+        raises `RemoteServiceError` when identity cannot say."""
+        ...
+
 
 class HttpIdentityAccounts:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+
+    async def is_customer(self, user_id: str) -> bool:
+        client = self.directory.client("identity", caller="profiles")
+        try:
+            contact = await HttpIdentity(client).contact(user_id)
+        except RemoteServiceError as error:
+            if error.remote_status == 404:
+                return False
+            raise
+        finally:
+            await client.aclose()
+        return contact.customer
 
     async def me(self, bearer_token: str) -> User | None:
         try:

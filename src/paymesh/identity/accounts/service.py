@@ -72,6 +72,7 @@ async def contact(session: AsyncSession, user_id: str) -> Contact:
         email_verified=row.email_verified,
         phone=row.phone,
         active=row.status == "active",
+        customer="customer" in await identity_repository.user_roles(session, row.id),
     )
 
 
