@@ -161,6 +161,25 @@ class TestVerification:
         result = await trail.verify(runtime.database)
         assert result.ok is False
 
+    async def test_seals_at_the_same_moment_all_succeed_and_stay_one_chain(
+        self, platform: Platform
+    ) -> None:
+        """The periodic job, a prune and an operator may seal at once: each must link to
+        the one before, not collide on the next id."""
+        await publish(platform, 2)
+        await settled(platform, "payments", 2)
+        runtime = platform.runtimes["audit"]
+        trail: AuditTrail = runtime.state["trail"]
+
+        async def seal() -> int:
+            async with runtime.database.transaction() as session:
+                return await trail.seal(session)
+
+        identifiers = await asyncio.gather(*(seal() for _ in range(6)))
+
+        assert len(set(identifiers)) == 1  # nothing appended between them: one seal
+        assert (await trail.verify(runtime.database)).ok is True
+
     async def test_pruning_keeps_the_trail_verifiable(self, platform: Platform) -> None:
         await publish(platform, 5)
         await settled(platform, "payments", 5)

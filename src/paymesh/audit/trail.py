@@ -182,7 +182,11 @@ class AuditTrail:
         return values
 
     async def seal(self, session: AsyncSession, pruned: dict[str, list[Any]] | None = None) -> int:
-        """A checkpoint over every chain's head; returns its id."""
+        """A checkpoint over every chain's head; returns its id. Seals are serialised (a
+        PostgreSQL advisory lock; SQLite's one writer): the periodic job, a prune and an
+        operator's seal may run at once, and each links to the one before."""
+        if is_postgres(session):
+            await session.execute(CHAIN_LOCK, {"lock": advisory_lock_key("audit-seal", "all")})
         newest = select(_records.chain, func.max(_records.seq)).group_by(_records.chain)
         heads_query = select(_records.chain, _records.seq, _records.hash).where(
             tuple_(_records.chain, _records.seq).in_(newest)
