@@ -83,23 +83,12 @@ run: install
 
 # --- tests ---------------------------------------------------------------------------------
 
-# One pytest pass on backend $(1), in a subshell so a failing pass does not stop the next.
-# Exit code 5 (nothing collected) is a failure, said aloud. Output is also kept in
-# $(TEST_LOGS)/$(1).log so the summary lines can be repeated at the end.
+# One pytest pass on backend $(1) (scripts/pytest_pass.sh: pytest-xdist workers, then the
+# fuzz tests in one process), in a subshell so a failing pass does not stop the next.
+# Output is also kept in $(TEST_LOGS)/$(1).log; the verdict lines are repeated at the end.
 TEST_LOGS := $(VENV)/test-logs
 define pytest_pass
-( set +e; mkdir -p $(TEST_LOGS); echo "==> pytest on $(1)"; \
-  color=; if [ -t 1 ]; then color=--color=yes; fi; \
-  PAYMESH_TEST_DATABASE=$(1) $(PY) -m pytest $$color $(PYTEST_ARGS) 2>&1 \
-    | tee $(TEST_LOGS)/$(1).log; rc=$${PIPESTATUS[0]}; \
-  line=$$(sed 's/\x1b\[[0-9;]*m//g' $(TEST_LOGS)/$(1).log \
-    | grep -E '^(=+ )?([0-9]+ [a-z]+|no tests ran).* in [0-9.]+s' | tail -n 1 \
-    | sed -E 's/^=+ //; s/ =+$$//'); \
-  if [ $$rc -eq 5 ]; then verdict="FAIL (no tests collected)"; \
-  elif [ $$rc -ne 0 ]; then verdict="FAIL (pytest exit code $$rc)"; else verdict="ok"; fi; \
-  echo "$(1): $$verdict $${line:-(no summary line)}" >> $(TEST_LOGS)/summary; \
-  [ "$$verdict" = ok ] || echo "FAIL: the $(1) pass: $$verdict"; \
-  exit $$rc )
+( PY=$(PY) TEST_LOGS=$(TEST_LOGS) PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/pytest_pass.sh $(1) )
 endef
 
 # The independent OpenID Connect relying party the identity tests drive (npm, pinned by

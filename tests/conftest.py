@@ -10,18 +10,28 @@ PostgreSQL fails the run instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
 import secrets
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.engine import make_url
 
+from paymesh.identity import keys as identity_keys
+from paymesh.identity import security as identity_security
 from paymesh.kernel.config import Settings
-from paymesh.kernel.runtime import ServiceSpec
+from paymesh.kernel.observability import configure_logging
+from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.platform import Platform
 
 BACKEND = os.environ.get("PAYMESH_TEST_DATABASE", "sqlite")
@@ -29,6 +39,87 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "PAYMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# Signing keys: identity makes a fresh RSA key on every start, and a test run starts
+# identity hundreds of times; generating a 2048-bit key is most of that start. Tests hand out
+# keys from a small pool generated in this run (real keys, each made by identity's own
+# generate_key), round-robin so consecutive rotations still get distinct keys. Tests of key
+# generation itself call the original through `keys.generate_key.__wrapped__`.
+_SIGNING_KEY_POOL_SIZE = 4
+_signing_keys: dict[str, list[object]] = {}
+_signing_key_turns: dict[str, int] = {}
+_generate_signing_key = identity_keys.generate_key
+
+
+@functools.wraps(_generate_signing_key)
+def _pooled_signing_key(algorithm: str) -> object:
+    pool = _signing_keys.setdefault(algorithm, [])
+    turn = _signing_key_turns.get(algorithm, 0)
+    _signing_key_turns[algorithm] = turn + 1
+    if len(pool) < _SIGNING_KEY_POOL_SIZE:
+        pool.append(_generate_signing_key(algorithm))
+    return pool[turn % _SIGNING_KEY_POOL_SIZE]
+
+
+identity_keys.generate_key = _pooled_signing_key  # type: ignore[assignment]
+
+
+# Migrated SQLite files: every test gets fresh databases, but migrating a service's history
+# from scratch (Alembic: a module import per revision, batch table rebuilds) costs far more
+# than copying the file it produces. The first time a service is migrated in this run, its
+# file is kept (a consistent copy through SQLite's backup API); a later fresh database of the
+# same service and history starts as a copy of it. A database that already exists is
+# migrated as usual, and tests/*/test_migrations.py call the migrations themselves.
+_migrated_templates: dict[tuple[str, str], Path] = {}
+_template_directory = Path(tempfile.mkdtemp(prefix="paymesh-migrated-"))
+atexit.register(shutil.rmtree, _template_directory, ignore_errors=True)
+_migrate_runtime = ServiceRuntime.migrate
+
+
+def _never_opened(file: Path) -> bool:
+    return not any(Path(f"{file}{suffix}").exists() for suffix in ("", "-wal", "-shm", "-journal"))
+
+
+def _keep_as_template(file: Path, template: Path) -> None:
+    source, copy = sqlite3.connect(file), sqlite3.connect(template)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+
+
+async def _migrate_or_copy(runtime: ServiceRuntime) -> None:
+    database = runtime.database
+    file = Path(database.url.database) if database.is_sqlite and database.url.database else None
+    if file is None or not _never_opened(file):
+        await _migrate_runtime(runtime)
+        return
+    key = (runtime.name, str(runtime.spec.migrations))
+    template = _migrated_templates.get(key)
+    if template is not None:
+        shutil.copyfile(template, file)
+        return
+    await _migrate_runtime(runtime)
+    template = _template_directory / f"{len(_migrated_templates)}-{runtime.name}.db"
+    _keep_as_template(file, template)
+    _migrated_templates[key] = template
+
+
+ServiceRuntime.migrate = _migrate_or_copy  # type: ignore[method-assign]
+
+
+# Passwords: argon2id as in production, at its lowest cost (identity hashes a password for
+# every user a test makes; at the production cost that was a sixth of identity's tests).
+identity_security._passwords = PasswordHash(
+    (Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),)
+)
+
+
+# Log lines as in production (JSON): structlog's unconfigured default renders every logged
+# exception as a syntax-highlighted rich traceback, a tenth of a worker's CPU.
+configure_logging("INFO", "json")
 
 
 def pytest_report_header() -> str:

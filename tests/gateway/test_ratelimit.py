@@ -31,7 +31,8 @@ from paymesh.kernel.auth import DEFAULT_TIER, RateLimitTier
 from paymesh.kernel.config import TrustedIssuerSettings
 from tests.conftest import IN_CI
 
-REDIS_URL = os.environ.get("PAYMESH_TEST_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Not test_distributed.py's database 9: that module flushes its own, and may run alongside.
+REDIS_URL = os.environ.get("PAYMESH_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/8")
 
 
 class Clock:

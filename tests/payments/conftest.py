@@ -22,7 +22,9 @@ async def shared_world(
         data_dir=tmp_path_factory.mktemp("payments") / "var",
         database_url=postgres_database,
         access_log=False,
-        gateway={"rate_limits": False},
+        # A burst of concurrent payments on a loaded CI machine may take longer than the
+        # production default (30 s) to drain; a 504 would hide the outcome under test.
+        gateway={"rate_limits": False, "upstream_timeout_seconds": 120.0},
         events={"relay_interval_seconds": 0.05, "outbox_retention_seconds": 3600},
     )
     async for world in payments_world(settings, postgres_database):
