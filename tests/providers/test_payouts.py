@@ -74,7 +74,7 @@ class TestSubmitPayout:
         assert payout["reason_code"] is None
         assert payout["history"][-1]["bank_status"] in ("ACSC", "ACCC")
         events = await payout_events(payout_world)
-        assert [event["type"] for event in events] == ["providers.payout.settled"]
+        assert [event["type"] for event in events] == ["providers.payout.settled"], events
         assert events[0]["data"] == {
             "payment_id": "pay_settles",
             "instruction_id": payout["id"],
@@ -149,6 +149,25 @@ async def record_without_sending(world: PayoutWorld, payment_id: str) -> dict[st
     return payout
 
 
+async def deliver_stored_message(
+    world: PayoutWorld, payment_id: str, *, past_its_deadline: bool = False
+) -> None:
+    """Hand the bank the instruction's stored pacs.008 ourselves, its answer unseen by
+    providers; `past_its_deadline` also marks it submitted with its deadline gone by."""
+    runtime = world.platform.runtimes["providers"]
+    async with runtime.database.transaction() as session:
+        row = await session.get(PayoutInstruction, (await payout_of(world, payment_id))["id"])
+        assert row is not None
+        message = row.message.encode()
+        if past_its_deadline:
+            past = row.created_at - dt.timedelta(seconds=1)
+            row.status, row.deadline_at, row.next_poll_at = "submitted", past, past
+    delivered = await world.bank.post(
+        "/pacs008", content=message, headers={"content-type": "application/xml"}
+    )
+    assert delivered.status_code == 200
+
+
 class TestResubmissionAfterACrash:
     async def test_resubmitting_a_submitting_instruction_sends_it(
         self, payout_world: PayoutWorld
@@ -172,17 +191,7 @@ class TestResubmissionAfterACrash:
     ) -> None:
         """The crash came after the bank got the message and before its answer was kept."""
         await record_without_sending(payout_world, "pay_sent_once")
-        runtime = payout_world.platform.runtimes["providers"]
-        async with runtime.database.transaction() as session:
-            row = await session.get(
-                PayoutInstruction, (await payout_of(payout_world, "pay_sent_once"))["id"]
-            )
-            assert row is not None
-            message = row.message.encode()
-        delivered = await payout_world.bank.post(
-            "/pacs008", content=message, headers={"content-type": "application/xml"}
-        )
-        assert delivered.status_code == 200
+        await deliver_stored_message(payout_world, "pay_sent_once")
 
         again = await submit(payout_world, payout_body("pay_sent_once"))
 
@@ -241,30 +250,29 @@ class TestPolling:
         assert [event["type"] for event in events] == ["providers.payout.timed_out"]
 
     async def test_a_settlement_that_crossed_the_deadline_is_found_by_a_last_ask(
-        self, polling_world: PayoutWorld
+        self, make_platform: Callable[..., Any], settings: Settings
     ) -> None:
         """The bank settled, but its answer never reached us before the deadline: the job
-        asks once more before giving up, and the payout settles instead of timing out."""
-        await record_without_sending(polling_world, "pay_crossed")
-        runtime = polling_world.platform.runtimes["providers"]
-        async with runtime.database.transaction() as session:
-            row = await session.get(
-                PayoutInstruction, (await payout_of(polling_world, "pay_crossed"))["id"]
-            )
-            assert row is not None
-            message = row.message.encode()
-            past = row.created_at - dt.timedelta(seconds=1)
-            row.status, row.deadline_at, row.next_poll_at = "submitted", past, past
-        delivered = await polling_world.bank.post(
-            "/pacs008", content=message, headers={"content-type": "application/xml"}
-        )
-        assert delivered.status_code == 200
+        asks once more before giving up, and the payout settles instead of timing out. (No
+        workers: the test runs the polling job's round itself.)"""
+        async for world in serve_world(
+            make_platform,
+            settings,
+            bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
+            simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
+            run_workers=False,
+        ):
+            await record_without_sending(world, "pay_crossed")
+            await deliver_stored_message(world, "pay_crossed", past_its_deadline=True)
+            payouts: Payouts = world.platform.runtimes["providers"].state["payouts"]
 
-        payout = await payout_reaches(polling_world, "pay_crossed", "settled")
+            assert await payouts.poll_due() == 1
 
-        assert payout["history"][-1]["source"] == "poll"
-        events = await payout_events(polling_world)
-        assert [event["type"] for event in events] == ["providers.payout.settled"]
+            payout = await payout_of(world, "pay_crossed")
+            assert payout["status"] == "settled"
+            assert payout["history"][-1]["source"] == "poll"
+            events = await payout_events(world)
+            assert [event["type"] for event in events] == ["providers.payout.settled"]
 
 
 class TestBankCallbacks:

@@ -125,6 +125,7 @@ async def serve_world(
     bank_fields: dict[str, Any] | None = None,
     simulator_fields: dict[str, Any] | None = None,
     tls: BankTls | None = None,
+    run_workers: bool = True,
 ) -> AsyncIterator[PayoutWorld]:
     platform_socket, bank_socket = loopback_socket(), loopback_socket()
     origin = url_of(platform_socket)
@@ -140,7 +141,9 @@ async def serve_world(
     simulator = build_bank_simulator(world_settings)
     tls_options = uvicorn_tls_options(world_settings.providers.bank_simulator)
     async with serving(simulator, bank_socket, lifespan="on", **tls_options):
-        platform: Platform = await make_platform(["providers"], settings_override=world_settings)
+        platform: Platform = await make_platform(
+            ["providers"], settings_override=world_settings, run_workers=run_workers
+        )
         verify: ssl.SSLContext | bool = True if tls is None else tls.client_context()
         async with (
             serving(platform, platform_socket),
