@@ -966,16 +966,17 @@ class Payments:
         """One transition with its timeline line and event, from the state last read."""
         states.check(payment.status, target)
         async with self.database.transaction() as session:
-            changed = await session.execute(
-                update(Payment)
-                .where(Payment.id == payment.id, Payment.status == payment.status)
-                .values(status=target, updated_at=utcnow(), **values)
-            )
-            if not changed.rowcount:  # type: ignore[attr-defined]
+            fresh = (
+                await session.scalars(
+                    update(Payment)
+                    .where(Payment.id == payment.id, Payment.status == payment.status)
+                    .values(status=target, updated_at=utcnow(), **values)
+                    .returning(Payment)  # the row as just updated, in the same statement
+                )
+            ).first()
+            if fresh is None:
                 return False  # someone else moved it first
             await self.record_step(session, payment.id, step, outcome, actor, detail)
-            fresh = await session.get(Payment, payment.id)  # the row as just updated
-            assert fresh is not None
             await self.record_event(session, fresh, target)
         return True
 
