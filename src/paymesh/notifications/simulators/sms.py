@@ -20,6 +20,7 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
+from paymesh.kernel.background import BackgroundTasks
 from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.ids import new_id
 from paymesh.notifications.channels import TWILIO_API_VERSION, twilio_signature
@@ -65,7 +66,7 @@ class SmsSimulator:
     messages: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEPT))
     callbacks: deque[CallbackAttempt] = field(default_factory=lambda: deque(maxlen=KEPT))
     failures: Failures = field(default_factory=Failures)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: BackgroundTasks = field(default_factory=lambda: BackgroundTasks("sms-simulator"))
 
     def fail_next(self, status: int = 503, count: int = 1) -> None:
         self.failures.fail_next(status, count)
@@ -109,9 +110,7 @@ class SmsSimulator:
         }
         self.messages.append(message)
         if message["status_callback"]:
-            task = asyncio.create_task(self._report(message), name=f"sms-simulator:{sid}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._report(message), sid)
         return JSONResponse(message, status_code=201)
 
     async def _report(self, message: dict[str, Any]) -> None:
@@ -153,11 +152,7 @@ class SmsSimulator:
         self.callbacks.append(CallbackAttempt(url, params, signature, status))
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
 
     def app(self) -> FastAPI:
         @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
+from paymesh.kernel.background import BackgroundTasks
 from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import DEFAULT_BANK_NAME, BankSimulatorSettings
 from paymesh.kernel.http import shared_tls_context
@@ -92,7 +93,7 @@ class BankSimulator:
     settle_delay_seconds: float = 2.0
     book: Book = field(default_factory=lambda: Book([]))
     deliveries: deque[Delivery] = field(default_factory=lambda: deque(maxlen=1000))
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: BackgroundTasks = field(default_factory=lambda: BackgroundTasks("bank-simulator"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BankSimulator:
@@ -128,7 +129,7 @@ class BankSimulator:
             code, text = REASONS[outcome]
             self._finalise(instruction, "RJCT", code, text)
         elif outcome is Outcome.SETTLE_LATER:
-            self._spawn(self._settle_later(instruction), f"settle:{transfer.end_to_end_id}")
+            self._tasks.spawn(self._settle_later(instruction), f"settle:{transfer.end_to_end_id}")
         return self.report(instruction)
 
     def report(self, instruction: Instruction) -> StatusReport:
@@ -183,7 +184,7 @@ class BankSimulator:
             self.book.credit(instruction.transfer)
         body = build_pacs002(self.report(instruction))
         name = f"callback:{instruction.transfer.end_to_end_id}"
-        self._spawn(self._deliver_with_retries(instruction, body), name)
+        self._tasks.spawn(self._deliver_with_retries(instruction, body), name)
 
     async def _settle_later(self, instruction: Instruction) -> None:
         await asyncio.sleep(self.settle_delay_seconds)
@@ -219,17 +220,8 @@ class BankSimulator:
         self.deliveries.append(Delivery(url, headers, body, status))
         return status is not None and 200 <= status < 300
 
-    def _spawn(self, work: Any, name: str) -> None:
-        task = asyncio.create_task(work, name=f"bank-simulator:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
 
     def app(self) -> FastAPI:
         return _build_app(self)

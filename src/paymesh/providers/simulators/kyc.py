@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse
 
+from paymesh.kernel.background import BackgroundTasks
 from paymesh.kernel.config import Settings
 from paymesh.kernel.http import shared_tls_context
 from paymesh.kernel.ids import new_id
@@ -112,7 +113,7 @@ class KycSimulator:
     checks: dict[str, SimulatedCheck] = field(default_factory=dict)
     deliveries: deque[Delivery] = field(default_factory=lambda: deque(maxlen=1000))
     _by_idempotency_key: dict[str, str] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: BackgroundTasks = field(default_factory=lambda: BackgroundTasks("kyc-simulator"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KycSimulator:
@@ -140,9 +141,7 @@ class KycSimulator:
         self.checks[check.id] = check
         if idempotency_key:
             self._by_idempotency_key[idempotency_key] = check.id
-        task = asyncio.create_task(self._decide(check), name=f"kyc-simulator:{check.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._decide(check), check.id)
         log.info("kyc_simulator_check_created", check_id=check.id, outcome=outcome)
         return check
 
@@ -191,11 +190,7 @@ class KycSimulator:
         return status is not None and (200 <= status < 300 or status == 409)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
 
     def app(self) -> FastAPI:
         return _build_app(self)
