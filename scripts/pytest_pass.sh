@@ -3,10 +3,11 @@
 #
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist, whole files per worker so a
 # module's shared world stays in one process; default: the CPU count, at most 4, since each
-# worker's platforms hold database connections). tests/test_fuzz.py then runs in one plain
-# process: Schemathesis collects its operations as separate tests only outside xdist, and
-# the fuzz tally needs them all in one process. With PYTEST_ARGS (a path, -k ...) the pass
-# is a single plain pytest run with those arguments.
+# worker's platforms hold database connections). Then, in one plain process, the tests
+# marked `fuzz` (Schemathesis collects its operations as separate tests only outside xdist,
+# and the fuzz tally needs them all in one process) and `serial` (bursts of concurrent
+# requests: two at once overran PostgreSQL's 100 connections). With PYTEST_ARGS (a path,
+# -k ...) the pass is a single plain pytest run with those arguments.
 #
 # Output goes to the terminal and to $TEST_LOGS/<backend>.log; one verdict line per pass is
 # appended to $TEST_LOGS/summary. The exit code is the first failing run's.
@@ -29,29 +30,30 @@ if [ -z "$workers" ]; then
   [ "$workers" -gt 4 ] && workers=4
 fi
 
-runs=()
-if [ -n "${PYTEST_ARGS:-}" ]; then
-  runs+=("$PYTEST_ARGS")
-elif [ "$workers" -gt 1 ]; then
-  runs+=("-n $workers --dist loadfile --ignore=tests/test_fuzz.py" "tests/test_fuzz.py")
-else
-  runs+=("")
-fi
-
 rc=0
 lines=()
-for arguments in "${runs[@]}"; do
-  # shellcheck disable=SC2086  # the arguments are words on purpose
-  PAYMESH_TEST_DATABASE="$backend" "$python" -m pytest "${color[@]}" $arguments 2>&1 \
+# One pytest run with the given arguments, its output added to the pass's log.
+run_pytest() {
+  PAYMESH_TEST_DATABASE="$backend" "$python" -m pytest "${color[@]}" "$@" 2>&1 \
     | tee "$log.part"
-  run_rc="${PIPESTATUS[0]}"
+  local run_rc="${PIPESTATUS[0]}" line
   cat "$log.part" >>"$log"
   line="$(sed 's/\x1b\[[0-9;]*m//g' "$log.part" \
     | grep -E '^(=+ )?([0-9]+ [a-z]+|no tests ran).* in [0-9.]+s' | tail -n 1 \
     | sed -E 's/^=+ //; s/ =+$//')"
   lines+=("${line:-(no summary line)}")
   [ "$rc" -ne 0 ] || rc="$run_rc"
-done
+}
+
+if [ -n "${PYTEST_ARGS:-}" ]; then
+  # shellcheck disable=SC2086  # PYTEST_ARGS are words on purpose
+  run_pytest $PYTEST_ARGS
+elif [ "$workers" -gt 1 ]; then
+  run_pytest -n "$workers" --dist loadfile -m "not (serial or fuzz)"
+  run_pytest -m "serial or fuzz"
+else
+  run_pytest
+fi
 rm -f "$log.part"
 
 if [ "$rc" -eq 5 ]; then

@@ -16,6 +16,8 @@ from sqlalchemy.exc import OperationalError
 from paymesh.kernel.db import Database
 from paymesh.platform import Platform
 
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 async def database(make_platform: Callable[..., Any]) -> Database:

@@ -36,6 +36,8 @@ from tests.ledger.factories import (
 )
 from tests.ledger.test_events import outbox_events
 
+pytestmark = pytest.mark.serial
+
 ONE_PROCESS = pytest.param(1, id="one-process")
 TWO_PROCESSES = pytest.param(2, id="two-processes", marks=pytest.mark.postgres_only)
 

@@ -17,7 +17,7 @@ from paymesh.payments.models import Payment
 from tests.notifications.support import eventually
 from tests.payments.support import Customer, PaymentsWorld, unique
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 FEE_P2P_USD = 25  # fixed 25 + 1 % (100 bps), rounded up
 

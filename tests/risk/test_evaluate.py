@@ -11,7 +11,7 @@ import pytest
 
 from tests.risk.support import RiskWorld, unique
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 LISTED = {"name": "Ri Won Ho", "country": "KP"}  # UN DATAID 6908555
 ORDINARY = {"name": "Maria Lopez", "country": "ES"}

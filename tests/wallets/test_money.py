@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.wallets.conftest import World, key
+
+pytestmark = pytest.mark.serial
 
 
 async def funded(world: World, username: str, amount: int) -> tuple[dict[str, str], str]:
