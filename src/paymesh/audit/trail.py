@@ -15,7 +15,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.audit.chain import (
@@ -30,12 +30,10 @@ from paymesh.audit.chain import (
 )
 from paymesh.audit.masking import DEFAULT_RULES, MaskingRules, mask
 from paymesh.audit.models import AuditCheckpoint, AuditRecord
-from paymesh.kernel.db import Database, is_postgres, utcnow
+from paymesh.kernel.db import Database, lock_until_commit, utcnow
 from paymesh.kernel.events import CloudEvent
-from paymesh.kernel.idempotency import advisory_lock_key
 from paymesh.kernel.ids import new_id
 
-CHAIN_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 _records = AuditRecord.__table__.c
 CHAIN_HEAD = (
     select(_records.seq, _records.hash)
@@ -156,8 +154,7 @@ class AuditTrail:
 
     async def _lock_head(self, session: AsyncSession, chain: str) -> tuple[int, str]:
         """Serialise appends to `chain` until commit; its next seq and the hash to link to."""
-        if is_postgres(session):
-            await session.execute(CHAIN_LOCK, {"lock": advisory_lock_key("audit-chain", chain)})
+        await lock_until_commit(session, "audit-chain", chain)
         head = (await session.execute(CHAIN_HEAD, {"chain": chain})).first()
         return (head.seq + 1, head.hash) if head else (1, GENESIS)
 
@@ -185,8 +182,7 @@ class AuditTrail:
         """A checkpoint over every chain's head; returns its id. Seals are serialised (a
         PostgreSQL advisory lock; SQLite's one writer): the periodic job, a prune and an
         operator's seal may run at once, and each links to the one before."""
-        if is_postgres(session):
-            await session.execute(CHAIN_LOCK, {"lock": advisory_lock_key("audit-seal", "all")})
+        await lock_until_commit(session, "audit-seal", "all")
         newest = select(_records.chain, func.max(_records.seq)).group_by(_records.chain)
         heads_query = select(_records.chain, _records.seq, _records.hash).where(
             tuple_(_records.chain, _records.seq).in_(newest)

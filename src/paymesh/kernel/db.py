@@ -18,12 +18,13 @@ repositories only `flush()`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, MetaData, event
+from sqlalchemy import JSON, BigInteger, DateTime, MetaData, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
@@ -263,3 +264,20 @@ def insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Insert:
 
 def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def advisory_lock_key(scope: str, key: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock id for one caller's key."""
+    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_XACT_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+
+
+async def lock_until_commit(session: AsyncSession, scope: str, key: str) -> None:
+    """Serialise the transactions that take (`scope`, `key`) until each commits: a
+    transaction-scoped advisory lock on PostgreSQL; nothing on SQLite, where a writing
+    transaction is already alone (BEGIN IMMEDIATE, one writer per database)."""
+    if is_postgres(session):
+        await session.execute(_XACT_LOCK, {"lock": advisory_lock_key(scope, key)})

@@ -26,7 +26,7 @@ from sqlalchemy import BigInteger, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.db import Database, advisory_lock_key, utcnow
 from paymesh.kernel.errors import (
     IdempotencyKeyReused,
     IdempotencyRequestInProgress,
@@ -211,9 +211,3 @@ class IdempotencyStore:
                 delete(self.table).where(self.table.c.expires_at < utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def advisory_lock_key(scope: str, key: str) -> int:
-    """A signed 64-bit PostgreSQL advisory lock id for one caller's key."""
-    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)

@@ -6,12 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import is_postgres
-from paymesh.kernel.idempotency import advisory_lock_key
+from paymesh.kernel.db import is_postgres, lock_until_commit
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.risk.models import Activity, Case, Decision, RuleSet, RuleSetActivation
 
@@ -85,7 +84,6 @@ VELOCITY = select(
     _activity.voided.is_(False),
     _activity.occurred_at >= bindparam("earliest"),
 )
-VELOCITY_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 
 
 async def velocity(
@@ -104,10 +102,7 @@ async def velocity(
     at once cannot both fit under a limit only one of them fits under: on PostgreSQL by a
     transaction-scoped advisory lock per customer; on SQLite by its one writer line (this
     runs in the writer's transaction)."""
-    if is_postgres(session):
-        await session.execute(
-            VELOCITY_LOCK, {"lock": advisory_lock_key("risk-velocity", customer_id)}
-        )
+    await lock_until_commit(session, "risk-velocity", customer_id)
     values = {
         "customer_id": customer_id,
         "transaction_id": transaction_id,
