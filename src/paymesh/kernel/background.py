@@ -20,9 +20,6 @@ class BackgroundTasks:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    def __len__(self) -> int:
-        return len(self._running)
-
     async def aclose(self) -> None:
         """Cancel what still runs and wait for it to end."""
         for task in list(self._running):
