@@ -41,6 +41,8 @@ async def _stop(runtime: ServiceRuntime) -> None:
     providers: Providers | None = runtime.state.pop("providers", None)
     if providers is not None:
         await providers.aclose()
+    identity: HttpIdentityAccounts = runtime.state["identity"]
+    await identity.aclose()
 
 
 SPEC = ServiceSpec(

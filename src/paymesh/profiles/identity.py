@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from paymesh.identity.client import HttpIdentity
 from paymesh.identity.schemas import User
 from paymesh.kernel.errors import RemoteServiceError
+from paymesh.kernel.http import ServiceClient
 from paymesh.kernel.runtime import Directory
 
 log = structlog.get_logger("paymesh.profiles.identity")
@@ -33,18 +34,23 @@ class IdentityAccounts(Protocol):
 class HttpIdentityAccounts:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+        self._client: ServiceClient | None = None
 
     async def is_customer(self, user_id: str) -> bool:
-        client = self.directory.client("identity", caller="profiles")
+        if self._client is None:  # made on first use: the transport exists from start
+            self._client = self.directory.client("identity", caller="profiles")
         try:
-            contact = await HttpIdentity(client).contact(user_id)
+            contact = await HttpIdentity(self._client).contact(user_id)
         except RemoteServiceError as error:
             if error.remote_status == 404:
                 return False
             raise
-        finally:
-            await client.aclose()
         return contact.customer
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def me(self, bearer_token: str) -> User | None:
         try:
