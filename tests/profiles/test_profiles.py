@@ -121,6 +121,18 @@ class TestProfileCreation:
         created = await outbox(platform, "profiles", "profiles.profile.created")
         assert [event["data"] for event in created] == [{"user_id": carol.id}]
 
+    @pytest.mark.parametrize(
+        "user_id", ["usr%20x", "usr%00x", "%ED%A0%80", "usr:" + "9" * 60, "..", "usr_%F0%9F%92%B8"]
+    )
+    async def test_a_hostile_user_id_is_a_plain_404_and_makes_nothing(
+        self, platform: Platform, http: httpx.AsyncClient, user_id: str
+    ) -> None:
+        """Ids identity cannot hold are not passed on as a server error, nor made."""
+        for path in (f"/v1/profiles/{user_id}", f"/v1/profiles/{user_id}/limits"):
+            response = await http.get(path, headers=service(platform))
+            assert response.status_code in (400, 404), (path, response.text)
+        assert await outbox(platform, "profiles", "profiles.profile.created") == []
+
     async def test_first_use_copies_identity_and_makes_one_profile(
         self, platform: Platform, http: httpx.AsyncClient
     ) -> None:

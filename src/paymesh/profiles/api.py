@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -18,6 +19,7 @@ from paymesh.kernel.app import service_router
 from paymesh.kernel.auth import Caller, bearer_token, current_caller, require
 from paymesh.kernel.decoding import DECODING_ERRORS
 from paymesh.kernel.errors import Forbidden, Unauthenticated, problem_responses
+from paymesh.kernel.ids import ID_PATTERN
 from paymesh.kernel.routing import SessionDep
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.profiles import errors
@@ -39,6 +41,7 @@ READER_ROLES = frozenset({"service", "ops", "admin"})
 Customer = Annotated[Caller, Depends(require(roles=("customer",)))]
 UserId = Annotated[str, Path(max_length=64)]
 AUTH_ERRORS = (Unauthenticated, Forbidden)
+_IDENTITY_ID = re.compile(ID_PATTERN)
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -181,7 +184,8 @@ async def _profile_of(
     if row is not None:
         return row
     identity: IdentityAccounts = _runtime(request).state["identity"]
-    if not await identity.is_customer(user_id):
+    # An id identity could not have issued is not passed on (its 422 would be answered).
+    if not _IDENTITY_ID.fullmatch(user_id) or not await identity.is_customer(user_id):
         raise errors.ProfileNotFound()
     async with _runtime(request).database.transaction() as writer:
         return await service.ensure(writer, user_id)
