@@ -290,10 +290,15 @@ class Payouts:
             log.warning(
                 "payout_last_poll_failed", payment_id=sending.payment_id, reason=error.detail
             )
-        async with self.database.transaction() as session:
-            if report is not None and outcome_of(report.status) in ("settled", "rejected"):
-                await apply_status(session, self.outbox, sending.bank, report, "poll")
+        if report is not None and outcome_of(report.status) in ("settled", "rejected"):
+            try:
+                async with self.database.transaction() as session:
+                    await apply_status(session, self.outbox, sending.bank, report, "poll")
                 return
+            except errors.UnknownPayoutInstruction:
+                # The bank answered about another message: not an answer to this one.
+                log.error("payout_last_poll_mismatched", payment_id=sending.payment_id)
+        async with self.database.transaction() as session:
             row = await repository.find_by_end_to_end_for_update(
                 session, sending.bank, sending.end_to_end_id
             )
