@@ -13,10 +13,13 @@ checked by the decoding layer (`kernel/decoding.py`) when it is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,7 +114,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 class ServiceRoute(APIRoute):
     def get_route_handler(self) -> Handler:
-        endpoint = super().get_route_handler()
+        endpoint = self._request_handler()
         needs_caller = requires_caller(self.dependant)
         idempotent_path = honours_idempotency_key(self.path) and not getattr(
             self.endpoint, OWN_IDEMPOTENCY, False
@@ -129,6 +132,101 @@ class ServiceRoute(APIRoute):
             return await _in_unit_of_work(request, endpoint)
 
         return handler
+
+    def _request_handler(self) -> Handler:
+        """FastAPI's handler for this route; for a route whose dependencies all take just
+        the request (the kernel's `require(...)`, `SessionDep`, `state_dependency`, a
+        service's getter), one that awaits them itself, in their declared order, and
+        leaves FastAPI its parameters, body and response. FastAPI re-derives every
+        dependency's facts (cache key, scopes, generator or coroutine) on each request: a
+        sixth of an authenticated one-row read's CPU. A route with any other kind of
+        dependency (sub-dependencies, parameters, `yield`, a class) keeps FastAPI's solver
+        whole, as do all routes while the app has dependency overrides."""
+        plain = super().get_route_handler()
+        route: Any = self
+        context = fastapi_routing._effective_route_context_var.get()
+        if context is not None and context.original_route is self:
+            route = context  # this route as included in a router, with its dependencies
+        dependant: Dependant = route.dependant
+        dependencies = dependant.dependencies
+        if not dependencies or not all(_takes_only_the_request(d) for d in dependencies):
+            return plain
+        calls: list[tuple[str, Callable[[Request], Awaitable[Any]]]] = [
+            (d.name, d.call) for d in dependencies if d.name is not None and d.call is not None
+        ]
+        endpoint = dependant.call
+        assert endpoint is not None
+        keeps_request = dependant.request_param_name is not None
+        request_name = dependant.request_param_name or _REQUEST_PARAMETER
+
+        async def call_endpoint(**values: Any) -> Any:
+            request = values[request_name] if keeps_request else values.pop(request_name)
+            return await endpoint(**values, **request.scope[_SOLVED])
+
+        flat_dependant = dataclasses.replace(
+            dependant, dependencies=[], call=call_endpoint, request_param_name=request_name
+        )
+        token = fastapi_routing._effective_route_context_var.set(
+            _WithDependant(self, route, flat_dependant)
+        )
+        try:
+            flat = super().get_route_handler()
+        finally:
+            fastapi_routing._effective_route_context_var.reset(token)
+        overrides = route.dependency_overrides_provider
+
+        async def handler(request: Request) -> Response:
+            if overrides is not None and overrides.dependency_overrides:
+                return await plain(request)
+            solved: dict[str, Any] = {}
+            made: dict[Any, Any] = {}
+            for name, call in calls:
+                if call not in made:
+                    made[call] = await call(request)
+                solved[name] = made[call]
+            request.scope[_SOLVED] = solved
+            return await flat(request)
+
+        return handler
+
+
+class _WithDependant:
+    """`route` as FastAPI's handler builder reads it, with another dependant."""
+
+    def __init__(self, original: APIRoute, route: Any, dependant: Dependant) -> None:
+        self.original_route = original
+        self.dependant = dependant
+        self._route = route
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._route, name)
+
+
+_SOLVED = "paymesh.dependencies"
+_REQUEST_PARAMETER = "paymesh_request"
+
+
+def _takes_only_the_request(dependant: Dependant) -> bool:
+    """Whether FastAPI would do nothing for this dependency but await it with the request."""
+    return (
+        dependant.name is not None
+        and inspect.iscoroutinefunction(dependant.call)
+        and not dependant.dependencies
+        and not dependant.path_params
+        and not dependant.query_params
+        and not dependant.header_params
+        and not dependant.cookie_params
+        and not dependant.body_params
+        and dependant.request_param_name is not None
+        and dependant.websocket_param_name is None
+        and dependant.http_connection_param_name is None
+        and dependant.response_param_name is None
+        and dependant.background_tasks_param_name is None
+        and dependant.security_scopes_param_name is None
+        and not dependant.own_oauth_scopes
+        and dependant.use_cache
+        and len(inspect.signature(dependant.call).parameters) == 1
+    )
 
 
 OWN_IDEMPOTENCY = "__paymesh_own_idempotency__"
