@@ -117,12 +117,27 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return match.group(1)
 
 
+class _RequestMetrics:
+    __slots__ = ("latency", "requests")
+
+    def __init__(self, requests: Counter, latency: Histogram) -> None:
+        self.requests = requests
+        self.latency = latency
+
+    def observe(self, seconds: float) -> None:
+        self.requests.inc()
+        self.latency.observe(seconds)
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, service: str, access_log: bool = True) -> None:
         self.app = app
         self.service = service
         self.access_log = access_log
         self.log = structlog.get_logger("paymesh.http")
+        # The labelled children, found once: `labels()` takes a lock and builds a key on
+        # every call. Bounded, since a client chooses the method it sends.
+        self._counted: dict[tuple[str, str, str], _RequestMetrics] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,9 +180,7 @@ class RequestContextMiddleware:
                 await self._send_internal_error(scope, send_with_context, request_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-            LATENCY.labels(self.service, scope["method"], route).observe(elapsed)
+            self._metrics(scope["method"], _route_template(scope), status).observe(elapsed)
             if self.access_log:
                 self.log.info(
                     "http_request",
@@ -179,6 +192,18 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
             request_id_var.reset(request_token)
             traceparent_var.reset(trace_token)
+
+    def _metrics(self, method: str, route: str, status: int) -> _RequestMetrics:
+        key = (method, route, str(status))
+        found = self._counted.get(key)
+        if found is None:
+            found = _RequestMetrics(
+                REQUESTS.labels(self.service, method, route, key[2]),
+                LATENCY.labels(self.service, method, route),
+            )
+            if len(self._counted) < 4096:
+                self._counted[key] = found
+        return found
 
     @staticmethod
     async def _send_internal_error(scope: Scope, send: Send, request_id: str) -> None:
