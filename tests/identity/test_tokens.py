@@ -3,15 +3,12 @@ as it was when the token was signed."""
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
 
-from paymesh.identity.tokens import TokenSigner
 from paymesh.kernel.oidc import service_client_id, service_client_secret
 from paymesh.platform import Platform
 from tests.identity import accounts as a
@@ -75,30 +72,6 @@ class TestClientCredentialsToken:
         secret = service_client_secret(identity_platform.settings, "ledger")
         token = await client_credentials(identity, client_id, secret)
         assert claims(identity_platform, token)["tier"] == "unlimited"
-
-    async def test_the_token_is_signed_beside_the_event_loop(
-        self,
-        identity_platform: Platform,
-        identity: httpx.AsyncClient,
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        # RSA signing releases the GIL: on a signing thread it leaves the loop serving
-        # other requests (identity/provider/exchange.py). One CPU: signed inline.
-        threads: list[str] = []
-        original = TokenSigner._sign
-
-        def recording(signer: TokenSigner, header: dict[str, Any], body: dict[str, Any]) -> str:
-            threads.append(threading.current_thread().name)
-            return original(signer, header, body)
-
-        monkeypatch.setattr(TokenSigner, "_sign", recording)
-        client_id = service_client_id("ledger")
-        secret = service_client_secret(identity_platform.settings, "ledger")
-        token = await client_credentials(identity, client_id, secret)
-        assert claims(identity_platform, token)["client_id"] == client_id
-        expected = "paymesh-signing" if len(os.sched_getaffinity(0)) > 1 else "MainThread"
-        assert len(threads) == 1
-        assert threads[0].startswith(expected)
 
     async def test_introspection_reports_the_tier(
         self, identity_platform: Platform, identity: httpx.AsyncClient

@@ -16,11 +16,8 @@ writer could not start while the first is open.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import os
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -34,14 +31,6 @@ T = TypeVar("T")
 AfterAction = Callable[[AsyncSession], Awaitable[None]]
 
 log = structlog.get_logger("paymesh.identity")
-
-# RSA signing is OpenSSL work done with the GIL released: on these threads it runs beside
-# the event loop instead of stopping it (a quarter of a token request's CPU). The hand-off
-# costs about 0.1 ms of CPU, so a process that may use only one CPU signs inline.
-_CPUS = len(os.sched_getaffinity(0))
-_signing = (
-    ThreadPoolExecutor(min(4, _CPUS), thread_name_prefix="paymesh-signing") if _CPUS > 1 else None
-)
 
 _current: contextvars.ContextVar[Exchange] = contextvars.ContextVar("identity_exchange")
 
@@ -71,13 +60,6 @@ class Exchange:
             raise RuntimeError("Exchange.run is for code running under Exchange.call")
         return await_(coroutine)
 
-    def off_loop(self, function: Callable[[], T]) -> T:
-        """From code under `call`: run CPU-bound `function` (token signing) on a worker
-        thread and wait for it, leaving the event loop free for other requests."""
-        if _signing is None:
-            return function()
-        return self.run(_on_signing_thread(_signing, function))
-
     async def call(self, function: Callable[[], T]) -> T:
         """Run synchronous Authlib code, with this exchange as `current()`."""
         token = _current.set(self)
@@ -102,7 +84,3 @@ class Exchange:
                     await action(separate)
             except Exception as error:  # a failed side effect must not hide the response
                 log.error("identity_after_action_failed", error=error.__class__.__name__)
-
-
-async def _on_signing_thread(threads: ThreadPoolExecutor, function: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(threads, function)

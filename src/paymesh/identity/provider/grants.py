@@ -278,13 +278,12 @@ class OpenIDTokens:
         if user is None or "openid" not in scopes:
             return
         code: CodeModel | None = grant.request.authorization_code
-        claims = {
-            "client_id": grant.request.client.get_client_id(),
-            "user_claims": user_claims(user.row, scopes),
-            "access_token": token.get("access_token"),
-            "nonce": code.get_nonce() if code else None,
-            "auth_time": int(user.auth_time.timestamp()) if user.auth_time else None,
-            "session_id": user.session_id,
-            "amr": list(user.amr),
-        }
-        token["id_token"] = current().off_loop(lambda: self.signer.id_token(**claims))
+        token["id_token"] = self.signer.id_token(
+            client_id=grant.request.client.get_client_id(),
+            user_claims=user_claims(user.row, scopes),
+            access_token=token.get("access_token"),
+            nonce=code.get_nonce() if code else None,
+            auth_time=int(user.auth_time.timestamp()) if user.auth_time else None,
+            session_id=user.session_id,
+            amr=list(user.amr),
+        )

@@ -203,7 +203,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             refresh_family=family_id,
             not_before=self.revoker.stamp_covering(subject, client.client_id),
         )
-        access_token, _claims = current().off_loop(lambda: self.signer.access_token(request))
+        access_token, _claims = self.signer.access_token(request)
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": access_token,
