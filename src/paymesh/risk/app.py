@@ -13,6 +13,7 @@ from paymesh.risk.cases import Cases
 from paymesh.risk.consumers import consumers
 from paymesh.risk.demo import seed_demo
 from paymesh.risk.models import kernel_tables, metadata
+from paymesh.risk.profile_facts import CachedProfiles
 from paymesh.risk.rulesets import RuleSets
 from paymesh.risk.sanctions import Screening
 from paymesh.risk.service import Evaluations
@@ -40,9 +41,13 @@ async def _start(runtime: ServiceRuntime) -> None:
     runtime.state["http_clients"] = (forex_http, profiles_http)
     forex = HttpForexClient(forex_http)
     runtime.state["forex"] = forex
-    runtime.state["evaluations"] = Evaluations(
-        rulesets, screening, HttpProfiles(profiles_http), forex, runtime.outbox
+    profiles = CachedProfiles(
+        HttpProfiles(profiles_http),
+        runtime.cache,
+        ttl_seconds=runtime.settings.risk.profile_cache_seconds,
     )
+    runtime.state["profile_facts"] = profiles
+    runtime.state["evaluations"] = Evaluations(rulesets, screening, profiles, forex, runtime.outbox)
 
 
 async def _stop(runtime: ServiceRuntime) -> None:

@@ -1,7 +1,9 @@
-"""Events risk acts on: what became of the payments it judged. The velocity store counts
-a transaction once it is evaluated; a payment that failed or was cancelled stops counting
-against the customer's limits, and one that succeeded without an evaluation here (made
-before risk was deployed, or by another route) starts counting.
+"""Events risk acts on: what became of the payments it judged, and changes to a
+customer's profile (which end risk's kept copy of it, risk/profile_facts.py).
+
+The velocity store counts a transaction once it is evaluated; a payment that failed or was
+cancelled stops counting against the customer's limits, and one that succeeded without an
+evaluation here (made before risk was deployed, or by another route) starts counting.
 
 The contract payments keeps: `payments.payment.succeeded|failed|canceled` with `data`
 `{payment_id, customer_id, amount, currency}` (amount in minor units of currency)."""
@@ -17,6 +19,8 @@ from paymesh.kernel.db import utcnow
 from paymesh.kernel.events import CloudEvent
 from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime
 from paymesh.risk import repository
+from paymesh.risk.profile_facts import CHANGES as PROFILE_CHANGES
+from paymesh.risk.profile_facts import CachedProfiles
 
 log = structlog.get_logger("paymesh.risk.consumers")
 
@@ -68,7 +72,16 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
         if outcome is not None:
             await repository.void_activity(session, outcome.payment_id)
 
+    async def profile_changed(_session: AsyncSession, event: CloudEvent) -> None:
+        user_id = event.subject or event.data.get("user_id")
+        if not isinstance(user_id, str) or not user_id:
+            log.warning("profile_event_without_user", event_id=event.id, event_type=event.type)
+            return
+        facts: CachedProfiles = runtime.state["profile_facts"]  # made at start
+        await facts.forget(user_id)
+
     return [
         ConsumerSpec("payments_succeeded", SUCCEEDED, succeeded),
         ConsumerSpec("payments_ended", ENDED_WITHOUT_MONEY, ended),
+        ConsumerSpec("profile_changes", PROFILE_CHANGES, profile_changed),
     ]

@@ -81,6 +81,13 @@ class RiskSettings(ServiceSettings):
     list_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often each process looks for a newer list."
     )
+    profile_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long a customer's KYC status, level and legal name from profiles "
+        "are kept at most; profiles' change events end them sooner (0: ask every time).",
+    )
 
 
 class AuditSettings(ServiceSettings):
