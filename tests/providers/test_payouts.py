@@ -216,6 +216,21 @@ async def polling_world(
         yield world
 
 
+@pytest.fixture
+async def idle_polling_world(
+    make_platform: Callable[..., Any], settings: Settings
+) -> AsyncIterator[PayoutWorld]:
+    """As `polling_world`, without workers: the test runs the polling job's rounds itself."""
+    async for world in serve_world(
+        make_platform,
+        settings,
+        bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
+        simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
+        run_workers=False,
+    ):
+        yield world
+
+
 class TestPolling:
     async def test_polling_finds_a_delayed_settlement(self, polling_world: PayoutWorld) -> None:
         await submit(polling_world, payout_body("pay_polled", SETTLES_LATER))
@@ -251,76 +266,62 @@ class TestPolling:
         assert [event["type"] for event in events] == ["providers.payout.timed_out"]
 
     async def test_a_settlement_that_crossed_the_deadline_is_found_by_a_last_ask(
-        self, make_platform: Callable[..., Any], settings: Settings
+        self, idle_polling_world: PayoutWorld
     ) -> None:
         """The bank settled, but its answer never reached us before the deadline: the job
         asks once more before giving up, and the payout settles instead of timing out. (No
         workers: the test runs the polling job's round itself.)"""
-        async for world in serve_world(
-            make_platform,
-            settings,
-            bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
-            simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
-            run_workers=False,
-        ):
-            await record_without_sending(world, "pay_crossed")
-            await deliver_stored_message(world, "pay_crossed", past_its_deadline=True)
-            payouts: Payouts = world.platform.runtimes["providers"].state["payouts"]
+        world = idle_polling_world
+        await record_without_sending(world, "pay_crossed")
+        await deliver_stored_message(world, "pay_crossed", past_its_deadline=True)
+        payouts: Payouts = world.platform.runtimes["providers"].state["payouts"]
 
-            assert await payouts.poll_due() == 1
+        assert await payouts.poll_due() == 1
 
-            payout = await payout_of(world, "pay_crossed")
-            assert payout["status"] == "settled"
-            assert payout["history"][-1]["source"] == "poll"
-            events = await payout_events(world)
-            assert [event["type"] for event in events] == ["providers.payout.settled"]
+        payout = await payout_of(world, "pay_crossed")
+        assert payout["status"] == "settled"
+        assert payout["history"][-1]["source"] == "poll"
+        events = await payout_events(world)
+        assert [event["type"] for event in events] == ["providers.payout.settled"]
 
     async def test_a_last_answer_about_another_message_times_out_and_the_round_goes_on(
-        self, make_platform: Callable[..., Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+        self, idle_polling_world: PayoutWorld, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Past its deadline, the bank's last answer names another message: that is no
         answer to this instruction, so it times out (its funds are released), and the
         polling round still asks about the other due instruction."""
-        async for world in serve_world(
-            make_platform,
-            settings,
-            bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
-            simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
-            run_workers=False,
-        ):
-            await record_without_sending(world, "pay_mismatched")
-            await deliver_stored_message(world, "pay_mismatched", past_its_deadline=True)
-            await record_without_sending(world, "pay_still_due")
-            await deliver_stored_message(world, "pay_still_due")
-            runtime = world.platform.runtimes["providers"]
-            async with runtime.database.transaction() as session:
-                due = await session.get(
-                    PayoutInstruction, (await payout_of(world, "pay_still_due"))["id"]
-                )
-                assert due is not None
-                due.status, due.next_poll_at = "submitted", due.created_at
-            payouts: Payouts = runtime.state["payouts"]
-            payout = await payout_of(world, "pay_mismatched")
-            mismatched = payout["end_to_end_id"]
-            bank = payouts.banks.get(payout["bank"])
-            asked = bank.status
+        world = idle_polling_world
+        await record_without_sending(world, "pay_mismatched")
+        await deliver_stored_message(world, "pay_mismatched", past_its_deadline=True)
+        await record_without_sending(world, "pay_still_due")
+        await deliver_stored_message(world, "pay_still_due")
+        runtime = world.platform.runtimes["providers"]
+        async with runtime.database.transaction() as session:
+            due = await session.get(
+                PayoutInstruction, (await payout_of(world, "pay_still_due"))["id"]
+            )
+            assert due is not None
+            due.status, due.next_poll_at = "submitted", due.created_at
+        payouts: Payouts = runtime.state["payouts"]
+        payout = await payout_of(world, "pay_mismatched")
+        mismatched = payout["end_to_end_id"]
+        bank = payouts.banks.get(payout["bank"])
+        asked = bank.status
 
-            async def answering_about_another_message(
-                end_to_end_id: str, asked: Any = asked, mismatched: str = mismatched
-            ) -> StatusReport:
-                report: StatusReport = await asked(end_to_end_id)
-                if end_to_end_id != mismatched:
-                    return report
-                return dataclasses.replace(report, original_message_id="MSG-SOMEONE-ELSE")
+        async def answering_about_another_message(end_to_end_id: str) -> StatusReport:
+            report: StatusReport = await asked(end_to_end_id)
+            if end_to_end_id != mismatched:
+                return report
+            return dataclasses.replace(report, original_message_id="MSG-SOMEONE-ELSE")
 
-            monkeypatch.setattr(bank, "status", answering_about_another_message)
+        monkeypatch.setattr(bank, "status", answering_about_another_message)
 
-            assert await payouts.poll_due() == 2
+        assert await payouts.poll_due() == 2
 
-            assert (await payout_of(world, "pay_mismatched"))["status"] == "timed_out"
-            assert (await payout_of(world, "pay_still_due"))["status"] == "settled"
-            events = sorted(event["type"] for event in await payout_events(world))
-            assert events == ["providers.payout.settled", "providers.payout.timed_out"]
+        assert (await payout_of(world, "pay_mismatched"))["status"] == "timed_out"
+        assert (await payout_of(world, "pay_still_due"))["status"] == "settled"
+        events = sorted(event["type"] for event in await payout_events(world))
+        assert events == ["providers.payout.settled", "providers.payout.timed_out"]
 
 
 class TestBankCallbacks:
