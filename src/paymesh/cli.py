@@ -90,7 +90,7 @@ def _platform(settings: Settings, services: list[str] | None = None, **options: 
     try:
         return Platform(settings, services, **options)
     except ValueError as error:
-        # e.g. PAYMESH_BROKER_URL (no adapters yet) or an unsupported database URL.
+        # e.g. a PAYMESH_BROKER_URL of no supported broker, or an unsupported database URL.
         typer.echo(f"configuration error: {error}", err=True)
         raise typer.Exit(2) from None
 

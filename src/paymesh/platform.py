@@ -34,6 +34,7 @@ from paymesh.kernel.app import (
     service_asgi,
 )
 from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
+from paymesh.kernel.brokers import BrokerBus, broker_bus
 from paymesh.kernel.cache import build_cache
 from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import BANK_SIMULATOR_PATH
@@ -79,11 +80,9 @@ def load_spec(name: str) -> ServiceSpec:
 
 
 def build_bus(settings: Settings) -> EventBus:
+    """The in-process bus, or with `PAYMESH_BROKER_URL` the broker's (kernel/brokers.py)."""
     if settings.broker_url:
-        raise ValueError(
-            "PAYMESH_BROKER_URL is set, but broker adapters (RabbitMQ, NATS, Kafka) are not "
-            "part of this release yet; unset it to use the in-process bus"
-        )
+        return broker_bus(settings.broker_url, settings.events.broker_namespace)
     return InProcessBus()
 
 
@@ -264,10 +263,14 @@ class Platform:
             await self.gateway.start()
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
+        # After the services: consumers need what their services set up on start. The
+        # relays' first publishes wait for it.
+        await self.bus.start()
         if self.jwks is not None and "identity" in self.runtimes:
             await self.jwks.refresh(force=True)
 
     async def stop(self) -> None:
+        await self.bus.stop()  # no more deliveries into services that are stopping
         for runtime in reversed(self.runtimes.values()):
             await runtime.stop()
         if self.fronted:
@@ -343,6 +346,8 @@ class Platform:
             }
             if self.settings.redis_url:
                 results["redis"] = "ok" if await self.cache.ping() else "failed"
+            if isinstance(self.bus, BrokerBus):
+                results["broker"] = "ok" if await self.bus.ready() else "failed"
             return results
 
         add_operational_routes(app, checks)

@@ -71,6 +71,12 @@ __all__ = [
 
 
 class EventSettings(BaseModel):
+    broker_namespace: str = Field(
+        default="paymesh",
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="With PAYMESH_BROKER_URL: the prefix of the exchange, queues, subjects "
+        "and streams, so several deployments can share one broker.",
+    )
     max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=0.05, ge=0)
     relay_interval_seconds: float = Field(default=0.5, gt=0)

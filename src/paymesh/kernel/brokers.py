@@ -1,0 +1,379 @@
+"""Event buses on message brokers, for the distributed shape: RabbitMQ and NATS JetStream
+through FastStream, chosen by the scheme of `PAYMESH_BROKER_URL` (`amqp://`, `nats://`).
+
+They keep the in-process bus's contract (`kernel/events.py`, `EventBus`), so the outbox
+relay and the consumers do not know which bus they run on:
+
+- **Publishing is confirmed.** `publish_batch` returns once the broker has accepted every
+  event (a RabbitMQ publisher confirm on a persistent message, a JetStream `PubAck`); only
+  then does the relay mark the outbox rows sent. A broker that is down makes the publish
+  raise: the rows wait in the outbox and the relay tries again, so nothing is lost.
+- **Delivery is at least once.** A message is acknowledged after its consumer has handled
+  it — the kernel's `Consumer`, which records the event in its inbox in the same
+  transaction (a redelivery changes nothing), retries a failing handler and writes the
+  event to the service's dead-letter table after `PAYMESH_EVENTS_MAX_ATTEMPTS`, where
+  operators replay it. Only when that machinery itself fails (its database is down) does
+  the message go back to the broker, after a pause, for a later delivery; a consumer
+  process that dies mid-event leaves it unacknowledged, and the broker redelivers it.
+- **One queue (RabbitMQ) or durable consumer (NATS) per consumer name** (`service.consumer`),
+  shared by every replica of that service: each event reaches one replica of each
+  consuming service. Events are published under their type (`payments.payment.succeeded`):
+  the broker routes by the consumer's patterns, and the consumer checks them again
+  (fnmatch, as on the in-process bus).
+- **Back-pressure**: each consumer has at most `prefetch` unacknowledged messages; the
+  rest wait in the broker, not in this process's memory.
+- **Order**: a consumer handles its messages one at a time, in the order the broker hands
+  them over (per queue for RabbitMQ, per stream for NATS); a redelivery can come after
+  later events, which the handlers tolerate (they are keyed by the event's subject).
+- Batches: a broker hands over one message at a time, so consumers' batch handlers (the
+  in-process bus's group commit) are not used here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from faststream import AckPolicy
+from pydantic import ValidationError
+
+from paymesh.kernel.events import BatchEventHandler, CloudEvent, EventHandler
+
+log = structlog.get_logger("paymesh.brokers")
+
+DEFAULT_NAMESPACE = "paymesh"
+"""`PAYMESH_EVENTS__BROKER_NAMESPACE`: RabbitMQ's exchange is `<namespace>.events`, its
+queues `<namespace>.<consumer>`; NATS subjects are `<namespace>.events.<event type>`, its
+streams `<namespace>-<source service>`."""
+
+START_WAIT_SECONDS = 30.0
+"""How long a publish made before the bus has started waits for it."""
+
+
+@dataclass
+class BrokerSubscription:
+    name: str
+    patterns: tuple[str, ...]
+    handler: EventHandler
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
+
+
+class BrokerBus:
+    """What RabbitMQ's and NATS's buses share: subscriptions kept until `start`, publishes
+    that wait for the start, and the delivery of one message to its consumer."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 32,
+        redelivery_pause_seconds: float = 1.0,
+        start_timeout_seconds: float = 15.0,
+        namespace: str = DEFAULT_NAMESPACE,
+        unacked_redelivery_seconds: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.subject_root = f"{namespace}.events"
+        self.start_timeout_seconds = start_timeout_seconds
+        self.unacked_redelivery_seconds = unacked_redelivery_seconds
+        """NATS: a message neither acknowledged nor refused within this long (its consumer
+        died) goes to another. RabbitMQ redelivers when the dead consumer's connection
+        closes."""
+        self.prefetch = prefetch
+        self.redelivery_pause_seconds = redelivery_pause_seconds
+        self.subscriptions: list[BrokerSubscription] = []
+        self._started = asyncio.Event()
+        self._broker: Any = None
+
+    # --- EventBus ----------------------------------------------------------------------------
+
+    async def publish(self, event: CloudEvent) -> None:
+        await self.publish_batch([event])
+
+    async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
+        await self._wait_started()
+        for event in events:
+            await self._send(event)
+
+    def wants(self, event_type: str) -> bool:
+        # Consumers live in other processes too: only the broker knows who subscribed.
+        return True
+
+    def subscribe(
+        self,
+        name: str,
+        patterns: Sequence[str],
+        handler: EventHandler,
+        batch_handler: BatchEventHandler | None = None,
+    ) -> None:
+        if self._broker is not None:
+            raise RuntimeError("subscribe before the bus starts")
+        self.subscriptions.append(BrokerSubscription(name, tuple(patterns), handler))
+
+    async def start(self) -> None:
+        """Connect, declare, start consuming. A broker that cannot be reached fails the
+        start (the process does not come up half-wired); once started, the clients
+        reconnect by themselves after an outage, and publishes fail until they have."""
+        self._broker = self._make_broker()
+        for subscription in self.subscriptions:
+            self._declare(subscription)
+        try:
+            async with asyncio.timeout(self.start_timeout_seconds):
+                await self._broker.start()
+                await self._after_start()
+        except BaseException:
+            broker, self._broker = self._broker, None
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            raise
+        self._started.set()
+
+    async def stop(self) -> None:
+        self._started.clear()
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
+
+    async def ready(self) -> bool:
+        """Whether the broker answers (for `/ready`)."""
+        if self._broker is None or not self._started.is_set():
+            return False
+        try:
+            return bool(await self._broker.ping(timeout=2.0))
+        except Exception:
+            return False
+
+    # --- what each broker fills in -------------------------------------------------------
+
+    def _make_broker(self) -> Any:
+        raise NotImplementedError
+
+    def _declare(self, subscription: BrokerSubscription) -> None:
+        raise NotImplementedError
+
+    async def _after_start(self) -> None:
+        return None
+
+    async def _send(self, event: CloudEvent) -> None:
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
+
+    async def _wait_started(self) -> None:
+        if self._started.is_set():
+            return
+        try:
+            async with asyncio.timeout(START_WAIT_SECONDS):
+                await self._started.wait()
+        except TimeoutError:
+            raise RuntimeError("the event bus has not started") from None
+
+    async def _deliver(self, subscription: BrokerSubscription, body: bytes) -> None:
+        """Hand one message to its consumer; raising sends it back to the broker."""
+        try:
+            event = CloudEvent.model_validate_json(body)
+        except ValidationError:
+            # Not a CloudEvent of ours: redelivering it could never succeed.
+            log.error("broker_message_unreadable", consumer=subscription.name, size=len(body))
+            return
+        if not subscription.matches(event.type):
+            return
+        try:
+            await subscription.handler(event)
+        except Exception as error:
+            log.warning(
+                "broker_delivery_failed",
+                consumer=subscription.name,
+                event_id=event.id,
+                event_type=event.type,
+                error=repr(error),
+            )
+            await asyncio.sleep(self.redelivery_pause_seconds)
+            raise
+
+
+def _quiet_logger() -> logging.Logger:
+    """FastStream logs every message received and processed at INFO: ours log what matters."""
+    logger = logging.getLogger("paymesh.brokers.faststream")
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
+class RabbitBus(BrokerBus):
+    """A durable topic exchange `paymesh.events`; a durable queue per consumer, bound by
+    its patterns; persistent messages with publisher confirms."""
+
+    def _make_broker(self) -> Any:
+        from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+        from faststream.rabbit.schemas import Channel
+
+        self._exchange = RabbitExchange(self.subject_root, type=ExchangeType.TOPIC, durable=True)
+        self._extra_bindings: list[tuple[Any, str]] = []
+        return RabbitBroker(
+            self.url,
+            logger=_quiet_logger(),
+            default_channel=Channel(prefetch_count=self.prefetch, on_return_raises=False),
+        )
+
+    def _declare(self, subscription: BrokerSubscription) -> None:
+        from faststream.rabbit import RabbitQueue
+        from faststream.rabbit.annotations import RabbitMessage
+
+        keys = sorted({_amqp_binding(pattern) for pattern in subscription.patterns})
+        queue = RabbitQueue(
+            f"{self.namespace}.{subscription.name}", durable=True, routing_key=keys[0]
+        )
+        self._extra_bindings.extend((queue, key) for key in keys[1:])
+
+        async def deliver(message: RabbitMessage) -> None:
+            await self._deliver(subscription, message.body)
+
+        # FastStream reads the annotation to inject the raw message; this module imports
+        # the broker clients only when a broker bus is used, so it gets the type itself.
+        deliver.__annotations__ = {"message": RabbitMessage, "return": None}
+        self._broker.subscriber(queue, self._exchange, ack_policy=AckPolicy.NACK_ON_ERROR)(deliver)
+
+    async def _after_start(self) -> None:
+        exchange = await self._broker.declare_exchange(self._exchange)
+        for queue, key in self._extra_bindings:
+            declared = await self._broker.declare_queue(queue)
+            await declared.bind(exchange, routing_key=key)
+
+    async def _send(self, event: CloudEvent) -> None:
+        confirmation = await self._broker.publish(
+            event.model_dump_json().encode(),
+            exchange=self._exchange,
+            routing_key=event.type,
+            persist=True,
+            mandatory=False,
+            content_type="application/cloudevents+json",
+            message_id=event.id,
+            timeout=10.0,
+        )
+        if confirmation is not None and confirmation.__class__.__name__ != "Ack":
+            raise RuntimeError(f"RabbitMQ did not confirm event {event.id}: {confirmation!r}")
+
+
+def _amqp_binding(pattern: str) -> str:
+    """An AMQP topic binding that matches at least what the fnmatch `pattern` matches:
+    a word with a wildcard becomes `#` (any number of words; fnmatch's `*` also crosses
+    dots). The consumer checks the exact pattern on delivery."""
+    return ".".join("#" if any(c in word for c in "*?[") else word for word in pattern.split("."))
+
+
+class NatsBus(BrokerBus):
+    """JetStream: a stream per source service (`paymesh-<service>`, subjects
+    `paymesh.events.<service>.>`), a durable pull consumer per consumer name with explicit
+    acknowledgements."""
+
+    def _make_broker(self) -> Any:
+        from faststream.nats import NatsBroker
+
+        self._streams: set[str] = set()
+        return NatsBroker(self.url, logger=_quiet_logger())
+
+    def _declare(self, subscription: BrokerSubscription) -> None:
+        from faststream.nats import JStream, PullSub
+        from faststream.nats.annotations import NatsMessage
+        from nats.js import api
+
+        sources = sorted({pattern.split(".", 1)[0] for pattern in subscription.patterns})
+        for source in sources:
+            if any(c in source for c in "*?["):
+                raise ValueError(
+                    f"consumer {subscription.name}: NATS streams are per source service, "
+                    f"so a pattern must name its service ({subscription.patterns})"
+                )
+            stream = JStream(
+                self._stream_name(source), subjects=[f"{self.subject_root}.{source}.>"]
+            )
+            self._streams.add(source)
+            subjects = [
+                f"{self.subject_root}.{_nats_filter(pattern)}"
+                for pattern in subscription.patterns
+                if pattern.split(".", 1)[0] == source
+            ]
+
+            async def deliver(message: NatsMessage) -> None:
+                await self._deliver(subscription, message.body)
+
+            deliver.__annotations__ = {"message": NatsMessage, "return": None}  # as above
+
+            durable = f"{self.namespace}-{subscription.name}-{source}".replace(".", "-")
+            self._broker.subscriber(
+                subjects[0] if len(subjects) == 1 else f"{self.subject_root}.{source}.>",
+                stream=stream,
+                durable=durable,
+                # One message per fetch: FastStream handles a fetched batch concurrently,
+                # which would lose the stream's order.
+                pull_sub=PullSub(batch_size=1, timeout=1.0),
+                config=api.ConsumerConfig(
+                    ack_wait=self.unacked_redelivery_seconds,
+                    max_ack_pending=self.prefetch,
+                    deliver_policy=api.DeliverPolicy.ALL,
+                ),
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+            )(deliver)
+
+    async def _send(self, event: CloudEvent) -> None:
+        source = event.type.split(".", 1)[0]
+        if source not in self._streams:
+            await self._ensure_stream(source)
+        ack = await self._broker.publish(
+            event.model_dump_json().encode(),
+            f"{self.subject_root}.{event.type}",
+            stream=self._stream_name(source),
+            headers={"Nats-Msg-Id": event.id, "content-type": "application/cloudevents+json"},
+            timeout=10.0,
+        )
+        if ack is None:
+            raise RuntimeError(f"JetStream did not acknowledge event {event.id}")
+
+    def _stream_name(self, source: str) -> str:
+        return f"{self.namespace}-{source}"
+
+    async def _ensure_stream(self, source: str) -> None:
+        """A stream no consumer in this process declared: made before its first event, so
+        the event is kept for the consumers that will come."""
+        jetstream = self._broker.connection.jetstream()
+        try:
+            await jetstream.stream_info(self._stream_name(source))
+        except Exception:
+            await jetstream.add_stream(
+                name=self._stream_name(source), subjects=[f"{self.subject_root}.{source}.>"]
+            )
+        self._streams.add(source)
+
+
+def _nats_filter(pattern: str) -> str:
+    """A NATS filter subject matching at least what the fnmatch `pattern` matches."""
+    words = pattern.split(".")
+    for index, word in enumerate(words):
+        if any(c in word for c in "*?["):
+            return ".".join([*words[:index], ">"])
+    return pattern
+
+
+def broker_bus(url: str, namespace: str = DEFAULT_NAMESPACE) -> BrokerBus:
+    """The bus for `PAYMESH_BROKER_URL`, by its scheme."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("amqp", "amqps"):
+        return RabbitBus(url, namespace=namespace)
+    if scheme in ("nats", "tls"):
+        return NatsBus(url, namespace=namespace)
+    if scheme == "kafka":
+        raise ValueError(
+            "PAYMESH_BROKER_URL: the Kafka/Redpanda bus is not part of this release yet; "
+            "use amqp:// (RabbitMQ) or nats:// (NATS JetStream)"
+        )
+    raise ValueError(f"PAYMESH_BROKER_URL: unknown scheme {scheme!r} (amqp://, nats://)")

@@ -1,0 +1,113 @@
+"""The platform on a real broker (PAYMESH_BROKER_URL): the outbox relay publishes through
+RabbitMQ or NATS JetStream, the service's consumers take their events from there — with
+the inbox, retries and the dead-letter table as on the in-process bus — and `/ready`
+reports the broker. Each test has its own broker namespace, removed afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from paymesh.kernel.brokers import BrokerBus, NatsBus, RabbitBus
+from paymesh.kernel.config import Settings
+from paymesh.platform import Platform
+from tests.conftest import http_client
+from tests.kernel.sample.app import SPEC
+from tests.kernel.support import bearer, effect_count, eventually, table_rows
+from tests.kernel.test_brokers import IN_CI, NATS_URL, RABBIT_URL, _reachable
+
+NOTES = "/v1/sample/notes"
+NOTE = {"text": "hello", "amount": 1250, "currency": "USD"}
+
+
+@pytest.fixture(params=["rabbitmq", "nats"])
+async def platform(
+    request: pytest.FixtureRequest, make_platform: Callable[..., Any], settings: Settings
+) -> AsyncIterator[Platform]:
+    kind: str = request.param
+    if not await _reachable(kind):
+        if IN_CI:
+            pytest.fail(f"{kind} is required in CI")
+        pytest.skip(f"{kind} is not reachable")
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    events = settings.events.model_copy(update={"broker_namespace": namespace})
+    on_broker = settings.model_copy(
+        update={"broker_url": RABBIT_URL if kind == "rabbitmq" else NATS_URL, "events": events}
+    )
+    built: Platform = await make_platform(specs=[SPEC], settings_override=on_broker)
+    bus = built.bus
+    assert isinstance(bus, RabbitBus if kind == "rabbitmq" else NatsBus)
+    yield built
+    await built.stop()  # before the queues and streams go
+    await _remove(bus)
+
+
+async def _remove(bus: BrokerBus) -> None:
+    if isinstance(bus, RabbitBus):
+        from aio_pika import connect_robust
+
+        connection = await connect_robust(RABBIT_URL)
+        async with connection:
+            channel = await connection.channel()
+            for subscription in bus.subscriptions:
+                await channel.queue_delete(f"{bus.namespace}.{subscription.name}")
+            await channel.exchange_delete(bus.subject_root)
+        return
+    import nats
+
+    client = await nats.connect(NATS_URL)
+    try:
+        await client.jetstream().delete_stream(f"{bus.namespace}-sample")
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(platform) as client:
+        yield client
+
+
+async def create_note(client: httpx.AsyncClient, platform: Platform, text: str) -> str:
+    token = platform.tokens.issue("usr_admin", roles=["admin"])
+    response = await client.post(NOTES, json={**NOTE, "text": text}, headers=bearer(token))
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_events_go_through_the_broker_to_the_consumers(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    note_ids = [await create_note(client, platform, f"note {number}") for number in range(3)]
+
+    for note_id in note_ids:
+        assert await eventually(
+            lambda note_id=note_id: effect_count(platform, f"note:{note_id}"), lambda n: n >= 1
+        )
+        assert await eventually(
+            lambda note_id=note_id: effect_count(platform, f"picky:{note_id}"), lambda n: n >= 1
+        )
+    # Published once, handled once per consumer (the inbox absorbs any redelivery).
+    for note_id in note_ids:
+        assert await effect_count(platform, f"note:{note_id}") == 1
+
+
+async def test_a_poison_event_is_dead_lettered_and_the_other_consumer_still_gets_it(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    note_id = await create_note(client, platform, "poison")
+
+    [dead] = await eventually(lambda: table_rows(platform, "dead_letter"), bool)
+    assert dead["consumer"] == "sample.picky"
+    assert await eventually(lambda: effect_count(platform, f"note:{note_id}"), lambda n: n >= 1)
+    assert await effect_count(platform, f"picky:{note_id}") == 0
+
+
+async def test_ready_reports_the_broker(platform: Platform, client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["broker"] == "ok"

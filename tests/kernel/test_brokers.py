@@ -1,0 +1,322 @@
+"""One contract for every event bus (kernel/events.py `EventBus`), run on the in-process
+bus and on the real RabbitMQ and NATS JetStream servers (kernel/brokers.py): delivery with
+the consumer's patterns, in order; a failed delivery comes again; replicas of a consumer
+share its events; publishing waits for the broker's confirmation and fails when the broker
+cannot take the event. Each test uses its own event source and consumer names, and
+removes the queues and streams it made. In CI a missing broker fails the run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paymesh.kernel.brokers import NatsBus, RabbitBus, broker_bus
+from paymesh.kernel.events import CloudEvent, EventBus, InProcessBus
+
+RABBIT_URL = os.environ.get("PAYMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("PAYMESH_TEST_NATS_URL", "nats://127.0.0.1:4222")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BUSES = ["in_process", "rabbitmq", "nats"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Buses:
+    """Makes buses of one kind, and cleans up what they declared on the broker."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.made: list[EventBus] = []
+        self.shared: InProcessBus | None = None
+        self.source = f"t{uuid.uuid4().hex[:10]}"  # the event types' first word
+
+    def new(self) -> EventBus:
+        bus: EventBus
+        if self.kind == "in_process":
+            # Replicas of one process share its bus.
+            self.shared = self.shared or InProcessBus()
+            bus = self.shared
+        elif self.kind == "rabbitmq":
+            bus = RabbitBus(RABBIT_URL, redelivery_pause_seconds=0.05)
+        else:
+            bus = NatsBus(NATS_URL, redelivery_pause_seconds=0.05)
+        self.made.append(bus)
+        return bus
+
+    def event(self, name: str, number: int) -> CloudEvent:
+        return CloudEvent(
+            source=f"/{self.source}", type=f"{self.source}.{name}", data={"number": number}
+        )
+
+    async def close(self) -> None:
+        for bus in reversed(self.made):
+            await bus.stop()
+        if self.kind == "rabbitmq":
+            await _delete_rabbit_queues(self.made)
+        elif self.kind == "nats":
+            await _delete_nats_stream(self.source)
+
+
+async def _delete_rabbit_queues(buses: list[EventBus]) -> None:
+    from aio_pika import connect_robust
+
+    names = {
+        f"paymesh.{subscription.name}"
+        for bus in buses
+        if isinstance(bus, RabbitBus)
+        for subscription in bus.subscriptions
+    }
+    connection = await connect_robust(RABBIT_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+
+
+async def _delete_nats_stream(source: str) -> None:
+    import nats
+
+    client = await nats.connect(NATS_URL)
+    try:
+        await client.jetstream().delete_stream(f"paymesh-{source}")
+    except Exception:
+        pass  # no event of this source was published
+    finally:
+        await client.close()
+
+
+async def _reachable(kind: str) -> bool:
+    host, port = ("127.0.0.1", 5672) if kind == "rabbitmq" else ("127.0.0.1", 4222)
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+@pytest.fixture(params=BUSES)
+async def buses(request: pytest.FixtureRequest) -> AsyncIterator[Buses]:
+    kind: str = request.param
+    if kind != "in_process" and not await _reachable(kind):
+        if IN_CI:
+            pytest.fail(f"{kind} is required in CI")
+        pytest.skip(f"{kind} is not reachable")
+    made = Buses(kind)
+    yield made
+    await made.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[CloudEvent] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, event: CloudEvent) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    async def wait_for(self, count: int, within: float = 15.0) -> list[CloudEvent]:
+        async with asyncio.timeout(within):
+            while len(self.events) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.events
+
+
+def numbers(events: list[CloudEvent]) -> list[int]:
+    return [event.data["number"] for event in events]
+
+
+async def test_events_reach_the_consumers_whose_patterns_match_in_order(buses: Buses) -> None:
+    bus = buses.new()
+    paid, everything = Recorder(), Recorder()
+    bus.subscribe(f"{buses.source}.paid", [f"{buses.source}.payment.*"], paid)
+    bus.subscribe(f"{buses.source}.all", [f"{buses.source}.*"], everything)
+    await bus.start()
+
+    await bus.publish_batch(
+        [
+            buses.event("payment.succeeded", 1),
+            buses.event("refund.created", 2),
+            buses.event("payment.failed", 3),
+        ]
+    )
+    await bus.publish(buses.event("payment.succeeded", 4))
+
+    assert numbers(await paid.wait_for(3)) == [1, 3, 4]
+    assert numbers(await everything.wait_for(4)) == [1, 2, 3, 4]
+    await asyncio.sleep(0.2)
+    assert len(paid.events) == 3  # nothing else came
+
+
+async def test_a_failed_delivery_comes_again(buses: Buses) -> None:
+    bus = buses.new()
+    failures = 2
+    handled: list[int] = []
+
+    async def flaky(event: CloudEvent) -> None:
+        nonlocal failures
+        if failures > 0:
+            failures -= 1
+            raise RuntimeError("the consumer's database is down")
+        handled.append(event.data["number"])
+
+    bus.subscribe(f"{buses.source}.flaky", [f"{buses.source}.*"], flaky)
+    await bus.start()
+    if buses.kind == "in_process":
+        # In one process the relay is the retry: the failure reaches the publisher,
+        # which keeps the outbox row for its next run.
+        with pytest.raises(RuntimeError):
+            await bus.publish(buses.event("happened", 7))
+        with pytest.raises(RuntimeError):
+            await bus.publish(buses.event("happened", 7))
+        await bus.publish(buses.event("happened", 7))
+    else:
+        await bus.publish(buses.event("happened", 7))
+
+    async with asyncio.timeout(15):
+        while not handled:  # noqa: ASYNC110 - polls what the handler appends
+            await asyncio.sleep(0.02)
+    assert handled == [7]
+
+
+async def test_replicas_of_a_consumer_share_its_events(buses: Buses) -> None:
+    first, second = buses.new(), buses.new()
+    one, other = Recorder(), Recorder()
+    name = f"{buses.source}.shared"
+    first.subscribe(name, [f"{buses.source}.*"], one)
+    if second is not first:
+        second.subscribe(name, [f"{buses.source}.*"], other)
+    await first.start()
+    if second is not first:
+        await second.start()
+
+    await first.publish_batch([buses.event("happened", number) for number in range(20)])
+
+    async with asyncio.timeout(15):
+        while len(one.events) + len(other.events) < 20:  # noqa: ASYNC110 - two recorders
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    assert sorted(numbers(one.events) + numbers(other.events)) == list(range(20))
+
+
+async def test_a_publish_made_before_start_waits_for_it(buses: Buses) -> None:
+    bus = buses.new()
+    recorder = Recorder()
+    bus.subscribe(f"{buses.source}.early", [f"{buses.source}.*"], recorder)
+    publishing = asyncio.create_task(bus.publish(buses.event("happened", 1)))
+    await asyncio.sleep(0.05)
+    await bus.start()
+    await publishing
+    assert numbers(await recorder.wait_for(1)) == [1]
+
+
+async def test_an_event_before_any_consumer_waits_for_it(buses: Buses) -> None:
+    """A durable queue (RabbitMQ) or stream (NATS) keeps events for a consumer that
+    subscribed before and is not running now: here, one that was stopped."""
+    if buses.kind == "in_process":
+        pytest.skip("in one process, consumers run whenever the publisher does")
+    name = f"{buses.source}.later"
+    before = buses.new()
+    before.subscribe(name, [f"{buses.source}.*"], Recorder())
+    await before.start()
+    await before.stop()
+
+    publisher = buses.new()
+    await publisher.start()
+    await publisher.publish(buses.event("happened", 5))
+
+    after = buses.new()
+    recorder = Recorder()
+    after.subscribe(name, [f"{buses.source}.*"], recorder)
+    await after.start()
+    assert numbers(await recorder.wait_for(1)) == [5]
+
+
+async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buses) -> None:
+    """A consumer process takes the event and is SIGKILLed before acknowledging it: the
+    broker hands the event to the consumer's next instance."""
+    if buses.kind == "in_process":
+        pytest.skip("in one process, a killed consumer is a killed publisher: the outbox row stays")
+    name, pattern = f"{buses.source}.held", f"{buses.source}.*"
+    url = RABBIT_URL if buses.kind == "rabbitmq" else NATS_URL
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.kernel.broker_consumer",
+        buses.kind,
+        url,
+        name,
+        pattern,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            assert (await process.stdout.readline()).strip() == b"ready"
+            publisher = buses.new()
+            await publisher.start()
+            event = buses.event("happened", 9)
+            await publisher.publish(event)
+            assert (await process.stdout.readline()).decode().split() == ["got", event.id]
+    finally:
+        process.kill()  # SIGKILL: no goodbye to the broker
+        await process.wait()
+
+    again: EventBus = (
+        buses.new()
+        if buses.kind == "rabbitmq"
+        else NatsBus(NATS_URL, unacked_redelivery_seconds=2)  # as the killed one declared it
+    )
+    if again not in buses.made:
+        buses.made.append(again)
+    recorder = Recorder()
+    again.subscribe(name, [pattern], recorder)
+    await again.start()
+    [redelivered] = await recorder.wait_for(1, within=20)
+    assert redelivered.id == event.id
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RabbitBus("amqp://guest:guest@127.0.0.1:1/", start_timeout_seconds=2),
+        lambda: NatsBus("nats://127.0.0.1:1", start_timeout_seconds=2),
+    ],
+    ids=["rabbitmq", "nats"],
+)
+async def test_a_broker_that_is_down_fails_the_start_not_silently(
+    make: Callable[[], Any],
+) -> None:
+    bus = make()
+    with pytest.raises(Exception):  # noqa: B017 - each client raises its own error
+        await bus.start()
+    with pytest.raises(RuntimeError, match="not started"):
+        await _publish_without_waiting(bus)
+
+
+async def _publish_without_waiting(bus: Any) -> None:
+    bus_module = __import__("paymesh.kernel.brokers", fromlist=["START_WAIT_SECONDS"])
+    saved = bus_module.START_WAIT_SECONDS
+    bus_module.START_WAIT_SECONDS = 0.05
+    try:
+        await bus.publish(CloudEvent(source="/t", type="t.happened", data={}))
+    finally:
+        bus_module.START_WAIT_SECONDS = saved
+
+
+def test_the_url_scheme_chooses_the_bus() -> None:
+    assert isinstance(broker_bus("amqp://guest:guest@host:5672/"), RabbitBus)
+    assert isinstance(broker_bus("nats://host:4222"), NatsBus)
+    with pytest.raises(ValueError, match="Kafka"):
+        broker_bus("kafka://host:9092")
+    with pytest.raises(ValueError, match="unknown scheme"):
+        broker_bus("mqtt://host")
