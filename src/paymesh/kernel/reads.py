@@ -229,4 +229,3 @@ async def _keep_session_state(_connection: asyncpg.Connection) -> None:
     *`, `CLOSE ALL`, `pg_advisory_unlock_all()` — would be a second round trip per read for
     nothing. asyncpg still clears the connection's listeners and rolls back a transaction
     left open (`Connection._reset`)."""
-
