@@ -49,7 +49,7 @@ from paymesh.kernel.events import BatchEventHandler, CloudEvent, EventHandler
 log = structlog.get_logger("paymesh.brokers")
 
 DEFAULT_NAMESPACE = "paymesh"
-"""`PAYMESH_EVENTS__BROKER_NAMESPACE`: RabbitMQ's exchange is `<namespace>.events`, its
+"""`PAYMESH_EVENTS_BROKER_NAMESPACE`: RabbitMQ's exchange is `<namespace>.events`, its
 queues `<namespace>.<consumer>`; NATS subjects are `<namespace>.events.<event type>`, its
 streams `<namespace>-<source service>`."""
 
