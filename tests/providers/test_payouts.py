@@ -202,17 +202,24 @@ class TestResubmissionAfterACrash:
         assert len(await payout_events(payout_world)) == 1
 
 
-@pytest.fixture
-async def polling_world(
-    make_platform: Callable[..., Any], settings: Settings
+def only_polling(
+    make_platform: Callable[..., Any], settings: Settings, *, run_workers: bool
 ) -> AsyncIterator[PayoutWorld]:
     """The bank's callbacks go nowhere and it gives up quickly: only polling finds statuses."""
-    async for world in serve_world(
+    return serve_world(
         make_platform,
         settings,
         bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
         simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
-    ):
+        run_workers=run_workers,
+    )
+
+
+@pytest.fixture
+async def polling_world(
+    make_platform: Callable[..., Any], settings: Settings
+) -> AsyncIterator[PayoutWorld]:
+    async for world in only_polling(make_platform, settings, run_workers=True):
         yield world
 
 
@@ -220,14 +227,8 @@ async def polling_world(
 async def idle_polling_world(
     make_platform: Callable[..., Any], settings: Settings
 ) -> AsyncIterator[PayoutWorld]:
-    """As `polling_world`, without workers: the test runs the polling job's rounds itself."""
-    async for world in serve_world(
-        make_platform,
-        settings,
-        bank_fields={"poll_interval_seconds": 0.2, "status_timeout_seconds": 3.0},
-        simulator_fields={"callback_url": "http://127.0.0.1:1/nowhere"},
-        run_workers=False,
-    ):
+    """Without workers: the test runs the polling job's rounds itself."""
+    async for world in only_polling(make_platform, settings, run_workers=False):
         yield world
 
 
