@@ -79,10 +79,12 @@ def load_spec(name: str) -> ServiceSpec:
     return spec
 
 
-def build_bus(settings: Settings) -> EventBus:
+def build_bus(settings: Settings, known_sources: Sequence[str] = ()) -> EventBus:
     """The in-process bus, or with `PAYMESH_BROKER_URL` the broker's (kernel/brokers.py)."""
     if settings.broker_url:
-        return broker_bus(settings.broker_url, settings.events.broker_namespace)
+        return broker_bus(
+            settings.broker_url, settings.events.broker_namespace, known_sources=known_sources
+        )
     return InProcessBus()
 
 
@@ -109,7 +111,7 @@ class Platform:
             settings.token_issuer,
             settings.token_audience,
         )
-        self.bus = build_bus(settings)
+        self.bus = build_bus(settings, [*SERVICE_MODULES, *(spec.name for spec in self.specs)])
         self.cache = build_cache(settings.redis_url)
         self.directory = Directory(settings, self.tokens)
         self.jwks = self._jwks_verifier(chosen)

@@ -35,6 +35,7 @@ class Buses:
         self.made: list[EventBus] = []
         self.shared: InProcessBus | None = None
         self.source = f"t{uuid.uuid4().hex[:10]}"  # the event types' first word
+        self.other_source = f"{self.source}b"  # a second service's events
 
     def new(self) -> EventBus:
         bus: EventBus
@@ -45,7 +46,11 @@ class Buses:
         elif self.kind == "rabbitmq":
             bus = RabbitBus(RABBIT_URL, redelivery_pause_seconds=0.05)
         else:
-            bus = NatsBus(NATS_URL, redelivery_pause_seconds=0.05)
+            bus = NatsBus(
+                NATS_URL,
+                redelivery_pause_seconds=0.05,
+                known_sources=[self.source, self.other_source],
+            )
         self.made.append(bus)
         return bus
 
@@ -60,7 +65,8 @@ class Buses:
         if self.kind == "rabbitmq":
             await _delete_rabbit_queues(self.made)
         elif self.kind == "nats":
-            await _delete_nats_stream(self.source)
+            for source in (self.source, self.other_source):
+                await _delete_nats_stream(source)
 
 
 async def _delete_rabbit_queues(buses: list[EventBus]) -> None:
@@ -154,6 +160,23 @@ async def test_events_reach_the_consumers_whose_patterns_match_in_order(buses: B
     assert numbers(await everything.wait_for(4)) == [1, 2, 3, 4]
     await asyncio.sleep(0.2)
     assert len(paid.events) == 3  # nothing else came
+
+
+async def test_a_consumer_of_every_event_gets_every_services_events(buses: Buses) -> None:
+    """Audit's pattern is `*`: on NATS that means every known service's stream."""
+    bus = buses.new()
+    everything = Recorder()
+    bus.subscribe(f"{buses.source}.every", ["*"], everything)
+    await bus.start()
+    other = CloudEvent(source="/other", type=f"{buses.other_source}.thing.done", data={"number": 2})
+    await bus.publish_batch([buses.event("thing.done", 1), other])
+
+    async with asyncio.timeout(15):
+        while len(ours := [e for e in everything.events if e.type.startswith(buses.source)]) < 2:
+            everything.arrived.clear()
+            await everything.arrived.wait()
+    # Other tests' events may come too (a RabbitMQ queue bound to `#` gets them all).
+    assert sorted(numbers(ours)) == [1, 2]
 
 
 async def test_a_failed_delivery_comes_again(buses: Buses) -> None:

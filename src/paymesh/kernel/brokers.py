@@ -273,8 +273,13 @@ def _amqp_binding(pattern: str) -> str:
 
 class NatsBus(BrokerBus):
     """JetStream: a stream per source service (`paymesh-<service>`, subjects
-    `paymesh.events.<service>.>`), a durable pull consumer per consumer name with explicit
-    acknowledgements."""
+    `paymesh.events.<service>.>`), a durable pull consumer per consumer name and source
+    with explicit acknowledgements. `known_sources`: the services whose streams a consumer
+    of every event (a pattern starting with a wildcard) reads."""
+
+    def __init__(self, url: str, *, known_sources: Sequence[str] = (), **options: Any) -> None:
+        super().__init__(url, **options)
+        self.known_sources = tuple(known_sources)
 
     def _make_broker(self) -> Any:
         from faststream.nats import NatsBroker
@@ -287,13 +292,8 @@ class NatsBus(BrokerBus):
         from faststream.nats.annotations import NatsMessage
         from nats.js import api
 
-        sources = sorted({pattern.split(".", 1)[0] for pattern in subscription.patterns})
+        sources = sorted(self._sources_of(subscription))
         for source in sources:
-            if any(c in source for c in "*?["):
-                raise ValueError(
-                    f"consumer {subscription.name}: NATS streams are per source service, "
-                    f"so a pattern must name its service ({subscription.patterns})"
-                )
             stream = JStream(
                 self._stream_name(source), subjects=[f"{self.subject_root}.{source}.>"]
             )
@@ -303,6 +303,8 @@ class NatsBus(BrokerBus):
                 for pattern in subscription.patterns
                 if pattern.split(".", 1)[0] == source
             ]
+            if not subjects:  # only patterns such as `*`: all of this source's events
+                subjects = [f"{self.subject_root}.{source}.>"]
 
             async def deliver(message: NatsMessage) -> None:
                 await self._deliver(subscription, message.body)
@@ -339,6 +341,24 @@ class NatsBus(BrokerBus):
         if ack is None:
             raise RuntimeError(f"JetStream did not acknowledge event {event.id}")
 
+    def _sources_of(self, subscription: BrokerSubscription) -> set[str]:
+        """The source services whose streams the consumer reads: those its patterns name,
+        and every known source for a pattern whose first word is a wildcard (audit's
+        `*`): events of a service unknown here would not reach it."""
+        sources: set[str] = set()
+        for pattern in subscription.patterns:
+            first = pattern.split(".", 1)[0]
+            if not any(c in first for c in "*?["):
+                sources.add(first)
+            else:
+                sources.update(s for s in self.known_sources if fnmatch.fnmatchcase(s, first))
+        if not sources:
+            raise ValueError(
+                f"consumer {subscription.name}: its patterns {subscription.patterns} name no "
+                "source service, and none is known to this bus"
+            )
+        return sources
+
     def _stream_name(self, source: str) -> str:
         return f"{self.namespace}-{source}"
 
@@ -364,13 +384,16 @@ def _nats_filter(pattern: str) -> str:
     return pattern
 
 
-def broker_bus(url: str, namespace: str = DEFAULT_NAMESPACE) -> BrokerBus:
-    """The bus for `PAYMESH_BROKER_URL`, by its scheme."""
+def broker_bus(
+    url: str, namespace: str = DEFAULT_NAMESPACE, known_sources: Sequence[str] = ()
+) -> BrokerBus:
+    """The bus for `PAYMESH_BROKER_URL`, by its scheme; `known_sources`: every service whose
+    events may be published (NATS keeps a stream per source)."""
     scheme = urlsplit(url).scheme
     if scheme in ("amqp", "amqps"):
         return RabbitBus(url, namespace=namespace)
     if scheme in ("nats", "tls"):
-        return NatsBus(url, namespace=namespace)
+        return NatsBus(url, namespace=namespace, known_sources=known_sources)
     if scheme == "kafka":
         raise ValueError(
             "PAYMESH_BROKER_URL: the Kafka/Redpanda bus is not part of this release yet; "
