@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-LINT_PATHS := $(wildcard src tests bench scripts)
+LINT_PATHS := $(wildcard src tests bench scripts deploy)
 
 PAYMESH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export PAYMESH_TEST_POSTGRES_URL
