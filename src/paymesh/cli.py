@@ -19,6 +19,7 @@ from rich.table import Table
 
 from paymesh import __version__
 from paymesh.audit import commands as audit_commands
+from paymesh.distributed import DistributedError, Launch
 from paymesh.gateway.routes import RouteTable, describe
 from paymesh.identity import commands as identity_commands
 from paymesh.kernel.config import Settings, get_settings
@@ -252,11 +253,48 @@ def up(
         bool, typer.Option("--demo", help="Seed demo data (not in production).")
     ] = False,
     no_migrate: NoMigrateOption = False,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="Every service as its own `paymesh serve` process on the ports above PORT, "
+            "the gateway in front on PORT, events through PAYMESH_BROKER_URL.",
+        ),
+    ] = False,
 ) -> None:
-    """Run every service in one process on one origin (the embedded shape)."""
+    """Run every service in one process on one origin (the embedded shape), or with
+    --distributed each in a process of its own behind the gateway."""
     settings = _settings().listening_on(host, port)
+    if distributed:
+        _up_distributed(settings, migrate=not no_migrate, demo=demo)
+        return
     platform = _platform(settings, run_workers=settings.run_workers)
     _run_server(lambda: _serve(platform, migrate=not no_migrate, demo=demo))
+
+
+def _up_distributed(settings: Settings, *, migrate: bool, demo: bool) -> None:
+    if demo:
+        raise typer.BadParameter(
+            "demo data is seeded by the embedded shape only", param_hint="--demo"
+        )
+    launch = Launch(settings, list(SERVICE_MODULES))
+    try:
+        launch.check()
+    except DistributedError as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+    platform = _platform(settings, gateway=False)  # for the migrations only
+
+    async def prepare() -> None:
+        try:
+            if migrate:
+                await platform.migrate()
+        finally:
+            for runtime in platform.runtimes.values():
+                await runtime.database.dispose()
+
+    _run(prepare)
+    raise typer.Exit(launch.run())
 
 
 @app.command()
