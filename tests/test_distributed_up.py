@@ -118,7 +118,10 @@ def test_every_service_runs_in_its_own_process_behind_the_gateway(
         assert len(pids) == 11  # ten services and the gateway
 
         gateway = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{gateway}/ready", timeout=10).json()["checks"]["broker"] == "ok"
+        assert httpx.get(f"{gateway}/ready", timeout=10).status_code == 200
+        identity = f"http://127.0.0.1:{port + 1}"  # the first service above the gateway
+        checks = httpx.get(f"{identity}/ready", timeout=10).json()["checks"]
+        assert checks == {"identity.database": "ok", "broker": "ok"}
         signed_up = httpx.post(
             f"{gateway}/v1/identity/users",
             json={"username": f"u{secrets.token_hex(5)}", "password": "plum-orbit-candle-42"},

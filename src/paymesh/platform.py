@@ -112,6 +112,7 @@ class Platform:
             settings.token_audience,
         )
         self.bus = build_bus(settings, [*SERVICE_MODULES, *(spec.name for spec in self.specs)])
+        self.bus_running = False
         self.cache = build_cache(settings.redis_url)
         self.directory = Directory(settings, self.tokens)
         self.jwks = self._jwks_verifier(chosen)
@@ -266,8 +267,11 @@ class Platform:
         for runtime in self.runtimes.values():
             await runtime.start(run_workers=self.run_workers)
         # After the services: consumers need what their services set up on start. The
-        # relays' first publishes wait for it.
-        await self.bus.start()
+        # relays' first publishes wait for it. A process without workers (`serve
+        # --no-workers`, the gateway alone) neither relays nor consumes: no bus.
+        self.bus_running = self.run_workers and bool(self.runtimes)
+        if self.bus_running:
+            await self.bus.start()
         if self.jwks is not None and "identity" in self.runtimes:
             await self.jwks.refresh(force=True)
 
@@ -348,7 +352,7 @@ class Platform:
             }
             if self.settings.redis_url:
                 results["redis"] = "ok" if await self.cache.ping() else "failed"
-            if isinstance(self.bus, BrokerBus):
+            if self.bus_running and isinstance(self.bus, BrokerBus):
                 results["broker"] = "ok" if await self.bus.ready() else "failed"
             return results
 

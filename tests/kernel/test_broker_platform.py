@@ -111,3 +111,19 @@ async def test_ready_reports_the_broker(platform: Platform, client: httpx.AsyncC
     response = await client.get("/ready")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["broker"] == "ok"
+
+
+async def test_a_process_without_workers_neither_relays_nor_consumes(
+    make_platform: Callable[..., Any], settings: Settings
+) -> None:
+    """`serve --no-workers` answers the API only: its events are relayed, and its
+    consumers fed, by the service's worker processes, so it opens no broker connection."""
+    on_broker = settings.model_copy(update={"broker_url": "amqp://guest:guest@127.0.0.1:1/"})
+    platform: Platform = await make_platform(
+        specs=[SPEC], run_workers=False, settings_override=on_broker
+    )
+    assert isinstance(platform.bus, RabbitBus)  # the broker at port 1 was never dialled
+    assert platform.bus_running is False
+    async with http_client(platform) as client:
+        checks = (await client.get("/ready")).json()["checks"]
+    assert "broker" not in checks
