@@ -1,8 +1,10 @@
 """The distributed shape with events on a real broker: the gateway, identity, profiles,
-notifications and audit as separate `paymesh serve` processes on PostgreSQL, Redis and
-RabbitMQ. A sign-up through the gateway reaches the three consuming services through
-RabbitMQ; with the broker stopped, sign-ups still succeed (their events wait in identity's
-outbox) and once it is back every event arrives — nothing lost, nothing twice.
+ledger, wallets, notifications and audit as separate `paymesh serve` processes on
+PostgreSQL, Redis and RabbitMQ. A sign-up through the gateway reaches the three consuming
+services through RabbitMQ; a wallet deposit (wallets calling the ledger over HTTP) produces
+its notification and audit record; with the broker stopped, sign-ups still succeed (their
+events wait in identity's outbox) and once it is back every event arrives — nothing lost,
+nothing twice.
 
 Serial: it stops and starts the machine's RabbitMQ (`rabbitmqctl stop_app`), which no
 other test may be using at the time. PostgreSQL only: that is the distributed shape."""
@@ -23,13 +25,14 @@ import asyncpg
 import httpx
 import pytest
 
+from paymesh.kernel.auth import DevelopmentTokens
 from tests.conftest import IN_CI, _asyncpg_dsn
 from tests.gateway.test_distributed import Cluster, free_port
 from tests.kernel.test_brokers import RABBIT_URL
 
 pytestmark = pytest.mark.serial
 
-SERVICES = ("identity", "profiles", "notifications", "audit")
+SERVICES = ("identity", "profiles", "ledger", "wallets", "notifications", "audit")
 REDIS_URL = os.environ.get("PAYMESH_TEST_EVENTS_REDIS_URL", "redis://127.0.0.1:6379/10")
 PASSWORD = "plum-orbit-candle-42"
 
@@ -62,6 +65,8 @@ def cluster(
         "PAYMESH_EVENTS_BROKER_NAMESPACE": namespace,
         "PAYMESH_EVENTS_RELAY_INTERVAL_SECONDS": "0.1",
         "PAYMESH_GATEWAY_RATE_LIMITS": "false",
+        # identity's issuer, the same in every process: the gateway's origin
+        "PAYMESH_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}",
         "PAYMESH_GATEWAY_HEALTH_INTERVAL_SECONDS": "0.5",
         **{f"PAYMESH_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES},
     }
@@ -154,6 +159,53 @@ def test_a_sign_up_reaches_every_consuming_process_through_the_broker(cluster: C
     assert seen[user_id] == {"profile": 1, "audit": 1, "notification": 1}
     ready = httpx.get(f"{cluster.url('profiles')}/ready", timeout=10).json()
     assert ready["checks"]["broker"] == "ok"
+
+
+def test_a_wallet_deposit_produces_its_notification_and_audit_record(cluster: Cluster) -> None:
+    user_id = sign_up(cluster)
+    tokens = DevelopmentTokens(cluster.environment["PAYMESH_SIGNING_SECRET"], "paymesh", "paymesh")
+    customer = {"authorization": f"Bearer {tokens.issue(user_id, roles=['customer'])}"}
+    finance = {"authorization": f"Bearer {tokens.issue('usr_treasurer', roles=['finance'])}"}
+    gateway = cluster.url("gateway")
+    opened = httpx.post(
+        f"{gateway}/v1/wallets",
+        json={"currency": "USD"},
+        headers={**customer, "idempotency-key": f"open-{user_id}"},
+        timeout=30,
+    )
+    assert opened.status_code == 201, opened.text
+    deposited = httpx.post(
+        f"{gateway}/v1/wallets/{opened.json()['id']}/deposits",
+        json={"amount": 2500, "reference": "top-up 1"},
+        headers={**finance, "idempotency-key": f"deposit-{user_id}"},
+        timeout=30,
+    )
+    assert deposited.status_code == 201, deposited.text
+
+    async def recorded() -> tuple[int, int]:
+        dsn = _asyncpg_dsn(cluster.environment["PAYMESH_DATABASE_URL"])
+        connection = await asyncpg.connect(dsn)
+        try:
+            audited = await connection.fetchval(
+                "SELECT count(*) FROM audit.audit_record WHERE type = 'wallets.deposit.completed'"
+                " AND data::text LIKE '%' || $1 || '%'",
+                user_id,
+            )
+            notified = await connection.fetchval(
+                "SELECT count(*) FROM notifications.notification "
+                "WHERE event_type = 'wallets.deposit.completed' AND user_id = $1",
+                user_id,
+            )
+            return int(audited), int(notified)
+        finally:
+            await connection.close()
+
+    deadline = time.monotonic() + 60
+    while min(seen := asyncio.run(recorded())) < 1:
+        assert time.monotonic() < deadline, f"audit and notification records: {seen}"
+        time.sleep(0.25)
+    assert seen[0] == 1
+    assert seen[1] >= 1  # one per channel the owner has (email; push without a device fails)
 
 
 def test_events_written_while_the_broker_is_down_arrive_once_it_is_back(cluster: Cluster) -> None:

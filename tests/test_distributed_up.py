@@ -22,6 +22,7 @@ import httpx
 import nats
 import pytest
 
+from paymesh.kernel.auth import DevelopmentTokens
 from tests.conftest import _asyncpg_dsn
 from tests.gateway.test_distributed import free_port
 from tests.kernel.test_brokers import IN_CI, NATS_URL
@@ -92,16 +93,17 @@ def test_every_service_runs_in_its_own_process_behind_the_gateway(
     port = free_port()
     namespace = f"t{uuid.uuid4().hex[:12]}"
     log = tmp_path / "up.log"
+    up_environment = environment(
+        tmp_path,
+        PAYMESH_DATABASE_URL=postgres_database,
+        PAYMESH_BROKER_URL=NATS_URL,
+        PAYMESH_EVENTS_BROKER_NAMESPACE=namespace,
+        PAYMESH_GATEWAY_RATE_LIMITS="false",
+    )
     with log.open("wb") as sink:
         up = subprocess.Popen(
             [str(PAYMESH), "up", "--distributed", "--port", str(port)],
-            env=environment(
-                tmp_path,
-                PAYMESH_DATABASE_URL=postgres_database,
-                PAYMESH_BROKER_URL=NATS_URL,
-                PAYMESH_EVENTS_BROKER_NAMESPACE=namespace,
-                PAYMESH_GATEWAY_RATE_LIMITS="false",
-            ),
+            env=up_environment,
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,
             stdout=sink,
@@ -133,6 +135,20 @@ def test_every_service_runs_in_its_own_process_behind_the_gateway(
         while _profile_count(postgres_database, user_id) == 0:
             assert time.monotonic() < deadline, "identity.user.registered never reached profiles"
             time.sleep(0.25)
+
+        # A call between services (wallets -> ledger) with identity's service tokens: every
+        # process must agree on identity's issuer (the gateway's origin).
+        tokens = DevelopmentTokens(up_environment["PAYMESH_SIGNING_SECRET"], "paymesh", "paymesh")
+        opened = httpx.post(
+            f"{gateway}/v1/wallets",
+            json={"currency": "EUR"},
+            headers={
+                "authorization": f"Bearer {tokens.issue(user_id, roles=['customer'])}",
+                "idempotency-key": f"open-{user_id}",
+            },
+            timeout=30,
+        )
+        assert opened.status_code == 201, opened.text
 
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, log.read_text(errors="replace")

@@ -67,6 +67,9 @@ class Launch:
         if ":" in host:
             host = f"[{host}]"
         environment = dict(os.environ)
+        # One public origin for every process: it is identity's issuer, which each service
+        # checks service tokens against (each process's own address would differ).
+        environment["PAYMESH_PUBLIC_URL"] = self.settings.origin
         for name, port in self.ports().items():
             environment[f"PAYMESH_{name.upper()}_URL"] = f"http://{host}:{port}"
         return environment
