@@ -184,6 +184,43 @@ def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     structlog.configure(**previous)
 
 
+@pytest.fixture
+def ecs_log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The same, with PAYMESH_LOG_FORMAT=ecs."""
+    previous = structlog.get_config()
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO", "ecs")
+    structlog.configure(cache_logger_on_first_use=False)
+    yield stream
+    structlog.configure(**previous)
+
+
+class TestEcsLogs:
+    async def test_lines_follow_the_elastic_common_schema(
+        self, client: httpx.AsyncClient, ecs_log_stream: io.StringIO
+    ) -> None:
+        response = await client.post(
+            "/v1/sample/crash", headers={"x-request-id": "req-ecs-1", "traceparent": INCOMING}
+        )
+        structlog.get_logger("paymesh.test").warning("login_checked", password="hunter2")
+
+        assert response.status_code == 500
+        lines = [json.loads(line) for line in ecs_log_stream.getvalue().splitlines()]
+        [error] = [line for line in lines if line["message"] == "unhandled_error"]
+        assert error["log.level"] == "error"  # ecs-logging keeps these two dotted
+        assert error["ecs.version"]
+        assert error["@timestamp"].endswith("Z")
+        assert error["http"]["request"]["id"] == "req-ecs-1"
+        assert error["trace"]["id"] == TRACE_ID
+        assert re.fullmatch(r"[0-9a-f]{16}", error["span"]["id"])
+        assert error["service"]["name"] == "sample"
+        assert "Traceback" in error["error"]["stack_trace"]
+        [checked] = [line for line in lines if line["message"] == "login_checked"]
+        assert checked["password"] == "[redacted]"
+        assert "hunter2" not in ecs_log_stream.getvalue()
+
+
 class TestLogs:
     async def test_logs_are_json_lines_with_request_and_trace_ids(
         self, client: httpx.AsyncClient, log_stream: io.StringIO

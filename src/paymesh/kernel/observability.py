@@ -72,21 +72,55 @@ class _Stderr:
         self._target().flush()
 
 
+_ECS_NAMES = {
+    "request_id": "http.request.id",
+    "trace_id": "trace.id",
+    "span_id": "span.id",
+    "service": "service.name",
+}
+
+
+def _ecs_fields(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """Our context keys under their Elastic Common Schema names (before the ECS
+    formatter nests dotted keys); everything else stays as logged."""
+    for ours, ecs in _ECS_NAMES.items():
+        if ours in event:
+            event[ecs] = event.pop(ours)
+    event.pop("level", None)  # the formatter writes `log.level` from the method name
+    return event
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[
+    """JSON lines (`json`), Elastic Common Schema JSON lines for Filebeat/Elasticsearch
+    (`ecs`, through ecs-logging), or coloured text for a terminal (`console`). Secrets are
+    redacted by key in every format."""
+    processors: list[Any]
+    if fmt == "ecs":
+        import ecs_logging
+
+        processors = [
+            structlog.contextvars.merge_contextvars,
+            _redact,
+            structlog.processors.format_exc_info,
+            _ecs_fields,
+            ecs_logging.StructlogFormatter(),
+        ]
+    else:
+        renderer: Any = (
+            structlog.processors.JSONRenderer()
+            if fmt == "json"
+            else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        )
+        processors = [
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             structlog.processors.format_exc_info,
             renderer,
-        ],
+        ]
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
@@ -153,7 +187,10 @@ class RequestContextMiddleware:
         request_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(traceparent)
         structlog.contextvars.bind_contextvars(
-            request_id=request_id, trace_id=trace_id_of(traceparent), service=self.service
+            request_id=request_id,
+            trace_id=trace_id_of(traceparent),
+            span_id=traceparent[36:52],
+            service=self.service,
         )
         started = time.perf_counter()
         status = 500

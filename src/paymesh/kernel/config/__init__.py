@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     broker_url: str | None = None
     log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "ecs", "console"] = "json"
     access_log: bool = True
     signing_secret: SecretStr = SecretStr(DEVELOPMENT_SIGNING_SECRET)
     token_issuer: str = "paymesh"  # noqa: S105 - an issuer name, not a secret
