@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from paymesh.kernel.auth import DevelopmentTokens
-from tests.conftest import IN_CI, _asyncpg_dsn
+from paymesh.platform import SERVICE_MODULES
+from tests.conftest import IN_CI, _asyncpg_dsn, _drop_schemas
 from tests.gateway.test_distributed import Cluster, free_port
 from tests.kernel.test_brokers import RABBIT_URL
 
@@ -71,6 +72,8 @@ def cluster(
         **{f"PAYMESH_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES},
     }
     built = Cluster(tmp, environment, ports)
+    # Fresh schemas: identity's stored keys are sealed with another run's signing secret.
+    asyncio.run(_drop_schemas(postgres_database, list(SERVICE_MODULES)))
     try:
         for name in SERVICES:
             built.start(name, name)
@@ -82,6 +85,7 @@ def cluster(
         built.stop_all()
         _rabbitmqctl("start_app")  # whatever happened, leave the broker running
         _delete_queues(namespace)
+        asyncio.run(_drop_schemas(postgres_database, list(SERVICE_MODULES)))
 
 
 def _delete_queues(namespace: str) -> None:

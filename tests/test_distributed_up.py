@@ -23,7 +23,8 @@ import nats
 import pytest
 
 from paymesh.kernel.auth import DevelopmentTokens
-from tests.conftest import _asyncpg_dsn
+from paymesh.platform import SERVICE_MODULES
+from tests.conftest import _asyncpg_dsn, _drop_schemas
 from tests.gateway.test_distributed import free_port
 from tests.kernel.test_brokers import IN_CI, NATS_URL
 
@@ -90,6 +91,8 @@ def test_every_service_runs_in_its_own_process_behind_the_gateway(
         if IN_CI:
             pytest.fail("NATS is required in CI")
         pytest.skip("NATS is not reachable")
+    # Fresh schemas: identity's stored keys are sealed with another run's signing secret.
+    asyncio.run(_drop_schemas(postgres_database, list(SERVICE_MODULES)))
     port = free_port()
     namespace = f"t{uuid.uuid4().hex[:12]}"
     log = tmp_path / "up.log"
@@ -160,6 +163,7 @@ def test_every_service_runs_in_its_own_process_behind_the_gateway(
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         _delete_streams(namespace)
+        asyncio.run(_drop_schemas(postgres_database, list(SERVICE_MODULES)))
 
 
 def _delete_streams(namespace: str) -> None:
