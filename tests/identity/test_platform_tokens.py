@@ -13,6 +13,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from paymesh.identity.keys import KeyStore, SealedWithAnotherSecret
+from paymesh.identity.security import Cipher
 from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
 from tests.conftest import http_client
@@ -108,6 +110,18 @@ class TestIdentityTokensAtTheLedger:
                 "/v1/ledger/accounts", headers={"authorization": f"Bearer {token}"}
             )
         assert response.status_code == 401
+
+    async def test_keys_sealed_with_another_secret_fail_the_start_clearly(
+        self, platform: Platform
+    ) -> None:
+        # An operator who changes PAYMESH_SIGNING_SECRET gets a message saying so, not a
+        # bare cryptography InvalidTag from deep inside the start.
+        keys = platform.runtimes["identity"].state["provider"].keys
+        other = KeyStore(keys.database, Cipher("another-signing-secret"), keys.settings)
+        with pytest.raises(SealedWithAnotherSecret, match="PAYMESH_SIGNING_SECRET"):
+            await other.ensure()
+        await keys.reload()  # the right secret still opens them
+        assert keys.signing_key().kid
 
     async def test_rotated_key_is_fetched_on_first_sight(self, platform: Platform) -> None:
         keys = platform.runtimes["identity"].state["provider"].keys

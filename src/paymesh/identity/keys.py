@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from paymesh.identity import repository
@@ -58,6 +59,10 @@ def _imported(algorithm: str, private_jwk: str) -> RSAKey | ECKey:
     if algorithm == "ES256":
         return ECKey.import_key(private_dict)
     return RSAKey.import_key(private_dict)
+
+
+class SealedWithAnotherSecret(RuntimeError):
+    """The stored keys cannot be opened with this process's signing secret."""
 
 
 class KeyStore:
@@ -113,10 +118,18 @@ class KeyStore:
         return str(key.kid)
 
     def _load(self, row: SigningKey) -> LoadedKey:
+        try:
+            private_jwk = self.cipher.decrypt(row.private_jwk)
+        except InvalidTag:
+            raise SealedWithAnotherSecret(
+                f"identity's signing key {row.kid} was sealed with another "
+                "PAYMESH_SIGNING_SECRET: start with the secret it was made with (keys are "
+                "encrypted at rest with a key derived from it)"
+            ) from None
         return LoadedKey(
             kid=row.kid,
             algorithm=row.algorithm,
-            private=_imported(row.algorithm, self.cipher.decrypt(row.private_jwk)),
+            private=_imported(row.algorithm, private_jwk),
             public_jwk=dict(row.public_jwk),
             retired=row.retired_at is not None,
         )
