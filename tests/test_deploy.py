@@ -36,24 +36,16 @@ def kubernetes() -> list[dict[str, Any]]:
     return list(yaml.safe_load_all((DEPLOY / "kubernetes" / "paymesh.yaml").read_text()))
 
 
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
 def check_compose(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path))
 
 
 def test_the_files_are_what_the_generator_makes() -> None:
-    result = subprocess.run(
-        [sys.executable, str(DEPLOY / "generate.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run(sys.executable, str(DEPLOY / "generate.py"), "--check")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -106,13 +98,7 @@ def test_every_service_runs_with_probes_and_the_gateway_in_front() -> None:
 
 
 def test_the_dockerfile_is_clean_under_hadolint() -> None:
-    result = subprocess.run(
-        [str(BIN / "hadolint"), "--failure-threshold", "info", str(DEPLOY / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run(str(BIN / "hadolint"), "--failure-threshold", "info", str(DEPLOY / "Dockerfile"))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -206,14 +206,10 @@ def platform_from_environment() -> Platform:
     return Platform(settings, services, run_workers=settings.run_workers, gateway=False)
 
 
-def _serve_processes(
-    platform: Platform,
-    service: str,
-    *,
-    processes: int,
-    migrate: bool,
-    run_workers: bool,
-) -> None:
+def _migrate_then_let_go(platform: Platform, *, migrate: bool) -> None:
+    """Apply pending migrations (unless told not to) and close the databases: the
+    processes that serve open their own."""
+
     async def prepare() -> None:
         try:
             if migrate:
@@ -223,6 +219,17 @@ def _serve_processes(
                 await runtime.database.dispose()
 
     _run(prepare)
+
+
+def _serve_processes(
+    platform: Platform,
+    service: str,
+    *,
+    processes: int,
+    migrate: bool,
+    run_workers: bool,
+) -> None:
+    _migrate_then_let_go(platform, migrate=migrate)
     settings = platform.settings
     os.environ["PAYMESH_SERVE_SERVICES"] = service
     os.environ["PAYMESH_RUN_WORKERS"] = "true" if run_workers else "false"
@@ -285,15 +292,7 @@ def _up_distributed(settings: Settings, *, migrate: bool, demo: bool) -> None:
         raise typer.Exit(2) from None
     platform = _platform(settings, gateway=False)  # for the migrations only
 
-    async def prepare() -> None:
-        try:
-            if migrate:
-                await platform.migrate()
-        finally:
-            for runtime in platform.runtimes.values():
-                await runtime.database.dispose()
-
-    _run(prepare)
+    _migrate_then_let_go(platform, migrate=migrate)
     raise typer.Exit(launch.run())
 
 

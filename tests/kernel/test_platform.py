@@ -172,28 +172,25 @@ class TestTraceContext:
             assert match.group(1) not in ("0" * 32, TRACE_ID)
 
 
-@pytest.fixture
-def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """What the production logging configuration writes, captured."""
+def _captured_logs(monkeypatch: pytest.MonkeyPatch, fmt: str) -> Iterator[io.StringIO]:
+    """What the production logging configuration writes in `fmt`, captured."""
     previous = structlog.get_config()
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
-    configure_logging("INFO", "json")
+    configure_logging("INFO", fmt)
     structlog.configure(cache_logger_on_first_use=False)
     yield stream
     structlog.configure(**previous)
+
+
+@pytest.fixture
+def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    yield from _captured_logs(monkeypatch, "json")
 
 
 @pytest.fixture
 def ecs_log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The same, with PAYMESH_LOG_FORMAT=ecs."""
-    previous = structlog.get_config()
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    configure_logging("INFO", "ecs")
-    structlog.configure(cache_logger_on_first_use=False)
-    yield stream
-    structlog.configure(**previous)
+    yield from _captured_logs(monkeypatch, "ecs")
 
 
 class TestEcsLogs:
