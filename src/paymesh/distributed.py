@@ -52,8 +52,8 @@ class Launch:
     def check(self) -> None:
         if not self.settings.broker_url:
             raise DistributedError(
-                "set PAYMESH_BROKER_URL (amqp:// or nats://): events between processes go "
-                "through a broker"
+                "set PAYMESH_BROKER_URL (amqp://, nats:// or kafka://): events between "
+                "processes go through a broker"
             )
         if self.settings.port + len(self.services) > 65535:
             raise DistributedError("the port is too high for one port per service above it")

@@ -2,7 +2,7 @@
 given broker, prints `got <event id>` when an event arrives, and then holds it forever —
 never acknowledging — until it is killed.
 
-    python -m tests.kernel.broker_consumer rabbitmq|nats URL CONSUMER PATTERN
+    python -m tests.kernel.broker_consumer rabbitmq|nats|kafka URL CONSUMER PATTERN
 """
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from paymesh.kernel.brokers import BrokerBus, NatsBus, RabbitBus
+from paymesh.kernel.brokers import BrokerBus, KafkaBus, NatsBus, RabbitBus
 from paymesh.kernel.events import CloudEvent
 
 
 async def main(kind: str, url: str, consumer: str, pattern: str) -> None:
-    bus: BrokerBus = (
-        RabbitBus(url) if kind == "rabbitmq" else NatsBus(url, unacked_redelivery_seconds=2)
-    )
+    bus: BrokerBus
+    if kind == "rabbitmq":
+        bus = RabbitBus(url)
+    elif kind == "kafka":
+        bus = KafkaBus(url, session_timeout_seconds=6.0)  # as test_brokers' buses
+    else:
+        bus = NatsBus(url, unacked_redelivery_seconds=2)
 
     async def hold(event: CloudEvent) -> None:
         print(f"got {event.id}", flush=True)

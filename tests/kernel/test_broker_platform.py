@@ -1,6 +1,7 @@
 """The platform on a real broker (PAYMESH_BROKER_URL): the outbox relay publishes through
-RabbitMQ or NATS JetStream, the service's consumers take their events from there — with
-the inbox, retries and the dead-letter table as on the in-process bus — and `/ready`
+RabbitMQ, NATS JetStream or a Kafka-protocol broker, the service's consumers take their
+events from there — with the inbox, retries and the dead-letter table as on the in-process
+bus — and `/ready`
 reports the broker. Each test has its own broker namespace, removed afterwards."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paymesh.kernel.brokers import BrokerBus, NatsBus, RabbitBus
+from paymesh.kernel.brokers import BrokerBus, KafkaBus, NatsBus, RabbitBus
 from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
 from tests.conftest import http_client
@@ -24,23 +25,32 @@ NOTES = "/v1/sample/notes"
 NOTE = {"text": "hello", "amount": 1250, "currency": "USD"}
 
 
-@pytest.fixture(params=["rabbitmq", "nats"])
+BUS_CLASSES: dict[str, type[BrokerBus]] = {
+    "rabbitmq": RabbitBus,
+    "nats": NatsBus,
+    "kafka": KafkaBus,
+}
+
+
+@pytest.fixture(params=list(BUS_CLASSES))
 async def platform(
     request: pytest.FixtureRequest, make_platform: Callable[..., Any], settings: Settings
 ) -> AsyncIterator[Platform]:
     kind: str = request.param
-    if not await _reachable(kind):
+    if kind == "kafka":
+        url = request.getfixturevalue("kafka_url")
+    elif await _reachable(kind):
+        url = RABBIT_URL if kind == "rabbitmq" else NATS_URL
+    else:
         if IN_CI:
             pytest.fail(f"{kind} is required in CI")
         pytest.skip(f"{kind} is not reachable")
     namespace = f"t{uuid.uuid4().hex[:12]}"
     events = settings.events.model_copy(update={"broker_namespace": namespace})
-    on_broker = settings.model_copy(
-        update={"broker_url": RABBIT_URL if kind == "rabbitmq" else NATS_URL, "events": events}
-    )
+    on_broker = settings.model_copy(update={"broker_url": url, "events": events})
     built: Platform = await make_platform(specs=[SPEC], settings_override=on_broker)
     bus = built.bus
-    assert isinstance(bus, RabbitBus if kind == "rabbitmq" else NatsBus)
+    assert isinstance(bus, BUS_CLASSES[kind])
     yield built
     await built.stop()  # before the queues and streams go
     await _remove(bus)
@@ -56,6 +66,11 @@ async def _remove(bus: BrokerBus) -> None:
             for subscription in bus.subscriptions:
                 await channel.queue_delete(f"{bus.namespace}.{subscription.name}")
             await channel.exchange_delete(bus.subject_root)
+        return
+    if isinstance(bus, KafkaBus):
+        from tests.kernel.test_brokers import _delete_kafka_topics
+
+        await _delete_kafka_topics(bus.url, ["sample"], namespace=bus.namespace)
         return
     import nats
 

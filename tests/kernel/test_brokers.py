@@ -1,5 +1,7 @@
 """One contract for every event bus (kernel/events.py `EventBus`), run on the in-process
-bus and on the real RabbitMQ and NATS JetStream servers (kernel/brokers.py): delivery with
+bus, on the real RabbitMQ and NATS JetStream servers and on a Kafka-protocol broker
+(`PAYMESH_TEST_KAFKA_URL`, else Tansu started by the `kafka_url` fixture) through
+kernel/brokers.py: delivery with
 the consumer's patterns, in order; a failed delivery comes again; replicas of a consumer
 share its events; publishing waits for the broker's confirmation and fails when the broker
 cannot take the event. Each test uses its own event source and consumer names, and
@@ -17,21 +19,23 @@ from typing import Any
 
 import pytest
 
-from paymesh.kernel.brokers import NatsBus, RabbitBus, broker_bus
+from paymesh.kernel.brokers import KafkaBus, NatsBus, RabbitBus, broker_bus
 from paymesh.kernel.events import CloudEvent, EventBus, InProcessBus
 
 RABBIT_URL = os.environ.get("PAYMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("PAYMESH_TEST_NATS_URL", "nats://127.0.0.1:4222")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BUSES = ["in_process", "rabbitmq", "nats"]
+BUSES = ["in_process", "rabbitmq", "nats", "kafka"]
+KAFKA_SESSION_SECONDS = 6.0  # Kafka's smallest session timeout by default
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class Buses:
     """Makes buses of one kind, and cleans up what they declared on the broker."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, url: str = "") -> None:
         self.kind = kind
+        self.url = url
         self.made: list[EventBus] = []
         self.shared: InProcessBus | None = None
         self.source = f"t{uuid.uuid4().hex[:10]}"  # the event types' first word
@@ -45,6 +49,13 @@ class Buses:
             bus = self.shared
         elif self.kind == "rabbitmq":
             bus = RabbitBus(RABBIT_URL, redelivery_pause_seconds=0.05)
+        elif self.kind == "kafka":
+            bus = KafkaBus(
+                self.url,
+                redelivery_pause_seconds=0.05,
+                known_sources=[self.source, self.other_source],
+                session_timeout_seconds=KAFKA_SESSION_SECONDS,
+            )
         else:
             bus = NatsBus(
                 NATS_URL,
@@ -67,6 +78,8 @@ class Buses:
         elif self.kind == "nats":
             for source in (self.source, self.other_source):
                 await _delete_nats_stream(source)
+        elif self.kind == "kafka":
+            await _delete_kafka_topics(self.url, [self.source, self.other_source])
 
 
 async def _delete_rabbit_queues(buses: list[EventBus]) -> None:
@@ -97,6 +110,20 @@ async def _delete_nats_stream(source: str) -> None:
         await client.close()
 
 
+async def _delete_kafka_topics(url: str, sources: list[str], namespace: str = "paymesh") -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bus = KafkaBus(url, namespace=namespace)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if doomed := [bus.topic(s) for s in sources if bus.topic(s) in existing]:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
 async def _reachable(kind: str) -> bool:
     host, port = ("127.0.0.1", 5672) if kind == "rabbitmq" else ("127.0.0.1", 4222)
     try:
@@ -110,11 +137,14 @@ async def _reachable(kind: str) -> bool:
 @pytest.fixture(params=BUSES)
 async def buses(request: pytest.FixtureRequest) -> AsyncIterator[Buses]:
     kind: str = request.param
-    if kind != "in_process" and not await _reachable(kind):
+    url = ""
+    if kind == "kafka":
+        url = request.getfixturevalue("kafka_url")
+    elif kind != "in_process" and not await _reachable(kind):
         if IN_CI:
             pytest.fail(f"{kind} is required in CI")
         pytest.skip(f"{kind} is not reachable")
-    made = Buses(kind)
+    made = Buses(kind, url)
     yield made
     await made.close()
 
@@ -269,7 +299,7 @@ async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buse
     if buses.kind == "in_process":
         pytest.skip("in one process, a killed consumer is a killed publisher: the outbox row stays")
     name, pattern = f"{buses.source}.held", f"{buses.source}.*"
-    url = RABBIT_URL if buses.kind == "rabbitmq" else NATS_URL
+    url = {"rabbitmq": RABBIT_URL, "nats": NATS_URL}.get(buses.kind, buses.url)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -295,9 +325,9 @@ async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buse
         await process.wait()
 
     again: EventBus = (
-        buses.new()
-        if buses.kind == "rabbitmq"
-        else NatsBus(NATS_URL, unacked_redelivery_seconds=2)  # as the killed one declared it
+        NatsBus(NATS_URL, unacked_redelivery_seconds=2)  # as the killed one declared it
+        if buses.kind == "nats"
+        else buses.new()
     )
     if again not in buses.made:
         buses.made.append(again)
@@ -313,8 +343,9 @@ async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buse
     [
         lambda: RabbitBus("amqp://guest:guest@127.0.0.1:1/", start_timeout_seconds=2),
         lambda: NatsBus("nats://127.0.0.1:1", start_timeout_seconds=2),
+        lambda: KafkaBus("kafka://127.0.0.1:1", start_timeout_seconds=2),
     ],
-    ids=["rabbitmq", "nats"],
+    ids=["rabbitmq", "nats", "kafka"],
 )
 async def test_a_broker_that_is_down_fails_the_start_not_silently(
     make: Callable[[], Any],
@@ -339,7 +370,14 @@ async def _publish_without_waiting(bus: Any) -> None:
 def test_the_url_scheme_chooses_the_bus() -> None:
     assert isinstance(broker_bus("amqp://guest:guest@host:5672/"), RabbitBus)
     assert isinstance(broker_bus("nats://host:4222"), NatsBus)
-    with pytest.raises(ValueError, match="Kafka"):
-        broker_bus("kafka://host:9092")
+    kafka = broker_bus("kafka://one:9092,two?partitions=6&replication_factor=3")
+    assert isinstance(kafka, KafkaBus)
+    assert kafka.bootstrap_servers == ["one:9092", "two:9092"]
+    assert (kafka.partitions, kafka.replication_factor) == (6, 3)
+    with pytest.raises(ValueError, match="unknown Kafka option"):
+        broker_bus("kafka://host:9092?acks=0")
+    for bad in ("0", "-1", "x", "", "1001"):
+        with pytest.raises(ValueError, match="whole number"):
+            broker_bus(f"kafka://host:9092?partitions={bad}")
     with pytest.raises(ValueError, match="unknown scheme"):
         broker_bus("mqtt://host")

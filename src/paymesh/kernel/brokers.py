@@ -38,7 +38,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 from faststream import AckPolicy
@@ -129,7 +129,8 @@ class BrokerBus:
             self._declare(subscription)
         try:
             async with asyncio.timeout(self.start_timeout_seconds):
-                await self._broker.start()
+                await self._before_start()
+                await self._start_broker()
                 await self._after_start()
         except BaseException:
             broker, self._broker = self._broker, None
@@ -160,6 +161,12 @@ class BrokerBus:
 
     def _declare(self, subscription: BrokerSubscription) -> None:
         raise NotImplementedError
+
+    async def _before_start(self) -> None:
+        return None
+
+    async def _start_broker(self) -> None:
+        await self._broker.start()
 
     async def _after_start(self) -> None:
         return None
@@ -203,9 +210,15 @@ class BrokerBus:
 
 
 def _quiet_logger() -> logging.Logger:
-    """FastStream logs every message received and processed at INFO: ours log what matters."""
+    """FastStream logs every message received and processed at INFO: ours log what matters.
+    Its warning that it will not create Kafka topics is dropped too: the Kafka bus makes
+    them itself, with the partitions and replication it was given."""
     logger = logging.getLogger("paymesh.brokers.faststream")
     logger.setLevel(logging.WARNING)
+    if not logger.filters:
+        logger.addFilter(
+            lambda record: not str(record.msg).startswith("Auto create topics is disabled")
+        )
     return logger
 
 
@@ -292,7 +305,7 @@ class NatsBus(BrokerBus):
         from faststream.nats.annotations import NatsMessage
         from nats.js import api
 
-        sources = sorted(self._sources_of(subscription))
+        sources = sorted(source_services(subscription, self.known_sources))
         for source in sources:
             stream = JStream(
                 self._stream_name(source), subjects=[f"{self.subject_root}.{source}.>"]
@@ -341,24 +354,6 @@ class NatsBus(BrokerBus):
         if ack is None:
             raise RuntimeError(f"JetStream did not acknowledge event {event.id}")
 
-    def _sources_of(self, subscription: BrokerSubscription) -> set[str]:
-        """The source services whose streams the consumer reads: those its patterns name,
-        and every known source for a pattern whose first word is a wildcard (audit's
-        `*`): events of a service unknown here would not reach it."""
-        sources: set[str] = set()
-        for pattern in subscription.patterns:
-            first = pattern.split(".", 1)[0]
-            if not any(c in first for c in "*?["):
-                sources.add(first)
-            else:
-                sources.update(s for s in self.known_sources if fnmatch.fnmatchcase(s, first))
-        if not sources:
-            raise ValueError(
-                f"consumer {subscription.name}: its patterns {subscription.patterns} name no "
-                "source service, and none is known to this bus"
-            )
-        return sources
-
     def _stream_name(self, source: str) -> str:
         return f"{self.namespace}-{source}"
 
@@ -373,6 +368,175 @@ class NatsBus(BrokerBus):
                 name=self._stream_name(source), subjects=[f"{self.subject_root}.{source}.>"]
             )
         self._streams.add(source)
+
+
+class KafkaBus(BrokerBus):
+    """Kafka, Redpanda or any broker speaking the Kafka protocol: a topic per source service
+    (`paymesh.events.<service>`, `partitions` partitions), each event keyed by its subject
+    (else its source) so one subject's events stay in one partition, in order; a consumer
+    group per consumer name (`paymesh.<consumer>`), shared by its replicas, which reads
+    from the earliest offset it has not committed and commits an offset only after the
+    consumer has handled the message — a failure seeks back to it, a consumer killed
+    before committing leaves it to the group's next member. Publishes wait for every
+    in-sync replica (`acks=all`). `known_sources`: as for NATS, the services whose topics
+    a consumer of every event reads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        known_sources: Sequence[str] = (),
+        partitions: int = 3,
+        replication_factor: int = 1,
+        session_timeout_seconds: float = 10.0,
+        fetch_max_bytes: int = 1024 * 1024,
+        **options: Any,
+    ) -> None:
+        super().__init__(url, **options)
+        self.known_sources = tuple(known_sources)
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        """Of the topics this bus makes: 1 suits one broker; a cluster wants 3
+        (`kafka://…?replication_factor=3`). Topics made beforehand are used as they are."""
+        self.session_timeout_seconds = session_timeout_seconds
+        """How long a consumer may be silent before its group hands its partitions (and
+        the messages it had not committed) to another member."""
+        self.fetch_max_bytes = fetch_max_bytes
+        """Back-pressure: what one consumer fetches ahead of its handler, at most."""
+        self._topics: set[str] = set()
+        self._wanted_topics: set[str] = set()
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """`kafka://host:9092,host2:9092` → the brokers to start from."""
+        hosts = urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+        return [host if ":" in host else f"{host}:9092" for host in hosts.split(",") if host]
+
+    def topic(self, source: str) -> str:
+        return f"{self.subject_root}.{source}"
+
+    def _make_broker(self) -> Any:
+        from faststream.kafka import KafkaBroker
+
+        self._topics = set()
+        self._wanted_topics = set()
+        return KafkaBroker(
+            self.bootstrap_servers,
+            acks="all",
+            client_id=f"{self.namespace}-events",
+            request_timeout_ms=10_000,
+            allow_auto_create_topics=False,
+            logger=_quiet_logger(),
+        )
+
+    def _declare(self, subscription: BrokerSubscription) -> None:
+        from faststream.kafka.annotations import KafkaMessage
+
+        topics = sorted(
+            self.topic(source) for source in source_services(subscription, self.known_sources)
+        )
+        self._wanted_topics.update(topics)
+
+        async def deliver(message: KafkaMessage) -> None:
+            await self._deliver(subscription, message.body)
+
+        deliver.__annotations__ = {"message": KafkaMessage, "return": None}  # as RabbitMQ's
+        session_ms = int(self.session_timeout_seconds * 1000)
+        self._broker.subscriber(
+            *topics,
+            group_id=f"{self.namespace}.{subscription.name}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(session_ms // 3, 100),
+            fetch_max_bytes=self.fetch_max_bytes,
+            max_partition_fetch_bytes=self.fetch_max_bytes,
+            max_poll_records=self.prefetch,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(deliver)
+
+    async def _before_start(self) -> None:
+        # Topics exist before the consumers ask for them: a group that subscribed to a
+        # topic not made yet would miss the first events published to it.
+        await self._ensure_topics(self._wanted_topics)
+
+    async def _start_broker(self) -> None:
+        # A consumer's start waits for its group to assign it partitions, which the broker
+        # delays (Kafka's group.initial.rebalance.delay.ms, 3 s by default) to gather the
+        # group's members: FastStream starts subscribers one after another, so a service
+        # with ten consumers would wait ten delays. They start together here.
+        await self._broker.connect()
+        await asyncio.gather(*(subscriber.start() for subscriber in self._broker.subscribers))
+        for publisher in self._broker.publishers:
+            await publisher.start()
+        self._broker.running = True
+
+    async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
+        await self._wait_started()
+        topics = {self.topic(event.type.split(".", 1)[0]) for event in events}
+        if missing := topics - self._topics:
+            await self._ensure_topics(missing)
+        # Sent together, confirmed together: the producer keeps each partition's order.
+        confirmations = [
+            await self._broker.publish(
+                event.model_dump_json().encode(),
+                self.topic(event.type.split(".", 1)[0]),
+                key=(event.subject or event.source).encode(),
+                headers={"content-type": "application/cloudevents+json", "ce_id": event.id},
+                no_confirm=True,
+            )
+            for event in events
+        ]
+        async with asyncio.timeout(10.0):
+            await asyncio.gather(*confirmations)
+
+    async def _send(self, event: CloudEvent) -> None:
+        await self.publish_batch([event])
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        wanted = sorted(topics - self._topics)
+        if not wanted:
+            return
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=10_000
+        )
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            new = [
+                NewTopic(topic, self.partitions, self.replication_factor)
+                for topic in wanted
+                if topic not in existing
+            ]
+            if new:
+                response = await admin.create_topics(new)
+                for name, code, *_rest in getattr(response, "topic_errors", ()):
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise RuntimeError(f"Kafka refused to create topic {name}: error {code}")
+        finally:
+            await admin.close()
+        self._topics.update(wanted)
+
+
+def source_services(subscription: BrokerSubscription, known_sources: Sequence[str]) -> set[str]:
+    """The source services whose streams (NATS) or topics (Kafka) a consumer reads: those
+    its patterns name, and every known source for a pattern whose first word is a
+    wildcard (audit's `*`): events of a service unknown here would not reach it."""
+    sources: set[str] = set()
+    for pattern in subscription.patterns:
+        first = pattern.split(".", 1)[0]
+        if not any(c in first for c in "*?["):
+            sources.add(first)
+        else:
+            sources.update(s for s in known_sources if fnmatch.fnmatchcase(s, first))
+    if not sources:
+        raise ValueError(
+            f"consumer {subscription.name}: its patterns {subscription.patterns} name no "
+            "source service, and none is known to this bus"
+        )
+    return sources
 
 
 def _nats_filter(pattern: str) -> str:
@@ -395,8 +559,20 @@ def broker_bus(
     if scheme in ("nats", "tls"):
         return NatsBus(url, namespace=namespace, known_sources=known_sources)
     if scheme == "kafka":
-        raise ValueError(
-            "PAYMESH_BROKER_URL: the Kafka/Redpanda bus is not part of this release yet; "
-            "use amqp:// (RabbitMQ) or nats:// (NATS JetStream)"
+        return KafkaBus(
+            url, namespace=namespace, known_sources=known_sources, **_kafka_options(url)
         )
-    raise ValueError(f"PAYMESH_BROKER_URL: unknown scheme {scheme!r} (amqp://, nats://)")
+    raise ValueError(f"PAYMESH_BROKER_URL: unknown scheme {scheme!r} (amqp://, nats://, kafka://)")
+
+
+def _kafka_options(url: str) -> dict[str, int]:
+    """`kafka://host:9092?partitions=6&replication_factor=3`: how the topics the bus makes
+    are laid out."""
+    options: dict[str, int] = {}
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name not in ("partitions", "replication_factor"):
+            raise ValueError(f"PAYMESH_BROKER_URL: unknown Kafka option {name!r}")
+        if not value.isdigit() or not 1 <= int(value) <= 1000:
+            raise ValueError(f"PAYMESH_BROKER_URL: {name} must be a whole number from 1 to 1000")
+        options[name] = int(value)
+    return options
