@@ -183,6 +183,9 @@ def settings(tmp_path: Path, postgres_database: str | None) -> Settings:
             "retry_base_seconds": 0.001,
             "relay_interval_seconds": 0.05,
             "outbox_retention_seconds": 3600,
+            # Every event a test makes is checked against its service's declared types
+            # and data models: the AsyncAPI document cannot drift from the code.
+            "check_payloads": True,
         },
     )
 

@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
+from paymesh.kernel.event_catalog import EventCatalog
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tables import KernelTables
@@ -165,8 +166,13 @@ class InProcessBus(EventBus):
 class Outbox:
     """Writes events in the caller's transaction; they leave only after it commits."""
 
-    def __init__(self, service: str, tables: KernelTables) -> None:
+    def __init__(
+        self, service: str, tables: KernelTables, catalog: EventCatalog | None = None
+    ) -> None:
         self.source = f"/paymesh/{service}"
+        self.catalog = catalog
+        """When set (`PAYMESH_EVENTS_CHECK_PAYLOADS`), every event is checked against the
+        service's declared event types before it is written."""
         self.table = tables.outbox
         self._insert = tables.outbox.insert()  # built once: a statement costs to build
         self.listeners: list[Callable[[], None]] = []
@@ -214,6 +220,8 @@ class Outbox:
     ) -> dict[str, Any]:
         """A CloudEvent as the JSON dict `CloudEvent.model_dump(mode="json")` gives, built
         without a model: for writers that emit thousands of events a second."""
+        if self.catalog is not None:
+            self.catalog.check(type, data)
         when = (time or utcnow()).astimezone(dt.UTC)
         return {
             "specversion": "1.0",

@@ -24,6 +24,7 @@ from paymesh.kernel.auth import DevelopmentTokens, TokenVerifier
 from paymesh.kernel.cache import Cache, MemoryCache
 from paymesh.kernel.config import EdgeRoute, Settings
 from paymesh.kernel.db import Database
+from paymesh.kernel.event_catalog import EventCatalog, EventType
 from paymesh.kernel.events import (
     BatchConsumerHandler,
     Consumer,
@@ -90,6 +91,9 @@ class ServiceSpec:
     `PAYMESH_MAX_BODY_BYTES` (the ledger's batch endpoint)."""
     edge_routes: tuple[EdgeRoute, ...] = ()
     """The gateway's policies for this service's paths (public ones, required scopes)."""
+    events: tuple[EventType, ...] = ()
+    """The event types the service writes, with their data models (`<service>/events.py`):
+    the AsyncAPI document, and the outbox's check when `PAYMESH_EVENTS_CHECK_PAYLOADS`."""
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -164,7 +168,15 @@ class ServiceRuntime:
         self.token_verifier = token_verifier
         self.tables = spec.tables
         self.database = Database.for_service(settings, spec.name)
-        self.outbox = Outbox(spec.name, spec.tables)
+        self.outbox = Outbox(
+            spec.name,
+            spec.tables,
+            # A service that declares no events yet is not checked (tests/test_events_catalog.py
+            # lists the services that must declare theirs).
+            EventCatalog(spec.name, spec.events)
+            if settings.events.check_payloads and spec.events
+            else None,
+        )
         self.idempotency = IdempotencyStore(
             self.database,
             spec.tables,

@@ -87,6 +87,12 @@ class EventSettings(BaseModel):
         description="0: delete events once published; otherwise keep them marked this long.",
     )
     lease_seconds: float = Field(default=30.0, gt=0)
+    check_payloads: bool = Field(
+        default=False,
+        description="Refuse to write an event whose type the service does not declare, or "
+        "whose data does not fit the declared model (what /asyncapi.json documents). On in "
+        "the test suite; off in production, where it would cost a validation per event.",
+    )
 
 
 class Settings(BaseSettings):
