@@ -45,7 +45,7 @@ async def shared_platform(
         database_url=postgres_database,
         access_log=False,
         gateway={"rate_limits": False},
-        events={"outbox_retention_seconds": 3600},
+        events={"outbox_retention_seconds": 3600, "check_payloads": True},
     )
     platform = Platform(settings, ["forex"], run_workers=False)
     if postgres_database:

@@ -142,7 +142,11 @@ async def shared_world(
         access_log=False,
         public_url=factories.ISSUER,
         gateway={"rate_limits": False},
-        events={"relay_interval_seconds": 0.05, "outbox_retention_seconds": 3600},
+        events={
+            "relay_interval_seconds": 0.05,
+            "outbox_retention_seconds": 3600,
+            "check_payloads": True,  # events fit what /asyncapi.json documents
+        },
     )
     platform = Platform(settings, ["identity"])
     if postgres_database:

@@ -23,7 +23,11 @@ async def shared_world(
         database_url=postgres_database,
         access_log=False,
         gateway={"rate_limits": False},
-        events={"relay_interval_seconds": 0.05, "outbox_retention_seconds": 3600},
+        events={
+            "relay_interval_seconds": 0.05,
+            "outbox_retention_seconds": 3600,
+            "check_payloads": True,  # events fit what /asyncapi.json documents
+        },
     )
     async for world in notifications_world(settings, postgres_database):
         yield world

@@ -25,7 +25,11 @@ async def shared_world(
         # A burst of concurrent payments on a loaded CI machine may take longer than the
         # production default (30 s) to drain; a 504 would hide the outcome under test.
         gateway={"rate_limits": False, "upstream_timeout_seconds": 120.0},
-        events={"relay_interval_seconds": 0.05, "outbox_retention_seconds": 3600},
+        events={
+            "relay_interval_seconds": 0.05,
+            "outbox_retention_seconds": 3600,
+            "check_payloads": True,  # events fit what /asyncapi.json documents
+        },
     )
     async for world in payments_world(settings, postgres_database):
         yield world

@@ -64,7 +64,11 @@ async def world(
         database_url=postgres_database,
         access_log=False,
         gateway={"rate_limits": False},
-        events={"relay_interval_seconds": 0.05, "outbox_retention_seconds": 3600},
+        events={
+            "relay_interval_seconds": 0.05,
+            "outbox_retention_seconds": 3600,
+            "check_payloads": True,  # events fit what /asyncapi.json documents
+        },
         providers={
             "banks": [
                 {

@@ -8,6 +8,7 @@ import structlog
 
 from paymesh.forex.api import router
 from paymesh.forex.errors import ProviderError
+from paymesh.forex.events import EVENTS
 from paymesh.forex.jobs import periodic_jobs
 from paymesh.forex.models import kernel_tables, metadata
 from paymesh.forex.oanda import OandaRates
@@ -76,4 +77,5 @@ SPEC = ServiceSpec(
     on_start=_start,
     on_stop=_stop,
     periodic_jobs=periodic_jobs,
+    events=EVENTS,
 )

@@ -9,6 +9,7 @@ from paymesh.identity.accounts.api import router as accounts_router
 from paymesh.identity.administration import api as administration
 from paymesh.identity.api import oauth, router, well_known
 from paymesh.identity.demo import demo_pages, seed_demo
+from paymesh.identity.events import EVENTS
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
 from paymesh.identity.otp.api import router as one_time_codes_router
@@ -99,4 +100,5 @@ SPEC = ServiceSpec(
     periodic_jobs=periodic_jobs,
     consumers=_consumers,
     seed_demo=seed_demo,
+    events=EVENTS,
 )

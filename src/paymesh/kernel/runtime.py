@@ -171,7 +171,7 @@ class ServiceRuntime:
         self.outbox = Outbox(
             spec.name,
             spec.tables,
-            # A service that declares no events yet is not checked (tests/test_events_catalog.py
+            # A service that declares no events yet is not checked (tests/test_asyncapi.py
             # lists the services that must declare theirs).
             EventCatalog(spec.name, spec.events)
             if settings.events.check_payloads and spec.events

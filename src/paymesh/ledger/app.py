@@ -9,6 +9,7 @@ from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.api import router
 from paymesh.ledger.demo import seed_demo
 from paymesh.ledger.engine import TransferEngine
+from paymesh.ledger.events import EVENTS
 from paymesh.ledger.fastpath import fast_paths
 from paymesh.ledger.jobs import periodic_jobs
 from paymesh.ledger.models import kernel_tables, metadata
@@ -65,4 +66,5 @@ SPEC = ServiceSpec(
     fast_paths=fast_paths,
     body_limits={("POST", "/v1/ledger/transfers/batch"): BATCH_BODY_LIMIT_BYTES},
     seed_demo=seed_demo,
+    events=EVENTS,
 )

@@ -16,6 +16,7 @@ from paymesh.notifications.catalog import Catalog
 from paymesh.notifications.consumers import consumers
 from paymesh.notifications.delivery import Dispatcher, IdentityAddresses
 from paymesh.notifications.dev_mail import router as dev_mail_router
+from paymesh.notifications.events import EVENTS
 from paymesh.notifications.models import kernel_tables, metadata
 from paymesh.notifications.service import Notifier
 from paymesh.notifications.simulators import MailCatcher
@@ -101,5 +102,6 @@ SPEC = ServiceSpec(
     on_start=_start,
     on_stop=_stop,
     consumers=consumers,
+    events=EVENTS,
     workers=_workers,
 )

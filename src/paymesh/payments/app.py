@@ -16,6 +16,7 @@ from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.client import HttpLedgerClient
 from paymesh.payments.api import router
 from paymesh.payments.consumers import consumers
+from paymesh.payments.events import EVENTS
 from paymesh.payments.jobs import periodic_jobs
 from paymesh.payments.models import kernel_tables, metadata
 from paymesh.payments.money import Booking
@@ -118,5 +119,6 @@ SPEC = ServiceSpec(
     on_start=_start,
     on_stop=_stop,
     consumers=consumers,
+    events=EVENTS,
     periodic_jobs=periodic_jobs,
 )

@@ -11,6 +11,7 @@ from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.profiles.api import router
 from paymesh.profiles.consumers import consumers
 from paymesh.profiles.demo import seed_demo
+from paymesh.profiles.events import EVENTS
 from paymesh.profiles.identity import HttpIdentityAccounts
 from paymesh.profiles.jobs import periodic_jobs, task_handlers
 from paymesh.profiles.kyc import KycSubmissions
@@ -60,4 +61,5 @@ SPEC = ServiceSpec(
     task_handlers=task_handlers,
     periodic_jobs=periodic_jobs,
     seed_demo=seed_demo,
+    events=EVENTS,
 )

@@ -10,6 +10,7 @@ from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.providers.api import router
 from paymesh.providers.connectors.bank import CALLBACK_PREFIX, PartnerBanks
 from paymesh.providers.connectors.kyc import CALLBACK_PATH, HttpKycVendor, KycVendor
+from paymesh.providers.events import EVENTS
 from paymesh.providers.jobs import periodic_jobs
 from paymesh.providers.models import kernel_tables, metadata
 from paymesh.providers.payouts.api import router as payouts_router
@@ -52,4 +53,5 @@ SPEC = ServiceSpec(
     setup=_setup,
     on_stop=_stop,
     periodic_jobs=periodic_jobs,
+    events=EVENTS,
 )

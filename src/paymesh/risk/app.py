@@ -12,6 +12,7 @@ from paymesh.risk.api import router
 from paymesh.risk.cases import Cases
 from paymesh.risk.consumers import consumers
 from paymesh.risk.demo import seed_demo
+from paymesh.risk.events import EVENTS
 from paymesh.risk.models import kernel_tables, metadata
 from paymesh.risk.profile_facts import CachedProfiles
 from paymesh.risk.rulesets import RuleSets
@@ -71,4 +72,5 @@ SPEC = ServiceSpec(
     on_stop=_stop,
     consumers=consumers,
     seed_demo=seed_demo,
+    events=EVENTS,
 )

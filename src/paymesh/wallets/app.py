@@ -8,6 +8,7 @@ from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.ledger.client import HttpLedgerClient
 from paymesh.wallets.api import router
 from paymesh.wallets.demo import seed_demo, start_demo
+from paymesh.wallets.events import EVENTS
 from paymesh.wallets.holders import HolderNames, NoHolderNames, ProfilesHolderNames
 from paymesh.wallets.jobs import periodic_jobs
 from paymesh.wallets.models import kernel_tables, metadata
@@ -60,4 +61,5 @@ SPEC = ServiceSpec(
     periodic_jobs=periodic_jobs,
     seed_demo=seed_demo,
     on_start=start_demo,
+    events=EVENTS,
 )
