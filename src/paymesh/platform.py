@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paymesh import __version__
@@ -33,6 +33,7 @@ from paymesh.kernel.app import (
     database_check,
     service_asgi,
 )
+from paymesh.kernel.asyncapi import PAGE_SECURITY_POLICY, asyncapi_document, asyncapi_page
 from paymesh.kernel.auth import CachedVerifier, DevelopmentTokens
 from paymesh.kernel.brokers import BrokerBus, broker_bus
 from paymesh.kernel.cache import build_cache
@@ -171,6 +172,7 @@ class Platform:
             self.directory.service_tokens = self._service_token
         self._service_credentials: dict[str, ClientCredentialsTokens] = {}
         self._openapi: dict[str, Any] | None = None
+        self._asyncapi: dict[str, Any] | None = None
 
     def _jwks_verifier(self, services: list[str]) -> JwksVerifier | None:
         """Identity's tokens are accepted when identity runs here or has a URL."""
@@ -284,6 +286,19 @@ class Platform:
         await self.revocations.stop()
         await self.cache.close()
 
+    def asyncapi(self) -> dict[str, Any]:
+        """Every service's events, wherever it runs: the platform's event contract."""
+        if self._asyncapi is None:
+            running = {spec.name for spec in self.specs}
+            specs = [load_spec(name) for name in SERVICE_MODULES if name not in running]
+            self._asyncapi = asyncapi_document(
+                [*self.specs, *specs],
+                version=__version__,
+                broker_url=self.settings.broker_url,
+                namespace=self.settings.events.broker_namespace,
+            )
+        return self._asyncapi
+
     def openapi(self) -> dict[str, Any]:
         if self._openapi is None:
             self._openapi = decorate_openapi(self._merged_openapi())
@@ -364,6 +379,18 @@ class Platform:
             return JSONResponse(self.openapi())
 
         install_docs(app, openapi_url="/openapi.json", title="Paymesh API")
+
+        @app.get("/asyncapi.json", include_in_schema=False)
+        async def asyncapi() -> JSONResponse:
+            return JSONResponse(self.asyncapi())
+
+        @app.get("/asyncapi", include_in_schema=False)
+        async def asyncapi_html() -> HTMLResponse:
+            return HTMLResponse(
+                asyncapi_page(self.asyncapi()),
+                headers={"content-security-policy": PAGE_SECURITY_POLICY},
+            )
+
         if "providers" in self.runtimes and self.settings.env != "production":
             # The KYC vendor's simulator, outside the gateway like the vendor's own API, so
             # `make run` needs no second process (`paymesh serve kyc-simulator` otherwise).
