@@ -1,6 +1,8 @@
-"""The gateway in the distributed shape: `paymesh serve gateway` in front of real service
-processes on loopback (identity, and two ledger replicas), sharing Redis for revocations,
-rate limits and breaker state. Processes are killed with SIGKILL, as a crash would."""
+"""The gateway in the distributed shape: two `paymesh serve gateway` processes in front of
+real service processes on loopback (identity, two ledger replicas, two forex replicas),
+sharing Redis for revocations, rate limits, breaker state and the forex rate cache — each
+checked across two processes — and the database for idempotency claims. Processes are
+killed with SIGKILL, as a crash would."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from tests.conftest import IN_CI
 PAYMESH = Path(sys.executable).parent / "paymesh"
 REDIS_URL = os.environ.get("PAYMESH_TEST_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/9")
 ACCOUNT = "/v1/ledger/accounts/acc_missing"
+LIMITED = "/v1/ledger/accounts/acc_limited"
+LIMITED_PER_MINUTE = 6
 
 
 def free_port() -> int:
@@ -126,7 +130,8 @@ def cluster(
     store = _redis_or_skip()
     store.flushdb()  # this module's own database number: breaker and limit state of old runs
     tmp = tmp_path_factory.mktemp("distributed")
-    ports = {name: free_port() for name in ("identity", "ledger-1", "ledger-2", "gateway")}
+    names = ("identity", "ledger-1", "ledger-2", "forex-1", "forex-2", "gateway", "gateway-2")
+    ports = {name: free_port() for name in names}
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith("PAYMESH_")},
         "PAYMESH_ENV": "test",
@@ -138,9 +143,15 @@ def cluster(
         "PAYMESH_LEDGER_URL": (
             f"http://127.0.0.1:{ports['ledger-1']},http://127.0.0.1:{ports['ledger-2']}"
         ),
+        "PAYMESH_FOREX_URL": (
+            f"http://127.0.0.1:{ports['forex-1']},http://127.0.0.1:{ports['forex-2']}"
+        ),
         "PAYMESH_GATEWAY_HEALTH_INTERVAL_SECONDS": "0.5",
         "PAYMESH_GATEWAY_BREAKER_THRESHOLD": "3",
         "PAYMESH_GATEWAY_BREAKER_TTL_SECONDS": "1",
+        "PAYMESH_GATEWAY_ROUTES": json.dumps(
+            [{"prefix": LIMITED, "exact": True, "per_minute": LIMITED_PER_MINUTE}]
+        ),
     }
     if postgres_database:
         environment["PAYMESH_DATABASE_URL"] = postgres_database
@@ -150,10 +161,18 @@ def cluster(
         built.start("ledger-1", "ledger")
         built.wait_healthy("ledger-1")  # it migrated the ledger's tables
         built.start("ledger-2", "ledger", "--no-migrate")
+        # One forex refreshes the rates into Redis; the other has no workers, so what it
+        # answers can only come from the shared cache.
+        built.start("forex-1", "forex")
+        built.wait_healthy("forex-1")
+        built.start("forex-2", "forex", "--no-migrate", "--no-workers")
         built.wait_healthy("identity")
         built.wait_healthy("ledger-2")
+        built.wait_healthy("forex-2")
         built.start("gateway", "gateway")
+        built.start("gateway-2", "gateway")
         built.wait_healthy("gateway")
+        built.wait_healthy("gateway-2")
         yield built
     finally:
         built.stop_all()
@@ -166,9 +185,11 @@ def token(cluster: Cluster) -> str:
     return tokens.issue(f"user-{secrets.token_hex(4)}", roles=["admin"])
 
 
-def get(cluster: Cluster, path: str, token: str, **headers: str) -> httpx.Response:
+def get(
+    cluster: Cluster, path: str, token: str, gateway: str = "gateway", **headers: str
+) -> httpx.Response:
     return httpx.get(
-        f"{cluster.url('gateway')}{path}",
+        f"{cluster.url(gateway)}{path}",
         headers={"authorization": f"Bearer {token}", **headers},
         timeout=10,
     )
@@ -238,12 +259,88 @@ class TestThroughTheGateway:
             challenge = response.headers.get("www-authenticate", "")
             return response.status_code == 401 and 'error="invalid_token"' in challenge
 
-        while not refused_by_the_gateway(get(cluster, ACCOUNT, token)):
-            assert time.monotonic() < deadline, "the gateway still lets the revoked token in"
-            time.sleep(0.1)
+        for gateway in ("gateway", "gateway-2"):  # each reads the shared feed in Redis
+            while not refused_by_the_gateway(get(cluster, ACCOUNT, token, gateway)):
+                assert time.monotonic() < deadline, f"{gateway} still lets the revoked token in"
+                time.sleep(0.1)
         seen = cluster.requests_seen_by("ledger-1") + cluster.requests_seen_by("ledger-2")
         assert refused_by_the_gateway(get(cluster, ACCOUNT, token))
+        assert refused_by_the_gateway(get(cluster, ACCOUNT, token, "gateway-2"))
         assert cluster.requests_seen_by("ledger-1") + cluster.requests_seen_by("ledger-2") == seen
+
+    def test_two_gateways_count_one_rate_limit(self, cluster: Cluster, token: str) -> None:
+        """The route allows 6 a minute per caller: 5 through one gateway and 5 through the
+        other make 6 answered and 4 refused, not 10 answered (counters in Redis)."""
+        statuses = [get(cluster, LIMITED, token, "gateway").status_code for _ in range(5)]
+        statuses += [get(cluster, LIMITED, token, "gateway-2").status_code for _ in range(5)]
+
+        assert statuses.count(404) == LIMITED_PER_MINUTE  # reached the ledger: no such account
+        assert statuses.count(429) == 10 - LIMITED_PER_MINUTE
+        assert statuses[:5] == [404] * 5
+        assert statuses[5:] == [404] + [429] * 4
+
+    def test_a_forex_without_workers_answers_the_rates_the_other_refreshed(
+        self, cluster: Cluster
+    ) -> None:
+        deadline = time.monotonic() + 20
+        while True:  # forex-1's first refresh may still be running
+            answers = [
+                httpx.get(f"{cluster.url(name)}/v1/forex/rates/EURUSD", timeout=10)
+                for name in ("forex-1", "forex-2")
+            ]
+            if all(answer.status_code == 200 for answer in answers):
+                break
+            assert time.monotonic() < deadline, [answer.text for answer in answers]
+            time.sleep(0.2)
+        assert answers[0].json() == answers[1].json()
+        assert answers[1].json()["pair"] == "EURUSD"
+        store = redis.Redis.from_url(REDIS_URL)
+        assert any(b"forex" in key for key in store.scan_iter(count=1000))
+        # Through either gateway, whichever replica answers.
+        for gateway in ("gateway", "gateway-2"):
+            for _ in range(2):
+                through = httpx.get(f"{cluster.url(gateway)}/v1/forex/rates/EURUSD", timeout=10)
+                assert through.json() == answers[0].json()
+
+    def test_one_idempotency_key_on_two_replicas_creates_one_account(
+        self, cluster: Cluster, token: str
+    ) -> None:
+        """The same key sent to both ledger replicas at once: one creates, the other waits
+        its turn and replays, or is told the first is still running (409) — the claim lives
+        in the shared database, not in either process (PostgreSQL: the distributed shape's
+        database; SQLite processes each keep their own in-flight markers)."""
+        if cluster.environment.get("PAYMESH_DATABASE_URL") is None:
+            pytest.skip("replicas of one service share claims through PostgreSQL")
+        account = f"acc_twice_{secrets.token_hex(4)}"
+        body = {"id": account, "currency": "USD", "code": 1}
+
+        async def both() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            client.post(
+                                f"{cluster.url(name)}/v1/ledger/accounts",
+                                json=body,
+                                headers={
+                                    "authorization": f"Bearer {token}",
+                                    "idempotency-key": account,
+                                },
+                            )
+                            for name in ("ledger-1", "ledger-2")
+                        )
+                    )
+                )
+
+        responses = asyncio.run(both())
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses in ([201, 201], [201, 409]), [r.text for r in responses]
+        if statuses == [201, 201]:
+            replayed = [r.headers.get("idempotent-replayed") for r in responses]
+            assert sorted(replayed, key=str) == [None, "true"]  # one ran, one replayed
+            assert responses[0].json() == responses[1].json()
+        found = get(cluster, f"/v1/ledger/accounts/{account}", token)
+        assert found.status_code == 200
 
     def test_a_chunked_request_body_reaches_the_service(self, cluster: Cluster, token: str) -> None:
         account = f"acc_chunked_{secrets.token_hex(4)}"
@@ -294,6 +391,10 @@ class TestFailures:
         assert {response.status_code for response in refusals} == {503}
         assert {response.json()["code"] for response in refusals} == {"upstream_unavailable"}
         assert "refused until it recovers" in refusals[-1].json()["detail"]  # open: fast
+        # The other gateway has not failed once itself: the breaker it reads is the shared one.
+        other = get(cluster, ACCOUNT, token, "gateway-2")
+        assert other.status_code == 503
+        assert "refused until it recovers" in other.json()["detail"]
 
         cluster.start("ledger-2", "ledger", "--no-migrate")
         cluster.wait_healthy("ledger-2")

@@ -113,10 +113,24 @@ class RouteTable:
                 None,
             )
             if owner is None:
+                if _known_elsewhere(override.prefix):
+                    continue  # a service this process does not serve: its gateway applies it
                 raise ValueError(f"gateway route {override.prefix!r} is under no service's prefix")
             route = _route(owner, override, settings)
             routes[(route.prefix, route.methods, route.exact)] = route
         return cls(routes.values())
+
+
+def _known_elsewhere(prefix: str) -> bool:
+    """Whether `prefix` lies under a Paymesh service's prefix, served or not here: one
+    `PAYMESH_GATEWAY_ROUTES` is given to every process of the distributed shape."""
+    from paymesh.platform import SERVICE_MODULES, load_spec  # the platform imports this module
+
+    return any(
+        prefix == known or prefix.startswith(known + "/")
+        for name in SERVICE_MODULES
+        for known in load_spec(name).prefixes
+    )
 
 
 def _route(spec: ServiceSpec, edge: EdgeRoute, settings: Settings) -> Route:
