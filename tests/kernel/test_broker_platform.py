@@ -17,6 +17,7 @@ from paymesh.kernel.brokers import BrokerBus, KafkaBus, NatsBus, RabbitBus
 from paymesh.kernel.config import Settings
 from paymesh.platform import Platform
 from tests.conftest import http_client
+from tests.kernel.sample import app as sample_app
 from tests.kernel.sample.app import SPEC
 from tests.kernel.support import bearer, effect_count, eventually, table_rows
 from tests.kernel.test_brokers import IN_CI, NATS_URL, RABBIT_URL, _reachable
@@ -120,6 +121,17 @@ async def test_a_poison_event_is_dead_lettered_and_the_other_consumer_still_gets
     assert dead["consumer"] == "sample.picky"
     assert await eventually(lambda: effect_count(platform, f"note:{note_id}"), lambda n: n >= 1)
     assert await effect_count(platform, f"picky:{note_id}") == 0
+
+    # Fixed, then replayed by an operator: handled once, whatever bus brought it.
+    sample_app.cured.add("poison")
+    ops = bearer(platform.tokens.issue("usr_ops", roles=["ops"]))
+    replayed = await client.post(f"/v1/sample/dead-letters/{dead['id']}/replay", headers=ops)
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["outcome"] == "handled"
+    assert await effect_count(platform, f"picky:{note_id}") == 1
+    again = await client.post(f"/v1/sample/dead-letters/{dead['id']}/replay", headers=ops)
+    assert again.status_code == 409
+    assert await effect_count(platform, f"picky:{note_id}") == 1
 
 
 async def test_ready_reports_the_broker(platform: Platform, client: httpx.AsyncClient) -> None:
