@@ -10,6 +10,7 @@ removes the queues and streams it made. In CI a missing broker fails the run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from paymesh.kernel.brokers import KafkaBus, NatsBus, RabbitBus, broker_bus
+from paymesh.kernel.brokers import BrokerBus, KafkaBus, NatsBus, RabbitBus, broker_bus
 from paymesh.kernel.events import CloudEvent, EventBus, InProcessBus
 
 RABBIT_URL = os.environ.get("PAYMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -336,6 +337,141 @@ async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buse
     await again.start()
     [redelivered] = await recorder.wait_for(1, within=20)
     assert redelivered.id == event.id
+
+
+async def test_a_message_no_consumer_can_read_goes_to_the_dead_letters(buses: Buses) -> None:
+    """Bytes that are not a CloudEvent are neither redelivered forever nor dropped: the bus
+    moves them, with the consumer's name and the reason, to `<namespace>.dead-letters`."""
+    if buses.kind == "in_process":
+        pytest.skip("in one process, only CloudEvents are ever published")
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    bus = _bus_in(buses, namespace)
+    recorder = Recorder()
+    consumer = f"{buses.source}.strict"
+    bus.subscribe(consumer, [f"{buses.source}.*"], recorder)
+    await bus.start()
+    garbage = b"\x00{not json"
+    try:
+        await _publish_raw(bus, f"{buses.source}.happened", garbage)
+        await bus.publish(buses.event("happened", 3))
+        assert numbers(await recorder.wait_for(1)) == [3]
+        body, headers = await _read_dead_letter(bus, consumer)
+        assert body == garbage
+        assert headers["paymesh-consumer"] == consumer
+        assert headers["paymesh-reason"].startswith("not a CloudEvent")
+        await asyncio.sleep(0.2)
+        assert numbers(recorder.events) == [3]  # the garbage never reached the consumer
+    finally:
+        await bus.stop()
+        await _remove_namespace(bus, buses.source, consumer)
+
+
+def _bus_in(buses: Buses, namespace: str) -> BrokerBus:
+    if buses.kind == "rabbitmq":
+        return RabbitBus(RABBIT_URL, namespace=namespace)
+    if buses.kind == "nats":
+        return NatsBus(NATS_URL, namespace=namespace)
+    return KafkaBus(buses.url, namespace=namespace, session_timeout_seconds=KAFKA_SESSION_SECONDS)
+
+
+async def _publish_raw(bus: BrokerBus, event_type: str, body: bytes) -> None:
+    """Bytes on the bus's own transport, as a foreign publisher would send them."""
+    broker: Any = bus._broker
+    source = event_type.split(".", 1)[0]
+    if isinstance(bus, RabbitBus):
+        await broker.publish(body, exchange=bus._exchange, routing_key=event_type, persist=True)
+    elif isinstance(bus, NatsBus):
+        await broker.publish(
+            body, f"{bus.subject_root}.{event_type}", stream=f"{bus.namespace}-{source}"
+        )
+    else:
+        assert isinstance(bus, KafkaBus)
+        await broker.publish(body, bus.topic(source), key=b"foreign")
+
+
+async def _read_dead_letter(bus: BrokerBus, consumer: str) -> tuple[bytes, dict[str, str]]:
+    async with asyncio.timeout(20):
+        if isinstance(bus, RabbitBus):
+            from aio_pika import connect_robust
+
+            connection = await connect_robust(RABBIT_URL)
+            async with connection:
+                channel = await connection.channel()
+                while True:
+                    try:
+                        queue = await channel.get_queue(bus.dead_letters, ensure=True)
+                    except Exception:
+                        channel = await connection.channel()  # not declared yet
+                        await asyncio.sleep(0.1)
+                        continue
+                    message = await queue.get(no_ack=True, fail=False)
+                    if message is None:
+                        await asyncio.sleep(0.1)
+                        continue
+                    headers = {k: str(v) for k, v in (message.headers or {}).items()}
+                    return message.body, headers
+        if isinstance(bus, NatsBus):
+            import nats
+
+            client = await nats.connect(NATS_URL)
+            try:
+                while True:
+                    try:
+                        subscription = await client.jetstream().pull_subscribe(
+                            f"{bus.dead_letters}.{consumer}", stream=f"{bus.namespace}-dead-letters"
+                        )
+                        [message] = await subscription.fetch(1, timeout=2)
+                    except Exception:
+                        await asyncio.sleep(0.1)
+                        continue
+                    return message.data, dict(message.headers or {})
+            finally:
+                await client.close()
+        from aiokafka import AIOKafkaConsumer
+
+        assert isinstance(bus, KafkaBus)
+        reader = AIOKafkaConsumer(
+            bus.dead_letters, bootstrap_servers=bus.bootstrap_servers, auto_offset_reset="earliest"
+        )
+        await reader.start()
+        try:
+            record = await reader.getone()
+            return record.value, {k: v.decode() for k, v in record.headers}
+        finally:
+            await reader.stop()
+
+
+async def _remove_namespace(bus: BrokerBus, source: str, consumer: str) -> None:
+    if isinstance(bus, RabbitBus):
+        from aio_pika import connect_robust
+
+        connection = await connect_robust(RABBIT_URL)
+        async with connection:
+            channel = await connection.channel()
+            for queue in (f"{bus.namespace}.{consumer}", bus.dead_letters):
+                await channel.queue_delete(queue)
+            await channel.exchange_delete(bus.subject_root)
+    elif isinstance(bus, NatsBus):
+        import nats
+
+        client = await nats.connect(NATS_URL)
+        try:
+            for stream in (f"{bus.namespace}-{source}", f"{bus.namespace}-dead-letters"):
+                with contextlib.suppress(Exception):
+                    await client.jetstream().delete_stream(stream)
+        finally:
+            await client.close()
+    else:
+        assert isinstance(bus, KafkaBus)
+        await _delete_kafka_topics(bus.url, [source], namespace=bus.namespace)
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([bus.dead_letters])
+        finally:
+            await admin.close()
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,10 @@ relay and the consumers do not know which bus they run on:
   operators replay it. Only when that machinery itself fails (its database is down) does
   the message go back to the broker, after a pause, for a later delivery; a consumer
   process that dies mid-event leaves it unacknowledged, and the broker redelivers it.
+- **Broker dead letters** hold what no consumer could ever take: a message that is not a
+  CloudEvent is moved, with the consumer's name and the reason, to `<namespace>.dead-letters`
+  (a RabbitMQ queue, a NATS stream of subjects `<namespace>.dead-letters.<consumer>`, a Kafka
+  topic keyed by consumer) instead of being redelivered forever or dropped.
 - **One queue (RabbitMQ) or durable consumer (NATS) per consumer name** (`service.consumer`),
   shared by every replica of that service: each event reaches one replica of each
   consuming service. Events are published under their type (`payments.payment.succeeded`):
@@ -90,6 +94,8 @@ class BrokerBus:
         died) goes to another. RabbitMQ redelivers when the dead consumer's connection
         closes."""
         self.prefetch = prefetch
+        self.dead_letters = f"{namespace}.dead-letters"
+        """Where messages no consumer can read go (see the module's docstring)."""
         self.redelivery_pause_seconds = redelivery_pause_seconds
         self.subscriptions: list[BrokerSubscription] = []
         self._started = asyncio.Event()
@@ -174,6 +180,9 @@ class BrokerBus:
     async def _send(self, event: CloudEvent) -> None:
         raise NotImplementedError
 
+    async def _dead_letter(self, consumer: str, body: bytes, reason: str) -> None:
+        raise NotImplementedError
+
     # --- shared ------------------------------------------------------------------------------
 
     async def _wait_started(self) -> None:
@@ -189,9 +198,18 @@ class BrokerBus:
         """Hand one message to its consumer; raising sends it back to the broker."""
         try:
             event = CloudEvent.model_validate_json(body)
-        except ValidationError:
-            # Not a CloudEvent of ours: redelivering it could never succeed.
-            log.error("broker_message_unreadable", consumer=subscription.name, size=len(body))
+        except ValidationError as error:
+            # Not a CloudEvent of ours: redelivering it could never succeed. Kept where an
+            # operator can read it; a failure to keep it sends the message back instead.
+            reason = f"not a CloudEvent: {error.errors()[0]['msg']}"[:200]
+            log.error(
+                "broker_message_dead_lettered",
+                consumer=subscription.name,
+                size=len(body),
+                reason=reason,
+                destination=self.dead_letters,
+            )
+            await self._dead_letter(subscription.name, body, reason)
             return
         if not subscription.matches(event.type):
             return
@@ -276,6 +294,21 @@ class RabbitBus(BrokerBus):
         if confirmation is not None and confirmation.__class__.__name__ != "Ack":
             raise RuntimeError(f"RabbitMQ did not confirm event {event.id}: {confirmation!r}")
 
+    async def _dead_letter(self, consumer: str, body: bytes, reason: str) -> None:
+        from faststream.rabbit import RabbitQueue
+
+        queue = RabbitQueue(self.dead_letters, durable=True)
+        await self._broker.declare_queue(queue)
+        confirmation = await self._broker.publish(
+            body,
+            queue=queue,  # the default exchange routes by the queue's name
+            persist=True,
+            headers={"paymesh-consumer": consumer, "paymesh-reason": reason},
+            timeout=10.0,
+        )
+        if confirmation is not None and confirmation.__class__.__name__ != "Ack":
+            raise RuntimeError(f"RabbitMQ did not confirm a dead letter: {confirmation!r}")
+
 
 def _amqp_binding(pattern: str) -> str:
     """An AMQP topic binding that matches at least what the fnmatch `pattern` matches:
@@ -353,6 +386,23 @@ class NatsBus(BrokerBus):
         )
         if ack is None:
             raise RuntimeError(f"JetStream did not acknowledge event {event.id}")
+
+    async def _dead_letter(self, consumer: str, body: bytes, reason: str) -> None:
+        stream = self._stream_name("dead-letters")
+        jetstream = self._broker.connection.jetstream()
+        try:
+            await jetstream.stream_info(stream)
+        except Exception:
+            await jetstream.add_stream(name=stream, subjects=[f"{self.dead_letters}.>"])
+        ack = await self._broker.publish(
+            body,
+            f"{self.dead_letters}.{consumer}",
+            stream=stream,
+            headers={"paymesh-consumer": consumer, "paymesh-reason": reason},
+            timeout=10.0,
+        )
+        if ack is None:
+            raise RuntimeError("JetStream did not acknowledge a dead letter")
 
     def _stream_name(self, source: str) -> str:
         return f"{self.namespace}-{source}"
@@ -491,6 +541,15 @@ class KafkaBus(BrokerBus):
 
     async def _send(self, event: CloudEvent) -> None:
         await self.publish_batch([event])
+
+    async def _dead_letter(self, consumer: str, body: bytes, reason: str) -> None:
+        await self._ensure_topics({self.dead_letters})
+        await self._broker.publish(
+            body,
+            self.dead_letters,
+            key=consumer.encode(),
+            headers={"paymesh-consumer": consumer, "paymesh-reason": reason},
+        )
 
     async def _ensure_topics(self, topics: set[str]) -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
