@@ -167,7 +167,7 @@ class TestUp:
         assert not (tmp_path / "var").exists(), "nothing may be created before refusing"
 
     def test_refuses_a_broker_it_has_no_bus_for(self, tmp_path: Path) -> None:
-        env = cli_env(tmp_path / "var", PAYMESH_BROKER_URL="kafka://127.0.0.1:9092")
+        env = cli_env(tmp_path / "var", PAYMESH_BROKER_URL="mqtt://127.0.0.1:1883")
         result = run_cli("up", "--port", str(free_port()), cwd=tmp_path, env=env)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "PAYMESH_BROKER_URL" in result.stderr

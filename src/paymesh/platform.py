@@ -233,6 +233,12 @@ class Platform:
             verifier=verifier,
             own_app=self.root,
             tier_of=self.verifier.tier_of,
+            elsewhere=[
+                prefix
+                for name in SERVICE_MODULES
+                if name not in self.runtimes
+                for prefix in load_spec(name).prefixes
+            ],
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

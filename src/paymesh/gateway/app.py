@@ -321,11 +321,13 @@ def build_gateway(
     verifier: TokenVerifier,
     own_app: ASGIApp,
     tier_of: TierOf,
+    elsewhere: Sequence[str] = (),
 ) -> Gateway:
-    """The gateway for `specs` (the route table) in front of `upstreams`."""
+    """The gateway for `specs` (the route table) in front of `upstreams`; `elsewhere`: the
+    prefixes of the services other processes serve."""
     gateway_settings = settings.gateway
     return Gateway(
-        table=RouteTable.from_specs(specs, settings),
+        table=RouteTable.from_specs(specs, settings, elsewhere=elsewhere),
         upstreams=upstreams,
         authenticators=[BearerAuthenticator(verifier)],
         limiter=RateLimiter(

@@ -74,10 +74,18 @@ class RouteTable:
 
     @classmethod
     def from_specs(
-        cls, specs: Sequence[ServiceSpec], settings: Settings, overrides: Sequence[EdgeRoute] = ()
+        cls,
+        specs: Sequence[ServiceSpec],
+        settings: Settings,
+        overrides: Sequence[EdgeRoute] = (),
+        *,
+        elsewhere: Sequence[str] = (),
     ) -> RouteTable:
         """Every prefix of every service (authenticated unless its spec says otherwise),
-        then its spec's edge routes, then the operator's (`PAYMESH_GATEWAY_ROUTES`)."""
+        then its spec's edge routes, then the operator's (`PAYMESH_GATEWAY_ROUTES`).
+        `elsewhere`: prefixes of services other processes serve — one
+        `PAYMESH_GATEWAY_ROUTES` is given to every process of the distributed shape, so an
+        operator's route under one of them is not this process's to apply, nor an error."""
         gateway = settings.gateway
         routes: dict[tuple[str, frozenset[str], bool], Route] = {}
         for spec in specs:
@@ -113,24 +121,15 @@ class RouteTable:
                 None,
             )
             if owner is None:
-                if _known_elsewhere(override.prefix):
-                    continue  # a service this process does not serve: its gateway applies it
+                if any(
+                    override.prefix == known or override.prefix.startswith(known + "/")
+                    for known in elsewhere
+                ):
+                    continue
                 raise ValueError(f"gateway route {override.prefix!r} is under no service's prefix")
             route = _route(owner, override, settings)
             routes[(route.prefix, route.methods, route.exact)] = route
         return cls(routes.values())
-
-
-def _known_elsewhere(prefix: str) -> bool:
-    """Whether `prefix` lies under a Paymesh service's prefix, served or not here: one
-    `PAYMESH_GATEWAY_ROUTES` is given to every process of the distributed shape."""
-    from paymesh.platform import SERVICE_MODULES, load_spec  # the platform imports this module
-
-    return any(
-        prefix == known or prefix.startswith(known + "/")
-        for name in SERVICE_MODULES
-        for known in load_spec(name).prefixes
-    )
 
 
 def _route(spec: ServiceSpec, edge: EdgeRoute, settings: Settings) -> Route:
