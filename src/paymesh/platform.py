@@ -52,6 +52,7 @@ from paymesh.kernel.oidc import (
 from paymesh.kernel.openapi import install_openapi
 from paymesh.kernel.revocation import RedisRevocationFeed, RevocationRegistry
 from paymesh.kernel.runtime import Directory, ServiceRuntime, ServiceSpec, settle_heap
+from paymesh.kernel.tracing import configure_tracing, flush_tracing, instrument_engines
 from paymesh.notifications.simulators.mounting import mount_notification_simulators
 from paymesh.providers.connectors.kyc import SIMULATOR_PATH
 from paymesh.providers.simulators.bank import build_app as build_bank_simulator
@@ -269,6 +270,13 @@ class Platform:
                 await runtime.spec.seed_demo(runtime)
 
     async def start(self) -> None:
+        # Per process (after any fork: the exporter's thread does not survive one).
+        if configure_tracing(self.trace_service_name()):
+            databases = [runtime.database for runtime in self.runtimes.values()]
+            instrument_engines(
+                [database.engine for database in databases]
+                + [database.read_engine for database in databases if database.is_sqlite]
+            )
         await self.revocations.start()
         if self.fronted:  # a service process behind `serve gateway` opens no breaker store
             await self.gateway.start()
@@ -291,6 +299,13 @@ class Platform:
             await self.gateway.stop()
         await self.revocations.stop()
         await self.cache.close()
+        flush_tracing()
+
+    def trace_service_name(self) -> str:
+        """`service.name` of this process's spans (`OTEL_SERVICE_NAME` overrides it)."""
+        if len(self.runtimes) == 1:
+            return f"paymesh-{next(iter(self.runtimes))}"
+        return "paymesh" if self.runtimes else "paymesh-gateway"
 
     def asyncapi(self) -> dict[str, Any]:
         """Every service's events, wherever it runs: the platform's event contract."""

@@ -33,6 +33,7 @@ from paymesh.kernel.event_catalog import EventCatalog
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tables import KernelTables
+from paymesh.kernel.tracing import mark_failed, span, tracing_on
 
 log = structlog.get_logger("paymesh.events")
 
@@ -248,6 +249,23 @@ class Outbox:
         ]
 
 
+MAX_SPAN_LINKS = 128
+"""Links from a batch's span to the traces of its events, at most."""
+
+
+def traceparent_of(event: CloudEvent) -> str:
+    """The event's CloudEvents distributed-tracing extension (empty when it has none)."""
+    value = (event.model_extra or {}).get("traceparent")
+    return value if isinstance(value, str) else ""
+
+
+def trace_links(events: Sequence[CloudEvent]) -> list[str]:
+    """The traceparents a batch's span links to; none (and no work) when tracing is off."""
+    if not tracing_on():
+        return []
+    return [traceparent_of(event) for event in events[:MAX_SPAN_LINKS]]
+
+
 def request_context(session: AsyncSession) -> dict[str, str]:
     """CloudEvents extension attributes of the request the session serves: who acted (the
     unit of work records the verified caller in `session.info["actor"]`), its request id
@@ -374,7 +392,13 @@ class OutboxRelay:
                 if row["envelope"] is not None
             ]
             if events:
-                await self.bus.publish_batch(events)
+                with span(
+                    f"publish {events[0].source.rsplit('/', 1)[-1]} events",
+                    kind="producer",
+                    links=trace_links(events),
+                    attributes={"messaging.batch.message_count": len(events)},
+                ):
+                    await self.bus.publish_batch(events)
             published = [row["id"] for row in rows]
         except Exception as error:
             log.warning("outbox_publish_failed", error=repr(error), pending=len(rows))
@@ -508,7 +532,22 @@ class Consumer:
                 await self(event)
             return
         try:
-            await self._handle_batch_once(self.batch_handler, events)
+            if not tracing_on():
+                await self._handle_batch_once(self.batch_handler, events)
+                return
+            traces = {traceparent_of(event)[:35] for event in events}
+            with span(
+                f"{self.name} process",
+                kind="consumer",
+                # One trace: its child. Several: linked to each.
+                parent=traceparent_of(events[0]) if len(traces) == 1 else None,
+                links=[] if len(traces) == 1 else trace_links(events),
+                attributes={
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.batch.message_count": len(events),
+                },
+            ):
+                await self._handle_batch_once(self.batch_handler, events)
             return
         except Exception as failure:
             log.warning(
@@ -557,11 +596,29 @@ class Consumer:
         return new
 
     async def __call__(self, event: CloudEvent) -> None:
+        if not tracing_on():
+            await self._handle(event)
+            return
+        with span(
+            f"{self.name} process",
+            kind="consumer",
+            parent=traceparent_of(event) or None,  # the span that wrote the event
+            attributes={
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": event.id,
+                "cloudevents.event_type": event.type,
+            },
+        ) as current:
+            if not await self._handle(event):
+                mark_failed(current, "dead-lettered")
+
+    async def _handle(self, event: CloudEvent) -> bool:
+        """Handle with retries; False when the event ended as a dead letter."""
         error: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
                 await self._handle_once(event)
-                return
+                return True
             except Exception as failure:
                 error = failure
                 log.warning(
@@ -575,6 +632,7 @@ class Consumer:
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
         await self._dead_letter(event, error)
+        return False
 
     async def _handle_once(self, event: CloudEvent) -> None:
         async with self.database.transaction() as session:

@@ -24,6 +24,7 @@ from tenacity import (
 
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.observability import request_id_var, traceparent_var
+from paymesh.kernel.tracing import span
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
@@ -101,7 +102,14 @@ class ServiceClient:
                 retry=retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
                 reraise=True,
             ):
-                with attempt:
+                with (
+                    attempt,
+                    span(
+                        f"{method} {self._http.base_url.host or 'service'}",
+                        kind="client",
+                        attributes={"http.request.method": method, "url.path": path},
+                    ) as current,
+                ):
                     response = await self._http.request(
                         method,
                         path,
@@ -109,6 +117,8 @@ class ServiceClient:
                         params=params,
                         headers=await self._headers(idempotency_key),
                     )
+                    if current is not None:
+                        current.set_attribute("http.response.status_code", response.status_code)
                     if response.status_code in RETRYABLE_STATUSES and safe:
                         raise _RetryableStatus(response)
         except _RetryableStatus as exhausted:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymesh.kernel.errors import problem_document
 from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.tracing import mark_failed, span, tracing_on
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -181,8 +182,33 @@ class RequestContextMiddleware:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID.match(request_id):
             request_id = _random_hex(96)
-        incoming_trace = trace_id_of(headers.get(b"traceparent", b"").decode("latin-1"))
-        traceparent = new_traceparent(incoming_trace)
+        incoming = headers.get(b"traceparent", b"").decode("latin-1")
+        if not tracing_on():
+            await self._serve(
+                scope, receive, send, request_id, new_traceparent(trace_id_of(incoming))
+            )
+            return
+        with span(
+            scope["method"],
+            kind="server",
+            parent=incoming if trace_id_of(incoming) else None,
+            attributes={"paymesh.service": self.service, "http.request.method": scope["method"]},
+        ) as current:
+            status = await self._serve(
+                scope, receive, send, request_id, traceparent_var.get() or new_traceparent()
+            )
+            route = _route_template(scope)
+            current.update_name(f"{scope['method']} {route}")
+            current.set_attribute("http.route", route)
+            current.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                mark_failed(current)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, traceparent: str
+    ) -> int:
+        """Handle the request in its context (ids bound for logs, metrics, access log);
+        the response's status."""
         scope.setdefault("state", {})["request_id"] = request_id
         request_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(traceparent)
@@ -229,6 +255,7 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
             request_id_var.reset(request_token)
             traceparent_var.reset(trace_token)
+        return status
 
     def _metrics(self, method: str, route: str, status: int) -> _RequestMetrics:
         key = (method, route, str(status))
