@@ -36,7 +36,7 @@ RUN_ARGS ?=
 BENCH_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: bench-tools help install venv rp-deps run test test-sqlite test-postgresql lint format bench lock lock-check \
+.PHONY: bench-tools help install venv rp-deps obs-deps run test test-sqlite test-postgresql lint format bench lock lock-check \
 	clean distclean fuzz
 
 help:
@@ -111,8 +111,18 @@ rp-deps:
 	else echo "node not found: the relying-party and trusted-issuer tests will be skipped" \
 	  "(fail with CI=true)"; fi
 
+# Prometheus and promtool for tests/test_observability.py: Debian's package, when absent.
+obs-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's prometheus package (promtool) for the observability tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus >/dev/null; \
+	  else echo "prometheus not found: the observability tests will be skipped (fail with CI=true)"; fi; \
+	fi
+
 # Both passes always run; the target fails if either failed (or PostgreSQL is missing in CI).
-test: install rp-deps
+test: install rp-deps obs-deps
 	@rm -f $(TEST_LOGS)/summary; failed=0; \
 	$(call pytest_pass,sqlite) || failed=1; \
 	if $(PY) scripts/postgres_ready.py; then \
@@ -127,10 +137,10 @@ test: install rp-deps
 	echo; echo "==> test summary"; cat $(TEST_LOGS)/summary; \
 	exit $$failed
 
-test-sqlite: install rp-deps
+test-sqlite: install rp-deps obs-deps
 	@$(call pytest_pass,sqlite)
 
-test-postgresql: install rp-deps
+test-postgresql: install rp-deps obs-deps
 	@$(call pytest_pass,postgresql)
 
 # tests/test_fuzz.py with more examples per operation, on SQLite then PostgreSQL (when it

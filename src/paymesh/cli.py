@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -237,8 +239,19 @@ def _serve_processes(
     # address too, so their public URL (issuer, discovery) is the one announced here.
     os.environ["PAYMESH_HOST"] = settings.host
     os.environ["PAYMESH_PORT"] = str(settings.port)
+    # Metrics of every server process in one /metrics: prometheus_client's multiprocess
+    # mode, in a directory fresh for this run (stale files would add old counts).
+    metrics_directory = tempfile.mkdtemp(prefix="paymesh-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory
     _announce(platform, settings.origin, demo=False)
     console.print(f"{processes} server processes share the port")
+    try:
+        _run_workers_server(processes, settings)
+    finally:
+        shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def _run_workers_server(processes: int, settings: Settings) -> None:
     uvicorn.run(
         "paymesh.cli:platform_from_environment",
         factory=True,

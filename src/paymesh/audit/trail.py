@@ -33,6 +33,7 @@ from paymesh.audit.models import AuditCheckpoint, AuditRecord
 from paymesh.kernel.db import Database, lock_until_commit, utcnow
 from paymesh.kernel.events import CloudEvent
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.metrics import AUDIT_APPEND_LAG
 
 _records = AuditRecord.__table__.c
 CHAIN_HEAD = (
@@ -127,6 +128,12 @@ class AuditTrail:
         chain = chain_of(event)
         seq, prev_hash = await self._lock_head(session, chain)
         await session.execute(RECORD_INSERT, self._record(event, chain, seq, prev_hash))
+        self._observe_lag([event])
+
+    def _observe_lag(self, events: Sequence[CloudEvent]) -> None:
+        now = self.clock()
+        for event in events:
+            AUDIT_APPEND_LAG.observe(max(0.0, (now - event.time).total_seconds()))
 
     async def append_many(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
         """`append` of each event in turn, in one go: one lock and one head read per chain
@@ -151,6 +158,7 @@ class AuditTrail:
                 seq, prev_hash = seq + 1, values["hash"]
         # One row goes as one parameter set: a list would take the executemany path.
         await session.execute(RECORD_INSERT, rows[0] if len(rows) == 1 else rows)
+        self._observe_lag(events)
 
     async def _lock_head(self, session: AsyncSession, chain: str) -> tuple[int, str]:
         """Serialise appends to `chain` until commit; its next seq and the hash to link to."""

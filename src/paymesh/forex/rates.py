@@ -22,6 +22,7 @@ import structlog
 from paymesh.forex.errors import DateOutOfRange, ProviderError, RatesStale, RatesUnavailable
 from paymesh.forex.providers import RateProvider, RateTable
 from paymesh.kernel.cache import Cache
+from paymesh.kernel.metrics import FOREX_REFRESHED
 
 log = structlog.get_logger("paymesh.forex.rates")
 
@@ -62,6 +63,7 @@ class RateBook:
         table = await self.provider.table(None)
         document = {"table": table.to_json(), "refreshed_at": self.clock()}
         await self.cache.set(self._key(), document, self._retention_seconds)
+        FOREX_REFRESHED.set(time.time())
         log.info("rates_refreshed", provider=self.provider.name, day=table.day.isoformat())
         return table
 

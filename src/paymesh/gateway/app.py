@@ -40,6 +40,7 @@ from paymesh.kernel.auth import Caller, TokenVerifier
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import PROBLEM_MEDIA_TYPE, PaymeshError
 from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.metrics import RATE_LIMITED
 from paymesh.kernel.observability import (
     new_traceparent,
     request_id_or_new,
@@ -246,7 +247,8 @@ class Gateway:
             per_minute: int | None = self.anonymous_per_minute
         else:
             who = f"client:{caller.client_id or caller.subject}"
-            per_minute = tier_limit(self.tier_of(caller))
+            tier = self.tier_of(caller)
+            per_minute = tier_limit(tier)
         checks = [(who, per_minute)]
         if route.per_minute is not None:
             checks.append((f"route:{route.limit_key}:{who}", route.per_minute))
@@ -257,6 +259,7 @@ class Gateway:
             return
         exchange.allowance = reported
         if refused is not None:
+            RATE_LIMITED.labels("anonymous" if caller is None else (tier or "default")).inc()
             raise RateLimited(
                 f"at most {refused.limit} requests per minute; retry in {refused.reset_seconds} s",
                 limit=refused.limit,

@@ -16,6 +16,7 @@ from purgatory import AsyncCircuitBreakerFactory, AsyncInMemoryUnitOfWork, Async
 from purgatory.domain.model import OpenedState
 
 from paymesh.gateway.errors import GatewayError, UpstreamUnavailable
+from paymesh.kernel.metrics import BREAKER_OPEN
 
 log = structlog.get_logger("paymesh.gateway")
 
@@ -48,7 +49,10 @@ class Breakers:
     @staticmethod
     def _on_event(name: str, event_name: str, event: object) -> None:
         if event_name == "state_changed":
-            log.warning("upstream_breaker", upstream=name, state=getattr(event, "state", None))
+            state = getattr(event, "state", None)
+            log.warning("upstream_breaker", upstream=name, state=state)
+            service = name.removeprefix("paymesh:gateway:")
+            BREAKER_OPEN.labels(service).set(1 if str(state) == "opened" else 0)
 
     @asynccontextmanager
     async def guard(self, service: str) -> AsyncIterator[None]:
@@ -60,6 +64,7 @@ class Breakers:
             async with breaker:
                 yield
         except OpenedState:
+            BREAKER_OPEN.labels(service).set(1)  # opened here or by another gateway
             raise UpstreamUnavailable(
                 f"{service} is failing; requests are refused until it recovers",
                 service=service,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fnmatch
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
 from paymesh.kernel.event_catalog import EventCatalog
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.metrics import (
+    CONSUMER_ATTEMPTS,
+    CONSUMER_DEAD_LETTERS,
+    CONSUMER_FAILURES,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST,
+    OUTBOX_PUBLISHED,
+)
 from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tables import KernelTables
 from paymesh.kernel.tracing import mark_failed, span, tracing_on
@@ -312,9 +321,15 @@ class OutboxRelay:
         interval_seconds: float = 0.5,
         lease_seconds: float = 30.0,
         retention_seconds: float = 0.0,
+        service: str | None = None,
     ) -> None:
         self.database = database
         self.table = tables.outbox
+        self.service = service or database.service
+        self._backlog = OUTBOX_BACKLOG.labels(self.service)
+        self._oldest = OUTBOX_OLDEST.labels(self.service)
+        self._published = OUTBOX_PUBLISHED.labels(self.service)
+        self._measured_at = 0.0
         self.bus = bus
         self.retention_seconds = retention_seconds
         self.batch_size = batch_size
@@ -407,7 +422,27 @@ class OutboxRelay:
         finally:
             if published:
                 await self._mark_published(published)
+                self._published.inc(len(published))
         return len(published)
+
+    async def measure_backlog(self) -> None:
+        """Set the backlog metrics: unpublished events, and the age of the oldest."""
+        table = self.table
+        async with self.database.read_engine.connect() as connection:
+            count, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(table.c.created_at)).where(
+                        table.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        self._backlog.set(count)
+        if oldest is None:
+            self._oldest.set(0)
+        else:
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=dt.UTC)
+            self._oldest.set(max(0.0, (utcnow() - oldest).total_seconds()))
 
     async def purge_published(self, retention_seconds: float) -> int:
         """Delete events published longer ago than the retention; returns how many."""
@@ -453,6 +488,12 @@ class OutboxRelay:
 
     async def run_forever(self) -> None:
         while not self.stopping.is_set():
+            if time.monotonic() - self._measured_at >= BACKLOG_MEASURE_SECONDS:
+                self._measured_at = time.monotonic()
+                try:
+                    await self.measure_backlog()
+                except Exception:
+                    log.warning("outbox_backlog_unmeasured", service=self.service)
             try:
                 # Go straight on only while batches come back full; otherwise wait for
                 # the next commit (and a short debounce) so batches stay large.
@@ -467,6 +508,9 @@ class OutboxRelay:
                 await pause(self.stopping, self.debounce_seconds)
             self._wake.clear()
 
+
+BACKLOG_MEASURE_SECONDS = 5.0
+"""How often a relay counts its outbox's unpublished events for the metrics."""
 
 INBOX_CHUNK = 300
 """Inbox rows per statement on SQLite (3 parameters each, well under its variable limit)."""
@@ -503,6 +547,9 @@ class Consumer:
         self.batch_handler = batch_handler
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        self._attempts = CONSUMER_ATTEMPTS.labels(name)
+        self._failures = CONSUMER_FAILURES.labels(name)
+        self._dead_letters = CONSUMER_DEAD_LETTERS.labels(name)
         inbox = tables.inbox
         # PostgreSQL: one prepared statement whatever the batch size. Ids go in sorted, so
         # two batches that overlap take the inbox rows' locks in the same order.
@@ -531,6 +578,7 @@ class Consumer:
             for event in events:
                 await self(event)
             return
+        self._attempts.inc(len(events))
         try:
             if not tracing_on():
                 await self._handle_batch_once(self.batch_handler, events)
@@ -550,6 +598,7 @@ class Consumer:
                 await self._handle_batch_once(self.batch_handler, events)
             return
         except Exception as failure:
+            self._failures.inc(len(events))
             log.warning(
                 "consumer_batch_failed",
                 consumer=self.name,
@@ -616,10 +665,12 @@ class Consumer:
         """Handle with retries; False when the event ended as a dead letter."""
         error: Exception | None = None
         for attempt in range(1, self.max_attempts + 1):
+            self._attempts.inc()
             try:
                 await self._handle_once(event)
                 return True
             except Exception as failure:
+                self._failures.inc()
                 error = failure
                 log.warning(
                     "consumer_failed",
@@ -632,6 +683,7 @@ class Consumer:
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
         await self._dead_letter(event, error)
+        self._dead_letters.inc()
         return False
 
     async def _handle_once(self, event: CloudEvent) -> None:

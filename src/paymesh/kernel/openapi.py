@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,22 @@ class DocumentedRoute(Route):
         super().__init__(path, endpoint=endpoint, include_in_schema=False)
         self.openapi_paths = dict(paths)
         self.openapi_schemas = dict(schemas or {})
+        # Longest first: `/Users/{id}` before `/{resource}`.
+        self._templates = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "/?$"),
+                template,
+            )
+            for template in sorted(self.openapi_paths, key=len, reverse=True)
+        ]
+
+    def template_for(self, path: str) -> str:
+        """The documented path template `path` falls under (metrics' `route` label), else
+        the route's own pattern."""
+        for pattern, template in self._templates:
+            if pattern.match(path):
+                return template
+        return self.path
 
 
 def install_openapi(app: FastAPI, *, decoding: bool = True) -> None:

@@ -24,6 +24,12 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from paymesh.kernel.events import Outbox
+from paymesh.kernel.metrics import (
+    LEDGER_GROUP_COMMIT,
+    LEDGER_QUEUE_LIMIT,
+    LEDGER_QUEUED,
+    LEDGER_TRANSFERS,
+)
 from paymesh.ledger.errors import LedgerOverloaded
 from paymesh.ledger.posting import (
     CreateTransfer,
@@ -64,6 +70,7 @@ class TransferEngine:
         self._stopping = False
         self._queued_operations = 0
         self.max_queued_operations = max_queued_operations
+        LEDGER_QUEUE_LIMIT.set(max_queued_operations)
 
     async def start(self) -> None:
         self._stopping = False
@@ -105,6 +112,7 @@ class TransferEngine:
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(operations, atomic, future))
         self._queued_operations += len(operations)
+        LEDGER_QUEUED.set(self._queued_operations)
         async with self._ready:
             self._ready.notify()
         return await future
@@ -119,6 +127,7 @@ class TransferEngine:
             self._queued_operations -= len(request.operations)
             taken.append(request)
             count += len(request.operations)
+        LEDGER_QUEUED.set(self._queued_operations)
         return taken
 
     async def _write_forever(self) -> None:
@@ -149,6 +158,7 @@ class TransferEngine:
             for request in requests:
                 await self._write([request])
             return
+        _count(results)
         for request, result in zip(requests, results, strict=True):
             if not request.future.done():
                 request.future.set_result(result)
@@ -170,6 +180,17 @@ class TransferEngine:
         if posting.events:
             self.outbox.committed()
         return results
+
+
+def _count(results: list[list[Result]]) -> None:
+    """Metrics of one committed group: its size, and each operation's result."""
+    LEDGER_GROUP_COMMIT.observe(sum(len(group) for group in results))
+    for group in results:
+        for result in group:
+            if isinstance(result, Outcome):
+                LEDGER_TRANSFERS.labels("ok" if result.created else "replayed").inc()
+            else:
+                LEDGER_TRANSFERS.labels(result.code).inc()
 
 
 def _is_conflict(error: Exception) -> bool:

@@ -29,6 +29,7 @@ from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.errors import RemoteServiceError
 from paymesh.kernel.events import Outbox, pause
 from paymesh.kernel.jobs import claim_due, worker_name
+from paymesh.kernel.metrics import NOTIFICATION_DELIVERIES
 from paymesh.notifications.channels import (
     Channel,
     OutgoingMessage,
@@ -306,6 +307,9 @@ class Dispatcher:
                 attempts=attempts,
                 error=error.detail[:200],
             )
+        NOTIFICATION_DELIVERIES.labels(
+            row["channel"], event.rsplit(".", 1)[-1] if event is not None else "retrying"
+        ).inc()
         if event is not None and security:
             # A one-time code lives in the database only while it is on its way.
             values.update(subject=None, text=None, html=None)

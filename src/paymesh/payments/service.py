@@ -39,6 +39,7 @@ from paymesh.kernel.errors import PaymeshError, RemoteServiceError
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.jsonutil import dumps
+from paymesh.kernel.metrics import PAYMENT_DURATION, PAYMENTS
 from paymesh.kernel.money import get_currency
 from paymesh.ledger.client import LedgerClient
 from paymesh.payments import errors, states
@@ -148,6 +149,7 @@ class Payments:
             await session.flush()
             await self.record_step(session, payment.id, "created", "ok", caller.subject, {})
             await self.record_event(session, payment, "created")
+        PAYMENTS.labels(payment.type, "created").inc()
         self.checkpoint("created")
         return await self.advance(payment.id, caller.subject)
 
@@ -978,6 +980,10 @@ class Payments:
                 return False  # someone else moved it first
             await self.record_step(session, payment.id, step, outcome, actor, detail)
             await self.record_event(session, fresh, target)
+        PAYMENTS.labels(payment.type, target).inc()
+        if target in ("succeeded", "failed", "canceled"):  # where a payment's run ends
+            elapsed = (utcnow() - payment.created_at).total_seconds()
+            PAYMENT_DURATION.labels(payment.type, target).observe(max(0.0, elapsed))
         return True
 
     async def record_step(

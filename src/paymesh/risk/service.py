@@ -25,6 +25,7 @@ from paymesh.kernel.db import utcnow
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
 from paymesh.profiles.client import ProfilesClient
 from paymesh.profiles.schemas import Limits, Profile
 from paymesh.risk import errors, repository
@@ -70,6 +71,7 @@ class Evaluations:
         # Remote facts and screening first, before the first statement: on SQLite the
         # transaction holds the one writer line from then until commit, and no other
         # evaluation should wait on these calls.
+        started = time.perf_counter()
         found = await _gathered(self.profiles.get_profile(body.customer_id), self._in_usd(body))
         profile: Profile = found[0]
         amount_usd: int = found[1]
@@ -113,6 +115,8 @@ class Evaluations:
             )
         if outcome.decision == "review":
             await self._open_case(session, row)
+        RISK_DECISIONS.labels(outcome.level, outcome.decision).inc()
+        RISK_EVALUATION.observe(time.perf_counter() - started)
         return decision_view(row)
 
     def simulate(
