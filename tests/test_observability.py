@@ -72,6 +72,24 @@ def test_promtool_loads_the_alert_rules() -> None:
     assert f"SUCCESS: {len(observability.ALERTS)} rules found" in result.stdout
 
 
+def test_every_alert_fires_on_its_fault_and_stays_quiet_otherwise() -> None:
+    """`promtool test rules` (Prometheus's own rule unit tests): for each alert, the series
+    of its fault (an instance down, a dead letter, an unbalanced currency, ...) fire it with
+    its labels and rendered annotations, and healthy series do not."""
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", "alerts_test.yml"],
+        cwd=OBSERVABILITY,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    cases = yaml.safe_load((OBSERVABILITY / "alerts_test.yml").read_text())["tests"]
+    tested = {case["alert_rule_test"][0]["alertname"] for case in cases}
+    assert tested == {alert["alert"] for alert in observability.ALERTS}
+
+
 def _check_expressions(expressions: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     rules = {
         "groups": [
@@ -140,6 +158,22 @@ async def test_every_expression_names_only_metrics_the_platform_exports(
         "paymesh_notification_deliveries_total",
         "paymesh_audit_append_lag_seconds_bucket",
     } <= exported
+
+
+async def test_scim_requests_are_counted_under_their_documented_templates(
+    make_platform: Callable[..., Any],
+) -> None:
+    platform: Platform = await make_platform(["identity"])
+    admin = {"authorization": f"Bearer {platform.tokens.issue('usr_admin', roles=['admin'])}"}
+    async with http_client(platform) as client:
+        for path in ("/scim2/Users/usr_nobody", "/scim2/Groups/grp_none", "/scim2/Schemas"):
+            answer = await client.get(path, headers=admin)
+            assert answer.status_code in (200, 404), answer.text
+        exposition = (await client.get("/metrics")).text
+    for template in ("/scim2/Users/{id}", "/scim2/Groups/{id}", "/scim2/Schemas"):
+        assert _samples(exposition, "paymesh_http_requests_total", route=template) >= 1, template
+    assert 'route="/scim2/{path:scim_path}"' not in exposition
+    assert 'route="unmatched"' not in exposition
 
 
 # --- processes ---------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ ALERTS: list[dict[str, Any]] = [
         "description": "{{ $labels.instance }} has been unreachable for a minute: the process "
         "is down or hung. Its service's other replicas (and the gateway's breaker) take over "
         "where there are any.",
+        "test": {
+            "series": {'up{job="paymesh",instance="ledger:8000"}': "1 0 0 0"},
+            "at": "3m",
+            "labels": {"job": "paymesh", "instance": "ledger:8000"},
+            "quiet": {'up{job="paymesh",instance="ledger:8000"}': "1 1 1 1"},
+        },
     },
     {
         "alert": "PaymeshTrialBalanceUnbalanced",
@@ -42,8 +48,14 @@ ALERTS: list[dict[str, Any]] = [
         "for": "0m",
         "severity": "critical",
         "summary": "The ledger's debits and credits differ",
-        "description": "{{ $value }} currencies do not balance at the last trial-balance "
-        "check: money was created or lost. Stop payouts and investigate the ledger now.",
+        "description": "Some currency does not balance at the last trial-balance check: "
+        "money was created or lost. Stop payouts and investigate the ledger now.",
+        "test": {
+            "series": {"paymesh_ledger_unbalanced_currencies": "0 1 1"},
+            "at": "2m",
+            "labels": {},
+            "quiet": {"paymesh_ledger_unbalanced_currencies": "0 0 0"},
+        },
     },
     {
         "alert": "PaymeshOutboxLagging",
@@ -51,9 +63,19 @@ ALERTS: list[dict[str, Any]] = [
         "for": "5m",
         "severity": "warning",
         "summary": "Events wait in an outbox",
-        "description": "{{ $labels.service }}'s oldest unpublished event is {{ $value }} s old: "
-        "its relay is stopped or the broker refuses events. Consumers (notifications, "
-        "audit, payments) fall behind.",
+        "description": "{{ $labels.service }}'s oldest unpublished event has been over a "
+        "minute old for 5 minutes: its relay is stopped or the broker refuses events. "
+        "Consumers (notifications, audit, payments) fall behind.",
+        "test": {
+            "series": {
+                'paymesh_outbox_oldest_unpublished_age_seconds{service="payments"}': "0 120x10"
+            },
+            "at": "8m",
+            "labels": {"service": "payments"},
+            "quiet": {
+                'paymesh_outbox_oldest_unpublished_age_seconds{service="payments"}': "0 5x10"
+            },
+        },
     },
     {
         "alert": "PaymeshDeadLettersGrowing",
@@ -63,6 +85,16 @@ ALERTS: list[dict[str, Any]] = [
         "summary": "A consumer gives up on events",
         "description": "{{ $labels.consumer }} dead-lettered events in the last 10 minutes. "
         "Read them (GET /v1/<service>/dead-letters), fix the cause, replay them.",
+        "test": {
+            "series": {
+                'paymesh_consumer_dead_letters_total{consumer="notifications.payments"}': "0 0 1 2"
+            },
+            "at": "3m",
+            "labels": {"consumer": "notifications.payments"},
+            "quiet": {
+                'paymesh_consumer_dead_letters_total{consumer="notifications.payments"}': "0 0 0 0"
+            },
+        },
     },
     {
         "alert": "PaymeshHighErrorRate",
@@ -71,8 +103,20 @@ ALERTS: list[dict[str, Any]] = [
         "for": "5m",
         "severity": "critical",
         "summary": "A service answers more than 5 % of its requests with 5xx",
-        "description": "{{ $labels.service }}: {{ $value | humanizePercentage }} of requests "
-        "failed over 5 minutes.",
+        "description": "{{ $labels.service }} answered over 5 % of its requests with 5xx for "
+        "5 minutes.",
+        "test": {
+            "series": {
+                'paymesh_http_requests_total{service="payments",status="200"}': "0+60x20",
+                'paymesh_http_requests_total{service="payments",status="500"}': "0+30x20",
+            },
+            "at": "15m",
+            "labels": {"service": "payments"},
+            "quiet": {
+                'paymesh_http_requests_total{service="payments",status="200"}': "0+60x20",
+                'paymesh_http_requests_total{service="payments",status="500"}': "0+1x20",
+            },
+        },
     },
     {
         "alert": "PaymeshSlowRequests",
@@ -81,7 +125,21 @@ ALERTS: list[dict[str, Any]] = [
         "for": "10m",
         "severity": "warning",
         "summary": "A service's p99 latency is above one second",
-        "description": "{{ $labels.service }}: p99 {{ $value }} s over 10 minutes.",
+        "description": "{{ $labels.service }}'s p99 latency has been above 1 s for 10 minutes.",
+        "test": {
+            "series": {
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="1"}': "0x30",
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="2.5"}': "0+10x30",
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="+Inf"}': "0+10x30",
+            },
+            "at": "20m",
+            "labels": {"service": "risk"},
+            "quiet": {
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="1"}': "0+10x30",
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="2.5"}': "0+10x30",
+                'paymesh_http_request_duration_seconds_bucket{service="risk",le="+Inf"}': "0+10x30",
+            },
+        },
     },
     {
         "alert": "PaymeshBreakerOpen",
@@ -91,6 +149,16 @@ ALERTS: list[dict[str, Any]] = [
         "summary": "The gateway refuses requests to a failing service",
         "description": "The breaker for {{ $labels.upstream }} is open: its replicas failed "
         "in a row and clients get 503 upstream_unavailable until a probe succeeds.",
+        "test": {
+            "series": {
+                'paymesh_gateway_breaker_open{upstream="ledger",instance="gw:8000"}': "0 1 1 1"
+            },
+            "at": "3m",
+            "labels": {"upstream": "ledger"},
+            "quiet": {
+                'paymesh_gateway_breaker_open{upstream="ledger",instance="gw:8000"}': "0 0 0 0"
+            },
+        },
     },
     {
         "alert": "PaymeshRatesStale",
@@ -99,8 +167,15 @@ ALERTS: list[dict[str, Any]] = [
         "for": "15m",
         "severity": "warning",
         "summary": "Forex has not refreshed its rates for six hours",
-        "description": "Quotes and conversions use rates {{ $value | humanizeDuration }} old: "
-        "the rate provider fails or no forex process runs its refresh job.",
+        "description": "Quotes and conversions use rates over six hours old: the rate "
+        "provider fails or no forex process runs its refresh job.",
+        "test": {
+            # Refreshed at t=60 s; evaluated seven hours later. Never refreshed (0): quiet.
+            "series": {"paymesh_forex_rates_refreshed_timestamp_seconds": "60x500"},
+            "at": "7h",
+            "labels": {},
+            "quiet": {"paymesh_forex_rates_refreshed_timestamp_seconds": "0x500"},
+        },
     },
     {
         "alert": "PaymeshLedgerQueueFilling",
@@ -111,6 +186,18 @@ ALERTS: list[dict[str, Any]] = [
         "summary": "The ledger's write queue is near its limit",
         "description": "Past the limit the ledger answers 503 ledger_overloaded: the database "
         "is slow or the load above what it commits.",
+        "test": {
+            "series": {
+                "paymesh_ledger_engine_queued_operations": "90000x5",
+                "paymesh_ledger_engine_queue_limit_operations": "100000x5",
+            },
+            "at": "3m",
+            "labels": {},
+            "quiet": {
+                "paymesh_ledger_engine_queued_operations": "100x5",
+                "paymesh_ledger_engine_queue_limit_operations": "100000x5",
+            },
+        },
     },
 ]
 
@@ -136,6 +223,48 @@ def rules() -> dict[str, Any]:
             }
         ]
     }
+
+
+def _rendered(template: str, labels: dict[str, str]) -> str:
+    """An annotation as Prometheus renders it (the templates here use only `$labels`)."""
+    for name, value in labels.items():
+        template = template.replace(f"{{{{ $labels.{name} }}}}", value)
+    return template
+
+
+def rule_tests() -> dict[str, Any]:
+    """`promtool test rules` cases: each alert fires on the series of its fault, with its
+    labels and annotations, and stays quiet on healthy ones."""
+    tests: list[dict[str, Any]] = []
+    for alert in ALERTS:
+        case = alert["test"]
+        labels = {**case["labels"], "severity": alert["severity"]}
+        for series, expected in ((case["series"], [labels]), (case["quiet"], [])):
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": [
+                        {"series": name, "values": values} for name, values in series.items()
+                    ],
+                    "alert_rule_test": [
+                        {
+                            "eval_time": case["at"],
+                            "alertname": alert["alert"],
+                            "exp_alerts": [
+                                {
+                                    "exp_labels": found,
+                                    "exp_annotations": {
+                                        "summary": alert["summary"],
+                                        "description": _rendered(alert["description"], found),
+                                    },
+                                }
+                                for found in expected
+                            ],
+                        }
+                    ],
+                }
+            )
+    return {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}
 
 
 def prometheus() -> dict[str, Any]:
@@ -366,6 +495,7 @@ def render() -> dict[Path, str]:
     dump = {"sort_keys": False, "default_flow_style": False, "width": 100}
     files = {
         HERE / "alerts.yml": HEADER + yaml.safe_dump(rules(), **dump),  # type: ignore[arg-type]
+        HERE / "alerts_test.yml": HEADER + yaml.safe_dump(rule_tests(), **dump),  # type: ignore[arg-type]
         HERE / "prometheus.yml": HEADER + yaml.safe_dump(prometheus(), **dump),  # type: ignore[arg-type]
         HERE / "grafana" / "provisioning" / "datasources" / "paymesh.yml": HEADER
         + yaml.safe_dump(

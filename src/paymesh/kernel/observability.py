@@ -296,7 +296,7 @@ class RequestContextMiddleware:
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    finder = getattr(route, "template_for", None)
+    finder = getattr(scope.get("endpoint"), "route_template_for", None)
     if finder is not None:  # a hand-documented app (SCIM): its own path templates
         return str(finder(scope.get("path", "")))
     path = getattr(route, "path", None)

@@ -12,6 +12,7 @@ Routes served by an ASGI app FastAPI cannot see into (SCIM) bring their own path
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -86,6 +87,10 @@ class DocumentedRoute(Route):
             )
             for template in sorted(self.openapi_paths, key=len, reverse=True)
         ]
+        # FastAPI hands a request to a copy of this route (under the router's prefix), but
+        # the endpoint in the request's scope is this one: the metrics ask it.
+        with contextlib.suppress(AttributeError):
+            endpoint.route_template_for = self.template_for  # type: ignore[attr-defined]
 
     def template_for(self, path: str) -> str:
         """The documented path template `path` falls under (metrics' `route` label), else
