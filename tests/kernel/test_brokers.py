@@ -339,6 +339,60 @@ async def test_an_event_held_by_a_killed_consumer_is_delivered_again(buses: Buse
     assert redelivered.id == event.id
 
 
+async def test_a_slow_consumer_leaves_the_backlog_in_the_broker(buses: Buses) -> None:
+    """Back-pressure: while a consumer is stuck on one event, at most `prefetch` of the
+    others are handed to its process; the rest wait in the broker, not in memory."""
+    if buses.kind in ("in_process", "kafka"):
+        pytest.skip(
+            "in one process the publisher waits for the consumer; Kafka's consumer reads "
+            "ahead by bytes (fetch_max_bytes), which the broker does not report"
+        )
+    bus = buses.new()
+    assert isinstance(bus, RabbitBus | NatsBus)
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    async def stuck(event: CloudEvent) -> None:
+        seen.append(event.data["number"])
+        await release.wait()
+
+    name = f"{buses.source}.slow"
+    bus.subscribe(name, [f"{buses.source}.*"], stuck)
+    await bus.start()
+    await bus.publish_batch([buses.event("happened", number) for number in range(200)])
+    async with asyncio.timeout(15):
+        while not seen:  # noqa: ASYNC110 - polls what the handler appends
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)  # time for a client that reads ahead to do so
+    waiting, handed_over = await _broker_backlog(bus, name, buses.source)
+    assert seen == [0]
+    assert handed_over <= bus.prefetch, handed_over
+    assert waiting >= 200 - bus.prefetch - 1, waiting
+    release.set()
+
+
+async def _broker_backlog(bus: BrokerBus, consumer: str, source: str) -> tuple[int, int]:
+    """(messages waiting in the broker, messages handed to the consumer not yet acked)."""
+    if isinstance(bus, RabbitBus):
+        from aio_pika import connect_robust
+
+        connection = await connect_robust(RABBIT_URL)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(f"{bus.namespace}.{consumer}", passive=True)
+            ready = queue.declaration_result.message_count or 0
+            return ready, 200 - ready - 1
+    import nats
+
+    client = await nats.connect(NATS_URL)
+    try:
+        durable = f"{bus.namespace}-{consumer}-{source}".replace(".", "-")
+        info = await client.jetstream().consumer_info(f"{bus.namespace}-{source}", durable)
+        return info.num_pending, info.num_ack_pending
+    finally:
+        await client.close()
+
+
 async def test_a_message_no_consumer_can_read_goes_to_the_dead_letters(buses: Buses) -> None:
     """Bytes that are not a CloudEvent are neither redelivered forever nor dropped: the bus
     moves them, with the consumer's name and the reason, to `<namespace>.dead-letters`."""

@@ -40,7 +40,7 @@ import contextlib
 import fnmatch
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -66,6 +66,9 @@ class BrokerSubscription:
     name: str
     patterns: tuple[str, ...]
     handler: EventHandler
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One delivery at a time, in arrival order: aio-pika runs RabbitMQ's deliveries (up to
+    the prefetch) as concurrent tasks, which would handle them out of order."""
 
     def matches(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
@@ -213,18 +216,19 @@ class BrokerBus:
             return
         if not subscription.matches(event.type):
             return
-        try:
-            await subscription.handler(event)
-        except Exception as error:
-            log.warning(
-                "broker_delivery_failed",
-                consumer=subscription.name,
-                event_id=event.id,
-                event_type=event.type,
-                error=repr(error),
-            )
-            await asyncio.sleep(self.redelivery_pause_seconds)
-            raise
+        async with subscription.turn:  # a FIFO lock: waiters get it in arrival order
+            try:
+                await subscription.handler(event)
+            except Exception as error:
+                log.warning(
+                    "broker_delivery_failed",
+                    consumer=subscription.name,
+                    event_id=event.id,
+                    event_type=event.type,
+                    error=repr(error),
+                )
+                await asyncio.sleep(self.redelivery_pause_seconds)
+                raise
 
 
 def _quiet_logger() -> logging.Logger:
