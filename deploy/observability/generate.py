@@ -452,6 +452,14 @@ DASHBOARDS: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 unit="reqps",
             ),
             _panel(
+                "Failed logins and lockouts per second",
+                {
+                    "failed logins": "sum(rate(paymesh_identity_login_failures_total[5m]))",
+                    "lockouts {{kind}}": "sum by (kind) (rate(paymesh_identity_lockouts_total[5m]))",
+                },
+                unit="ops",
+            ),
+            _panel(
                 "Open breakers",
                 {"{{upstream}}": "max by (upstream) (paymesh_gateway_breaker_open)"},
                 kind="stat",

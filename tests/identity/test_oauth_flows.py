@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from prometheus_client import REGISTRY
 
 from paymesh.platform import Platform
 from tests.identity import factories as f
@@ -88,6 +89,10 @@ class TestAuthorize:
         await f.create_user(identity_platform)
         app = await f.create_client(identity_platform)
         params = f.authorize_params(app.client_id, f.Pkce.make())
+        failures_before = REGISTRY.get_sample_value("paymesh_identity_login_failures_total") or 0
+        lockouts_before = (
+            REGISTRY.get_sample_value("paymesh_identity_lockouts_total", {"kind": "username"}) or 0
+        )
         statuses = [
             (await f.login(identity, params, password="wrong password")).status_code
             for _ in range(5)
@@ -95,6 +100,13 @@ class TestAuthorize:
         assert statuses == [401] * 5
         locked = await f.login(identity, params)  # even the right password now
         assert locked.status_code == 429
+        # The security dashboard's counters saw it.
+        failures = REGISTRY.get_sample_value("paymesh_identity_login_failures_total") or 0
+        assert failures - failures_before == 5
+        lockouts = REGISTRY.get_sample_value(
+            "paymesh_identity_lockouts_total", {"kind": "username"}
+        )
+        assert (lockouts or 0) - lockouts_before == 1
 
 
 class TestAuthorizationCodeExchange:

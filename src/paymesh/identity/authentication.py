@@ -21,6 +21,7 @@ from paymesh.identity.models import LoginFailure, User
 from paymesh.identity.security import Cipher, verify_password
 from paymesh.kernel.config import IdentitySettings
 from paymesh.kernel.db import insert_ignoring_conflicts, utcnow
+from paymesh.kernel.metrics import LOCKOUTS, LOGIN_FAILURES
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,10 @@ class Authenticator:
             self.settings.lockout_user_threshold,
             self.settings.lockout_address_threshold,
         )
-        for key, threshold in zip(failure_keys(username, address), thresholds, strict=True):
+        LOGIN_FAILURES.inc()
+        kinds = ("username", "address")
+        keys = failure_keys(username, address)
+        for key, threshold, kind in zip(keys, thresholds, kinds, strict=True):
             await session.execute(
                 insert_ignoring_conflicts(session, table).values(
                     key=key, failures=0, window_started_at=now, last_failed_at=now
@@ -104,9 +108,11 @@ class Authenticator:
                 )
             )
             locked = now + dt.timedelta(seconds=self.settings.lockout_seconds)
-            await session.execute(
+            locking = await session.execute(
                 update(LoginFailure)
                 .where(LoginFailure.key == key)
                 .where(LoginFailure.failures >= threshold)
                 .values(locked_until=locked, failures=0, window_started_at=now)
             )
+            if locking.rowcount:  # type: ignore[attr-defined]
+                LOCKOUTS.labels(kind).inc()

@@ -110,6 +110,17 @@ BREAKER_OPEN = Gauge(
     multiprocess_mode="max",
 )
 
+# --- identity ------------------------------------------------------------------------------
+
+LOGIN_FAILURES = Counter(
+    "paymesh_identity_login_failures_total", "Failed password logins (wrong user or password)"
+)
+LOCKOUTS = Counter(
+    "paymesh_identity_lockouts_total",
+    "Login lockouts begun, by what was locked: a username or a client address",
+    ["kind"],
+)
+
 # --- notifications and audit ----------------------------------------------------------------------
 
 NOTIFICATION_DELIVERIES = Counter(
