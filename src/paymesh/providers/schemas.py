@@ -129,8 +129,10 @@ class KycDecision(BaseModel):
     """`data` of the `providers.kyc.decided` event (no applicant data: the requester has it)."""
 
     check_id: str
-    reference: str
-    requested_by: str
+    reference: str = Field(
+        description="The requester's own id for the check (profiles: the submission id)."
+    )
+    requested_by: str = Field(description="The service that asked for the check.")
     status: KycOutcome
     reasons: list[KycReason]
 

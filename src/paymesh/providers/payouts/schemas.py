@@ -130,11 +130,15 @@ class PayoutOutcome(BaseModel):
     """`data` of `providers.payout.settled`, `.rejected` and `.timed_out`."""
 
     payment_id: str
-    instruction_id: str
-    bank: str
+    instruction_id: str = Field(description="The payout instruction sent to the bank.")
+    bank: str = Field(description="The partner bank's name.")
     status: Literal["settled", "rejected", "timed_out"]
-    reason_code: str | None
-    reason_text: str | None
+    reason_code: str | None = Field(
+        description="The bank's ISO 20022 reason code, for a rejection that gave one."
+    )
+    reason_text: str | None = Field(
+        description="The bank's reason text for a rejection, or why the payout timed out."
+    )
 
 
 class BankStatusAccepted(BaseModel):
