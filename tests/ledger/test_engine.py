@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from paymesh.kernel.db import service_metadata
 from paymesh.kernel.events import Outbox
@@ -65,3 +66,36 @@ class TestQueueBound:
             assert isinstance(result, Outcome)
         finally:
             await engine.stop()
+
+
+class TestMetrics:
+    async def test_a_group_counts_its_results_by_code_and_its_size(self) -> None:
+        writer = GatedWriter()
+        writer.gate.set()
+        outbox = Outbox("ledger", KernelTables(service_metadata()))
+        engine = TransferEngine(writer, outbox, writers=1)
+
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, labels) or 0.0
+
+        before = {
+            "ok": sample("paymesh_ledger_transfers_total", result="ok"),
+            "same": sample("paymesh_ledger_transfers_total", result="accounts_must_be_different"),
+            "groups": sample("paymesh_ledger_group_commit_operations_count"),
+            "operations": sample("paymesh_ledger_group_commit_operations_sum"),
+        }
+        try:
+            same = CreateTransfer("t-same", "a", "a", 1, "USD")
+            results = await engine.submit([create(1), create(2), same])
+        finally:
+            await engine.stop()
+        assert [type(result).__name__ for result in results] == [
+            "Outcome",
+            "Outcome",
+            "AccountsMustBeDifferent",
+        ]
+        assert sample("paymesh_ledger_transfers_total", result="ok") - before["ok"] == 2
+        refused = sample("paymesh_ledger_transfers_total", result="accounts_must_be_different")
+        assert refused - before["same"] == 1
+        assert sample("paymesh_ledger_group_commit_operations_count") - before["groups"] == 1
+        assert sample("paymesh_ledger_group_commit_operations_sum") - before["operations"] == 3

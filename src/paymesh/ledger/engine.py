@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -183,14 +183,16 @@ class TransferEngine:
 
 
 def _count(results: list[list[Result]]) -> None:
-    """Metrics of one committed group: its size, and each operation's result."""
-    LEDGER_GROUP_COMMIT.observe(sum(len(group) for group in results))
-    for group in results:
-        for result in group:
-            if isinstance(result, Outcome):
-                LEDGER_TRANSFERS.labels("ok" if result.created else "replayed").inc()
-            else:
-                LEDGER_TRANSFERS.labels(result.code).inc()
+    """Metrics of one committed group: its size, and its operations' results (one counter
+    update per result code, not per operation: a group holds up to `max_operations`)."""
+    codes = Counter(
+        ("ok" if result.created else "replayed") if isinstance(result, Outcome) else result.code
+        for group in results
+        for result in group
+    )
+    LEDGER_GROUP_COMMIT.observe(codes.total())
+    for code, count in codes.items():
+        LEDGER_TRANSFERS.labels(code).inc(count)
 
 
 def _is_conflict(error: Exception) -> bool:
