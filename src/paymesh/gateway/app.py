@@ -49,7 +49,7 @@ from paymesh.kernel.observability import (
     traceparent_var,
 )
 from paymesh.kernel.runtime import ServiceSpec
-from paymesh.kernel.tracing import mark_failed, span, tracing_on
+from paymesh.kernel.tracing import answered, server_span, tracing_on
 
 log = structlog.get_logger("paymesh.gateway")
 
@@ -122,21 +122,13 @@ class Gateway:
             traceparent = new_traceparent(trace_id_of(incoming))
             await self._serve(scope, receive, send, Exchange(request_id, traceparent))
             return
-        with span(
-            scope["method"],
-            kind="server",
-            parent=incoming if trace_id_of(incoming) else None,
-            attributes={"paymesh.service": "gateway", "http.request.method": scope["method"]},
-        ) as current:
+        with server_span(scope["method"], incoming, "gateway") as current:
             exchange = Exchange(request_id, traceparent_var.get() or new_traceparent())
             await self._serve(scope, receive, send, exchange)
-            if exchange.route is not None:
-                current.update_name(f"{scope['method']} {exchange.route.prefix}")
-                current.set_attribute("http.route", exchange.route.prefix)
-                current.set_attribute("paymesh.upstream", exchange.route.service)
-            current.set_attribute("http.response.status_code", exchange.status or 0)
-            if not exchange.status or exchange.status >= 500:
-                mark_failed(current)
+            route = exchange.route
+            answered(current, scope["method"], route.prefix if route else None, exchange.status)
+            if route is not None:
+                current.set_attribute("paymesh.upstream", route.service)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         request_token = request_id_var.set(exchange.request_id)

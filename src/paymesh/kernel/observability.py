@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymesh.kernel.errors import problem_document
 from paymesh.kernel.jsonutil import dumps
-from paymesh.kernel.tracing import mark_failed, span, tracing_on
+from paymesh.kernel.tracing import answered, server_span, tracing_on
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -188,21 +188,11 @@ class RequestContextMiddleware:
                 scope, receive, send, request_id, new_traceparent(trace_id_of(incoming))
             )
             return
-        with span(
-            scope["method"],
-            kind="server",
-            parent=incoming if trace_id_of(incoming) else None,
-            attributes={"paymesh.service": self.service, "http.request.method": scope["method"]},
-        ) as current:
+        with server_span(scope["method"], incoming, self.service) as current:
             status = await self._serve(
                 scope, receive, send, request_id, traceparent_var.get() or new_traceparent()
             )
-            route = _route_template(scope)
-            current.update_name(f"{scope['method']} {route}")
-            current.set_attribute("http.route", route)
-            current.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                mark_failed(current)
+            answered(current, scope["method"], _route_template(scope), status)
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, traceparent: str

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 
@@ -125,7 +125,10 @@ def mark_failed(current: Any, description: str | None = None) -> None:
 _KINDS = ("internal", "server", "client", "producer", "consumer")
 
 
-@contextmanager
+_OFF: AbstractContextManager[None] = nullcontext(None)
+"""What `span()` gives while tracing is off: one shared object, nothing made per call."""
+
+
 def span(
     name: str,
     *,
@@ -133,15 +136,47 @@ def span(
     parent: str | None = None,
     links: Sequence[str] = (),
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[Any]:
+) -> AbstractContextManager[Any]:
     """A span, current while the block runs, with `traceparent_var` set to it. `parent`:
-    a W3C traceparent to continue (a request's header, an event's extension); otherwise
-    the current span's. `links`: traceparents this span relates to (a relay batch's
-    events). Yields None when tracing is off."""
+    a W3C traceparent to continue (a request's header, an event's extension; a malformed
+    one starts a new trace); otherwise the current span's. `links`: traceparents this span
+    relates to (a relay batch's events). Yields None when tracing is off."""
+    if _state.tracer is None:
+        return _OFF
+    return _span(name, kind, parent, links, attributes)
+
+
+def server_span(method: str, incoming: str, service: str) -> AbstractContextManager[Any]:
+    """The SERVER span of one request to `service`, continuing the caller's traceparent;
+    `answered` names it once the route is known."""
+    return span(
+        method,
+        kind="server",
+        parent=incoming or None,
+        attributes={"paymesh.service": service, "http.request.method": method},
+    )
+
+
+def answered(current: Any, method: str, route: str | None, status: int) -> None:
+    """Name a server span after the route that took the request, and record the answer
+    (a 5xx, or none at all, marks it failed)."""
+    if route is not None:
+        current.update_name(f"{method} {route}")
+        current.set_attribute("http.route", route)
+    current.set_attribute("http.response.status_code", status)
+    if not status or status >= 500:
+        mark_failed(current)
+
+
+@contextmanager
+def _span(
+    name: str,
+    kind: str,
+    parent: str | None,
+    links: Sequence[str],
+    attributes: Mapping[str, Any] | None,
+) -> Iterator[Any]:
     tracer = _state.tracer
-    if tracer is None:
-        yield None
-        return
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
