@@ -15,6 +15,7 @@ import functools
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -232,6 +233,13 @@ async def make_platform(
     if postgres_database:
         names = [name for platform in started for name in platform.runtimes]
         await _drop_schemas(postgres_database, names)
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now, for a process a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def http_client(platform: Platform) -> httpx.AsyncClient:

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 
 from paymesh import __version__
 from paymesh.kernel.config import Settings
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +53,6 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def applied_revisions(database: Path) -> list[str]:

@@ -27,8 +27,8 @@ import pytest
 
 from paymesh.kernel.auth import DevelopmentTokens
 from paymesh.platform import SERVICE_MODULES
-from tests.conftest import IN_CI, _asyncpg_dsn, _drop_schemas
-from tests.gateway.test_distributed import Cluster, free_port
+from tests.conftest import IN_CI, _asyncpg_dsn, _drop_schemas, free_port
+from tests.gateway.test_distributed import Cluster
 from tests.kernel.test_brokers import RABBIT_URL
 
 pytestmark = pytest.mark.serial

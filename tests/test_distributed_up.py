@@ -24,8 +24,7 @@ import pytest
 
 from paymesh.kernel.auth import DevelopmentTokens
 from paymesh.platform import SERVICE_MODULES
-from tests.conftest import _asyncpg_dsn, _drop_schemas
-from tests.gateway.test_distributed import free_port
+from tests.conftest import _asyncpg_dsn, _drop_schemas, free_port
 from tests.kernel.test_brokers import IN_CI, NATS_URL
 
 PAYMESH = Path(sys.executable).parent / "paymesh"

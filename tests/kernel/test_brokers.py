@@ -80,7 +80,8 @@ class Buses:
             for source in (self.source, self.other_source):
                 await _delete_nats_stream(source)
         elif self.kind == "kafka":
-            await _delete_kafka_topics(self.url, [self.source, self.other_source])
+            bus = KafkaBus(self.url)
+            await _delete_kafka_topics(bus, [bus.topic(self.source), bus.topic(self.other_source)])
 
 
 async def _delete_rabbit_queues(buses: list[EventBus]) -> None:
@@ -111,15 +112,15 @@ async def _delete_nats_stream(source: str) -> None:
         await client.close()
 
 
-async def _delete_kafka_topics(url: str, sources: list[str], namespace: str = "paymesh") -> None:
+async def _delete_kafka_topics(bus: KafkaBus, topics: list[str]) -> None:
+    """Delete those of `topics` that exist (events of a source never published made none)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    bus = KafkaBus(url, namespace=namespace)
     admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        if doomed := [bus.topic(s) for s in sources if bus.topic(s) in existing]:
+        if doomed := [topic for topic in topics if topic in existing]:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
@@ -517,15 +518,7 @@ async def _remove_namespace(bus: BrokerBus, source: str, consumer: str) -> None:
             await client.close()
     else:
         assert isinstance(bus, KafkaBus)
-        await _delete_kafka_topics(bus.url, [source], namespace=bus.namespace)
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.delete_topics([bus.dead_letters])
-        finally:
-            await admin.close()
+        await _delete_kafka_topics(bus, [bus.topic(source), bus.dead_letters])
 
 
 @pytest.mark.parametrize(

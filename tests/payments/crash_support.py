@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pytest
 
 from paymesh.kernel.auth import DevelopmentTokens
 from paymesh.platform import SERVICE_MODULES
-from tests.conftest import _drop_schemas
+from tests.conftest import _drop_schemas, free_port
 
 PAYMESH = Path(sys.executable).parent / "paymesh"
 START_TIMEOUT_SECONDS = 90
@@ -39,12 +38,6 @@ DEMO_PASSWORD = "paymesh-demo-password"  # identity's documented demo credential
 PRICING = [{"type": "p2p", "currency": "USD", "basis_points": 100, "fixed": 10}]
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def eventually(probe: Callable[[], T | None], seconds: float, what: str) -> T:
