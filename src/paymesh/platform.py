@@ -234,12 +234,16 @@ class Platform:
             verifier=verifier,
             own_app=self.root,
             tier_of=self.verifier.tier_of,
+            # Only operators' routes need them: without any, a one-service process does
+            # not import every other service to learn its prefixes.
             elsewhere=[
                 prefix
                 for name in SERVICE_MODULES
                 if name not in self.runtimes
                 for prefix in load_spec(name).prefixes
-            ],
+            ]
+            if self.settings.gateway.routes
+            else [],
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
