@@ -171,3 +171,15 @@ class TestTiers:
 
         with pytest.raises(pydantic.ValidationError):
             TrustedIssuerSettings(issuer="https://idp.example", tier="platinum")  # type: ignore[arg-type]
+
+
+def test_the_refusals_metric_names_only_known_tiers() -> None:
+    """A token's `tier` claim is free text: the 429 counter's label is the tier it is
+    limited as, so no token can add label values."""
+    from paymesh.gateway.ratelimit import tier_name
+
+    assert tier_name("gold") == "gold"
+    assert tier_name("bronze") == "bronze"
+    assert tier_name("x" * 500) == "bronze"
+    assert tier_name("\x00") == "bronze"
+    assert tier_name(None) == "bronze"

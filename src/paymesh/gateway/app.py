@@ -33,7 +33,13 @@ from paymesh.gateway.inbound import (
     header,
     with_length,
 )
-from paymesh.gateway.ratelimit import Allowance, RateLimiter, storage_for, tier_limit
+from paymesh.gateway.ratelimit import (
+    Allowance,
+    RateLimiter,
+    storage_for,
+    tier_limit,
+    tier_name,
+)
 from paymesh.gateway.routes import Address, Network, Route, RouteTable
 from paymesh.gateway.upstreams import Upstream
 from paymesh.kernel.auth import Caller, TokenVerifier
@@ -251,7 +257,7 @@ class Gateway:
             return
         exchange.allowance = reported
         if refused is not None:
-            RATE_LIMITED.labels("anonymous" if caller is None else (tier or "default")).inc()
+            RATE_LIMITED.labels("anonymous" if caller is None else tier_name(tier)).inc()
             raise RateLimited(
                 f"at most {refused.limit} requests per minute; retry in {refused.reset_seconds} s",
                 limit=refused.limit,

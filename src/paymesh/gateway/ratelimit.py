@@ -55,6 +55,12 @@ class Allowance:
 _BY_NAME: dict[str | None, int | None] = {str(tier): n for tier, n in TIER_PER_MINUTE.items()}
 
 
+def tier_name(tier: str | None) -> str:
+    """The tier a caller is limited as: its own when known, else `bronze` (as `tier_limit`
+    treats it), so a metric's `tier` label takes a handful of values whatever a token says."""
+    return tier if tier in _BY_NAME and tier is not None else str(DEFAULT_TIER)
+
+
 def tier_limit(tier: str | None) -> int | None:
     """Requests per minute of `tier` (None: unlimited); an unknown tier is `bronze`'s."""
     return _BY_NAME.get(tier, TIER_PER_MINUTE[DEFAULT_TIER])
