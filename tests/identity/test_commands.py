@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 from click.testing import Result
+from joserfc import jwt
 from typer.testing import CliRunner
 
 from paymesh.identity import commands
@@ -119,3 +120,42 @@ class TestCreateClient:
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["rate_limit_tier"] == "bronze"
+
+
+class TestChangesReachRunningServers:
+    async def test_a_tier_set_here_reaches_the_servers_token_endpoint(
+        self,
+        identity_platform: Platform,
+        identity: httpx.AsyncClient,
+        paymesh_identity: CliRunner,
+    ) -> None:
+        """The command's process is not the server's: its change reaches the server's
+        copy of the client (kept between grants) as a notice through identity's outbox."""
+        app = await f.create_client(
+            identity_platform,
+            public=False,
+            grant_types=["client_credentials"],
+            scopes=[],
+            redirect_uris=[],
+        )
+        assert app.client_secret is not None
+
+        async def tier_in_a_new_token() -> str:
+            response = await identity.post(
+                "/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(app.client_id, app.client_secret or ""),
+            )
+            assert response.status_code == 200, response.text
+            keys = identity_platform.runtimes["identity"].state["provider"].keys.key_set()
+            return str(jwt.decode(response.json()["access_token"], keys).claims["tier"])
+
+        await asyncio.sleep(2.1)  # past the registration's own notice: the copy is kept
+        assert await tier_in_a_new_token() == "bronze"
+        result = await run(paymesh_identity, "set-client-tier", app.client_id, "gold")
+        assert result.exit_code == 0, result.output
+        for _ in range(50):
+            if await tier_in_a_new_token() == "gold":
+                return
+            await asyncio.sleep(0.2)
+        pytest.fail("the server kept issuing the old tier")

@@ -3,13 +3,19 @@ as it was when the token was signed."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from joserfc import jwt
 
+from paymesh.identity import models as tables
+from paymesh.identity import repository
+from paymesh.identity import revocation as identity_revocation
 from paymesh.kernel.oidc import service_client_id, service_client_secret
+from paymesh.kernel.revocation import Revocation
 from paymesh.platform import Platform
 from tests.identity import accounts as a
 from tests.identity import factories as f
@@ -116,3 +122,104 @@ class TestUserTokens:
         assert refreshed.status_code == 200, refreshed.text
         assert claims(identity_platform, issued["access_token"])["tier"] == "silver"
         assert claims(identity_platform, refreshed.json()["access_token"])["tier"] == "unlimited"
+
+
+async def grant(client: httpx.AsyncClient, client_id: str, secret: str) -> httpx.Response:
+    return await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+
+
+class TestClientCache:
+    """The token endpoint keeps clients' registrations in memory between grants
+    (`provider.server.ClientCache`); every change reaches the next grant."""
+
+    @pytest.fixture(autouse=True)
+    def no_commit_margin(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A notice's stamp lies `COMMIT_MARGIN_SECONDS` ahead: until then every grant
+        reads the client again (registering one is a change too). These tests keep no
+        margin, so the copy counts at once."""
+        monkeypatch.setattr(identity_revocation, "COMMIT_MARGIN_SECONDS", 0.0)
+
+    async def confidential(self, platform: Platform) -> tuple[str, str]:
+        app = await f.create_client(
+            platform,
+            public=False,
+            grant_types=["client_credentials"],
+            scopes=[],
+            redirect_uris=[],
+        )
+        assert app.client_secret is not None
+        return app.client_id, app.client_secret
+
+    async def test_a_second_grant_reads_no_client_row(
+        self,
+        identity_platform: Platform,
+        identity: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        client_id, secret = await self.confidential(identity_platform)
+        reads: list[str] = []
+        original = repository.read_client_record
+
+        async def counting(source: Any, wanted: str) -> Any:
+            reads.append(wanted)
+            return await original(source, wanted)
+
+        monkeypatch.setattr(repository, "read_client_record", counting)
+        for _ in range(3):
+            assert (await grant(identity, client_id, secret)).status_code == 200
+        assert reads == [client_id]
+        # A wrong secret is checked against the kept copy: still refused.
+        assert (await grant(identity, client_id, "not-the-secret")).status_code == 401
+        # An unknown client is never kept: each grant asks the database.
+        for _ in range(2):
+            assert (await grant(identity, "cli_nobody", "x")).status_code == 401
+        assert reads == [client_id, "cli_nobody", "cli_nobody"]
+
+    async def test_each_admin_change_reaches_the_next_grant(
+        self, identity_platform: Platform, identity: httpx.AsyncClient, admin: dict[str, str]
+    ) -> None:
+        client_id, secret = await self.confidential(identity_platform)
+        assert (await grant(identity, client_id, secret)).status_code == 200  # kept
+        path = f"{CLIENTS}/{client_id}"
+
+        assert (await identity.post(f"{path}/disable", headers=admin)).status_code == 200
+        refused = await grant(identity, client_id, secret)
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+        assert (await identity.post(f"{path}/enable", headers=admin)).status_code == 200
+        assert (await grant(identity, client_id, secret)).status_code == 200
+
+        await set_tier(identity, admin, client_id, "gold")
+        token = (await grant(identity, client_id, secret)).json()["access_token"]
+        assert claims(identity_platform, token)["tier"] == "gold"
+
+        rotated = await identity.post(f"{path}/secret", headers=admin)
+        assert rotated.status_code == 200, rotated.text
+        assert (await grant(identity, client_id, secret)).status_code == 401  # the old one
+        fresh = rotated.json()["client_secret"]
+        assert (await grant(identity, client_id, fresh)).status_code == 200
+
+        assert (await identity.delete(path, headers=admin)).status_code == 204
+        assert (await grant(identity, client_id, fresh)).status_code == 401
+
+    async def test_a_change_made_elsewhere_counts_once_its_notice_arrives(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        """Another process's change reaches this one as a `client_record` notice through
+        the revocation feed; until then this process answers from its copy."""
+        client_id, secret = await self.confidential(identity_platform)
+        assert (await grant(identity, client_id, secret)).status_code == 200
+        runtime = identity_platform.runtimes["identity"]
+        async with runtime.database.transaction() as session:  # behind the cache's back
+            await session.execute(
+                sqlalchemy.update(tables.Client)
+                .where(tables.Client.id == client_id)
+                .values(rate_limit_tier="silver")
+            )
+        token = (await grant(identity, client_id, secret)).json()["access_token"]
+        assert claims(identity_platform, token)["tier"] == "bronze"  # the copy
+        now = time.time()
+        runtime.revocations.apply([Revocation("client_record", client_id, now, now + 300)])
+        token = (await grant(identity, client_id, secret)).json()["access_token"]
+        assert claims(identity_platform, token)["tier"] == "silver"

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import (
     Boolean,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 
 from paymesh.kernel.db import BIGINT, JSON_TYPE, Database, UTCDateTime
-from paymesh.kernel.reads import Query
+from paymesh.kernel.reads import Query, ReadConnections
 from paymesh.platform import Platform
 
 metadata = MetaData()
@@ -152,3 +153,153 @@ class TestDirectReads:
         await database.reads.close()
         row = await database.reads.one(BY_ID, probe_id="p2")
         assert row is not None and row["document"] == []
+
+
+def _postgres_url(database: Database) -> str:
+    if database.reads.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's read connections")
+    return database.reads.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _backends(url: str, application_name: str) -> int:
+    probe = await asyncpg.connect(url)
+    try:
+        count: int = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+        )
+        return count
+    finally:
+        await probe.close()
+
+
+class TestReadConnections:
+    """The PostgreSQL connections behind the direct read path (`ReadConnections`)."""
+
+    @staticmethod
+    def connections(url: str, size: int, name: str, **options: Any) -> ReadConnections:
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(url, server_settings={"application_name": name})
+
+        return ReadConnections(connect, size, **options)
+
+    async def test_never_more_than_its_size_however_many_ask(self, database: Database) -> None:
+        url = _postgres_url(database)
+        connections = self.connections(url, 3, "reads_size")
+        peak = 0
+
+        async def read(index: int) -> int:
+            nonlocal peak
+            connection = await connections.borrow()
+            peak = max(peak, connections.open_count)
+            try:
+                await connection.execute("SELECT pg_sleep(0.02)")
+                value: int = await connection.fetchval("SELECT $1::int", index)
+                return value
+            finally:
+                connections.give_back(connection)
+
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(read(i) for i in range(30))), 10)
+            assert results == list(range(30))
+            assert peak == 3 and connections.open_count == 3
+            assert await _backends(url, "reads_size") == 3
+        finally:
+            await connections.close()
+        assert connections.open_count == 0
+
+    async def test_a_read_cut_short_closes_its_connection(self, database: Database) -> None:
+        url = _postgres_url(database)
+        connections = self.connections(url, 1, "reads_cut")
+        try:
+            first = await connections.borrow()
+            connections.give_back(first)
+
+            async def slow() -> None:
+                connection = await connections.borrow()
+                try:
+                    await connection.execute("SELECT pg_sleep(5)")
+                except BaseException:
+                    connections.discard(connection)
+                    raise
+                connections.give_back(connection)
+
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(slow(), 0.2)
+            assert connections.open_count == 0
+            # The one slot is free again: the next read gets a fresh connection, at once.
+            again = await asyncio.wait_for(connections.borrow(), 2)
+            assert again is not first and await again.fetchval("SELECT 1") == 1
+            connections.give_back(again)
+        finally:
+            await connections.close()
+
+    async def test_a_waiter_gets_the_slot_of_a_discarded_connection(
+        self, database: Database
+    ) -> None:
+        url = _postgres_url(database)
+        connections = self.connections(url, 1, "reads_slot")
+        try:
+            held = await connections.borrow()
+            waiting = asyncio.create_task(connections.borrow())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            connections.discard(held)
+            fresh = await asyncio.wait_for(waiting, 2)
+            assert fresh is not held and await fresh.fetchval("SELECT 2") == 2
+            connections.give_back(fresh)
+            assert connections.open_count == 1
+        finally:
+            await connections.close()
+
+    async def test_idle_connections_go_back_to_postgres(self, database: Database) -> None:
+        url = _postgres_url(database)
+        connections = self.connections(url, 2, "reads_idle", idle_seconds=0.2)
+        try:
+            one, two = await connections.borrow(), await connections.borrow()
+            connections.give_back(one)
+            connections.give_back(two)
+            assert connections.open_count == 2
+            await asyncio.sleep(0.6)
+            assert connections.open_count == 0
+            assert await _backends(url, "reads_idle") == 0
+            again = await connections.borrow()  # and they open again when needed
+            assert await again.fetchval("SELECT 3") == 3
+            connections.give_back(again)
+        finally:
+            await connections.close()
+
+    async def test_direct_reads_survive_refusals_and_killed_connections(
+        self, database: Database
+    ) -> None:
+        _postgres_url(database)
+        reads = database.reads
+        assert await reads.one(BY_ID, probe_id="p1") is not None
+        connections = reads._connections
+        assert connections is not None and connections.open_count == 1
+        # A statement the server refuses leaves the connection lent again.
+        with pytest.raises(asyncpg.PostgresError):
+            await reads.all(Query(select(text("1/0"))))
+        assert connections.open_count == 1
+        assert await reads.one(BY_ID, probe_id="p2") is not None  # on that connection
+        # A connection PostgreSQL dropped is closed here, and the next read opens another.
+        async with database.engine.connect() as admin:
+            killed = await admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend' AND state = 'idle'"
+                    " AND query LIKE '%read_probe%'"
+                )
+            )
+            assert [row[0] for row in killed] == [True]
+        await asyncio.sleep(0.1)
+        for _ in range(2):
+            try:
+                row = await reads.one(BY_ID, probe_id="p1")
+            except (asyncpg.InterfaceError, OSError, asyncpg.PostgresError):
+                continue  # the killed connection's own read fails, once
+            assert row is not None and row["id"] == "p1"
+            break
+        else:
+            pytest.fail("no read succeeded after the connection was killed")
+        assert connections.open_count == 1

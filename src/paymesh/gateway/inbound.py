@@ -5,6 +5,7 @@ sees (`X-Forwarded-*`, our request id and trace context)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -26,14 +27,21 @@ def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(text: str) -> Address | None:
+    """`text` as an address, None when it is not one; the same few peers connect again
+    and again, and parsing one costs more than a look-up."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def _peer_address(scope: Scope) -> Address | None:
     client = scope.get("client")
     if not client:
         return None
-    try:
-        return ipaddress.ip_address(client[0])
-    except ValueError:
-        return None
+    return _parsed_address(client[0])
 
 
 def from_trusted_proxy(scope: Scope, trusted_proxies: Sequence[Network]) -> bool:

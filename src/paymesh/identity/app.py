@@ -10,6 +10,7 @@ from paymesh.identity.administration import api as administration
 from paymesh.identity.api import oauth, router, well_known
 from paymesh.identity.demo import demo_pages, seed_demo
 from paymesh.identity.events import EVENTS
+from paymesh.identity.fastpath import fast_paths
 from paymesh.identity.jobs import periodic_jobs
 from paymesh.identity.models import kernel_tables, metadata
 from paymesh.identity.otp.api import router as one_time_codes_router
@@ -49,6 +50,8 @@ async def _start(runtime: ServiceRuntime) -> None:
 
 
 async def _stop(runtime: ServiceRuntime) -> None:
+    state: ProviderState = runtime.state["provider"]
+    state.signer.close()
     for client in runtime.state.pop("http_clients", ()):
         await client.aclose()
 
@@ -101,4 +104,5 @@ SPEC = ServiceSpec(
     consumers=_consumers,
     seed_demo=seed_demo,
     events=EVENTS,
+    fast_paths=fast_paths,
 )

@@ -14,12 +14,15 @@ from pydantic import ValidationError
 
 from paymesh.identity import errors, service
 from paymesh.identity.keys import KeyStore
-from paymesh.identity.models import metadata
+from paymesh.identity.models import kernel_tables, metadata
+from paymesh.identity.revocation import TokenRevoker
 from paymesh.identity.schemas import ClientCreate, RateLimitTier, UserCreate
 from paymesh.identity.security import Cipher
 from paymesh.kernel.config import Settings
 from paymesh.kernel.db import Database
+from paymesh.kernel.events import Outbox
 from paymesh.kernel.migrations import migrate
+from paymesh.kernel.revocation import RevocationRegistry
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,6 +32,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         database = Database.for_service(settings, "identity")
+        # Revocations and client-change notices these commands record reach the running
+        # servers as the servers' own do: through identity's outbox.
+        TokenRevoker(
+            Outbox("identity", kernel_tables),
+            RevocationRegistry(),
+            settings.identity.access_token_ttl_seconds,
+        ).attach(database)
         try:
             await migrate(database, MIGRATIONS, metadata)
             return await work(database)

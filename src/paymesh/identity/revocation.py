@@ -101,6 +101,24 @@ class TokenRevoker:
         await self.registry.publish([Revocation.from_dict(entry) for entry in entries])
 
 
+CLIENT_RECORD_MAX_AGE_SECONDS = 60.0
+"""The longest the token endpoint keeps a client's registration before reading it again
+(`provider.server.ClientCache`), notice or not."""
+
+
+async def client_changed(session: AsyncSession, client_id: str) -> None:
+    """Tell every process that `client_id`'s registration (status, secret, tier, ...)
+    changes in this transaction: a copy kept in memory from before is read again. The
+    notice outlives the oldest copy it can make stale."""
+    now = time.time()
+    await revoke(
+        session,
+        "client_record",
+        client_id,
+        expires_at=now + COMMIT_MARGIN_SECONDS + 2 * CLIENT_RECORD_MAX_AGE_SECONDS,
+    )
+
+
 def revoker_of(session: AsyncSession) -> TokenRevoker:
     revoker = session.info.get(REVOKER_KEY)
     if not isinstance(revoker, TokenRevoker):

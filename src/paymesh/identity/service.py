@@ -9,7 +9,7 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.identity import errors, redirect_uris, repository
+from paymesh.identity import errors, redirect_uris, repository, revocation
 from paymesh.identity import models as tables
 from paymesh.identity.schemas import (
     Client,
@@ -160,6 +160,9 @@ async def create_client(
     )
     session.add(row)
     await session.flush()
+    # An id the token endpoint resolved before (a platform service's `service-<name>`)
+    # now names this registration.
+    await revocation.client_changed(session, client_id)
     return ClientCreated(**client_schema(row).model_dump(), client_secret=secret)
 
 
@@ -176,6 +179,7 @@ async def set_client_rate_limit_tier(
     row.rate_limit_tier = tier.value
     row.updated_at = utcnow()
     await session.flush()
+    await revocation.client_changed(session, client_id)
     return before, client_schema(row)
 
 

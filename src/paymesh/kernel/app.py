@@ -7,6 +7,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,47 +30,71 @@ from paymesh.kernel.runtime import ServiceRuntime
 
 FastHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+JSON_MEDIA = b"application/json"
+FORM_MEDIA = b"application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    """A fast handler and the one media type of the bodies it takes (a plain handler in a
+    service's `fast_paths` takes JSON)."""
+
+    handler: FastHandler
+    media_type: bytes = JSON_MEDIA
+
 
 class FastPaths:
     """Serves a service's few hottest (method, path) pairs as plain ASGI handlers, without
     FastAPI's routing and dependency machinery; everything else goes to the FastAPI app,
     where the same route is declared for the OpenAPI document. A request that carries an
-    Idempotency-Key or a non-JSON body always takes the FastAPI route."""
+    Idempotency-Key or a body of another media type than the handler's always takes the
+    FastAPI route."""
 
     def __init__(
-        self, app: FastAPI, handlers: dict[tuple[str, str], FastHandler], runtime: ServiceRuntime
+        self,
+        app: FastAPI,
+        handlers: dict[tuple[str, str], FastHandler | FastRoute],
+        runtime: ServiceRuntime,
     ) -> None:
         self.app = app
+        routes = {
+            key: found if isinstance(found, FastRoute) else FastRoute(found)
+            for key, found in handlers.items()
+        }
         self.handlers = {
-            key: RequestContextMiddleware(
-                request_decoding(handler, runtime),
-                service=runtime.name,
-                access_log=runtime.settings.access_log,
+            key: (
+                RequestContextMiddleware(
+                    request_decoding(route.handler, runtime),
+                    service=runtime.name,
+                    access_log=runtime.settings.access_log,
+                ),
+                route.media_type,
             )
-            for key, handler in handlers.items()
+            for key, route in routes.items()
         }
         self.routes = {key: SimpleNamespace(path=key[1]) for key in handlers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             key = (scope["method"], scope["path"])
-            handler = self.handlers.get(key)
-            if handler is not None and _plain_json(scope):
+            found = self.handlers.get(key)
+            if found is not None and _plain_body_of(scope, found[1]):
                 scope["route"] = self.routes[key]
                 scope["app"] = self.app  # what `request.app` means on the FastAPI route
-                await handler(scope, receive, send)
+                await found[0](scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def _plain_json(scope: Scope) -> bool:
+def _plain_body_of(scope: Scope, media_type: bytes) -> bool:
+    """No Idempotency-Key, and a body of `media_type`."""
     content_type = b""
     for name, value in scope["headers"]:
         if name == b"idempotency-key":
             return False
         if name == b"content-type":
             content_type = value
-    return content_type.split(b";")[0].strip().lower() == b"application/json"
+    return content_type.split(b";")[0].strip().lower() == media_type
 
 
 def request_decoding(app: ASGIApp, runtime: ServiceRuntime) -> RequestDecoding:

@@ -132,7 +132,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 def _random_hex(bits: int) -> str:
     # Identifiers for correlation, not secrets: the fast PRNG is enough.
-    return f"{random.getrandbits(bits):0{bits // 4}x}"
+    return random.getrandbits(bits).to_bytes(bits // 8, "big").hex()
 
 
 def request_id_or_new(value: str) -> str:

@@ -31,8 +31,11 @@ from paymesh.kernel.jsonutil import dumps, loads
 
 log = structlog.get_logger("paymesh.revocation")
 
-Kind = Literal["token", "family", "session", "subject", "client"]
-KINDS: tuple[Kind, ...] = ("token", "family", "session", "subject", "client")
+Kind = Literal["token", "family", "session", "subject", "client", "client_record"]
+KINDS: tuple[Kind, ...] = ("token", "family", "session", "subject", "client", "client_record")
+"""`client_record` ends no token (no token is covered by that key): it tells the processes
+that keep a client's registration in memory (identity's token endpoint) that it changed
+at `not_before`, through the same tables, event and feed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ class Admin:
         row.status = status
         row.updated_at = now
         await self.session.flush()
+        await revocation.client_changed(self.session, client_id)
         if status == "disabled":
             await repository.revoke_client_refresh_tokens(self.session, client_id, now)
             await revocation.revoke(self.session, "client", client_id)
@@ -85,6 +86,7 @@ class Admin:
         await repository.revoke_client_refresh_tokens(self.session, client_id, utcnow())
         await revocation.revoke(self.session, "client", client_id)
         await repository.delete_client(self.session, client_id)
+        await revocation.client_changed(self.session, client_id)
         await self._record("identity.client.deleted", client_id, client_id=client_id)
 
     async def set_client_rate_limit_tier(self, client_id: str, tier: RateLimitTier) -> Client:
@@ -111,6 +113,7 @@ class Admin:
         row.secret_hash = secret_hash(secret)
         row.updated_at = utcnow()
         await self.session.flush()
+        await revocation.client_changed(self.session, client_id)
         # The old secret may have leaked: what was obtained with it ends too.
         await revocation.revoke(self.session, "client", client_id)
         await self._record("identity.client.secret_rotated", client_id, client_id=client_id)

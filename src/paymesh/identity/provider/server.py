@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from paymesh.identity import repository
 from paymesh.identity.authentication import Authenticator
 from paymesh.identity.provider.exchange import current
 from paymesh.identity.provider.models import ClientModel, UserModel
-from paymesh.identity.revocation import TokenRevoker
+from paymesh.identity.revocation import CLIENT_RECORD_MAX_AGE_SECONDS, TokenRevoker
 from paymesh.identity.schemas import RateLimitTier
 from paymesh.identity.security import new_secret, secret_hash
 from paymesh.identity.service import PLATFORM_SERVICE_CLIENT
@@ -37,6 +38,7 @@ from paymesh.kernel.db import utcnow
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.oidc import service_client_id, service_client_secret
+from paymesh.kernel.revocation import RevocationRegistry
 
 # Authlib logs issued tokens at DEBUG; they must never reach a log, whatever the level.
 logging.getLogger("authlib").setLevel(logging.WARNING)
@@ -90,12 +92,55 @@ def delegated_scope(scope: str | None, roles: list[str]) -> str:
     return " ".join(item for item in (scope or "").split() if item in granted)
 
 
+class ClientCache:
+    """Clients' registrations as last read, kept between grants: every service call starts
+    with a client credentials grant, and reading its client was a tenth of its cost.
+
+    Invalidation is explicit, not a time-out: each change to a client (status, secret, tier,
+    deletion) records a `client_record` notice (`revocation.client_changed`) in the
+    transaction that makes it. At commit the notice is in force in this process; the
+    others get it through the revocation feed within its sync interval, as they get a
+    revoked token. A copy read before the notice's stamp is read again. A copy is also
+    read again once it is `CLIENT_RECORD_MAX_AGE_SECONDS` old, the least a notice lasts
+    beyond its stamp: a notice forgotten cannot leave a stale copy behind. Only clients
+    that exist, or are the platform's own services, are kept (an unknown id is read every
+    time), at most `LIMIT` of them; registering a client is a change too."""
+
+    LIMIT = 10_000
+
+    def __init__(self, registry: RevocationRegistry) -> None:
+        self.registry = registry
+        self._copies: dict[str, tuple[ClientModel | None, float]] = {}
+
+    def get(self, client_id: str) -> tuple[ClientModel | None] | None:
+        """`(client,)` as kept (`(None,)`: registered but not active), or None when
+        there is no fresh copy."""
+        found = self._copies.get(client_id)
+        if found is None:
+            return None
+        client, read_at = found
+        if (
+            time.time() - read_at > CLIENT_RECORD_MAX_AGE_SECONDS
+            or self.registry.not_before("client_record", client_id) > read_at
+        ):
+            del self._copies[client_id]
+            return None
+        return (client,)
+
+    def keep(self, client_id: str, client: ClientModel | None, read_at: float) -> None:
+        """Keep what a read that started at `read_at` found."""
+        if len(self._copies) >= self.LIMIT:
+            self._copies.clear()
+        self._copies[client_id] = (client, read_at)
+
+
 class Provider(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, settings: Settings, signer: TokenSigner, revoker: TokenRevoker) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.signer = signer
         self.revoker = revoker
+        self.clients = ClientCache(revoker.registry)
         self.authenticator: Authenticator | None = None
         self.register_token_generator("default", self._generate_token)
 
@@ -111,13 +156,11 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
         content = dumps(body) if isinstance(body, dict) else (body or b"")
-        response = Response(content=content, status_code=status)
-        for name, value in headers:
-            response.headers[name] = value
+        fields = {name.lower(): value for name, value in headers}  # a later one wins
         if isinstance(body, dict):
-            response.headers["content-type"] = "application/json"
-        response.headers.setdefault("cache-control", "no-store")
-        return response
+            fields["content-type"] = "application/json"
+        fields.setdefault("cache-control", "no-store")
+        return Response(content=content, status_code=status, headers=fields)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
@@ -128,18 +171,26 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         exchange = current()
         key = ("client", client_id)
         if key not in exchange.values:
-            exchange.values[key] = exchange.run(self.load_client(client_id))
+            kept = self.clients.get(client_id)
+            exchange.values[key] = (
+                kept[0] if kept is not None else exchange.run(self.load_client(client_id))
+            )
         client: ClientModel | None = exchange.values[key]
         return client
 
     async def load_client(self, client_id: str) -> ClientModel | None:
-        row = await repository.read_client_record(current().database.reads, client_id[:128])
+        client_id = client_id[:128]
+        read_at = time.time()  # before the read: a change committed during it is newer
+        row = await repository.read_client_record(current().database.reads, client_id)
         if row is not None:
-            return ClientModel(row) if row.status == "active" else None
-        match = PLATFORM_SERVICE_CLIENT.match(client_id)
-        if match is None:
-            return None
-        return ClientModel(self._builtin_service_client(match.group(1)), builtin=True)
+            client = ClientModel(row) if row.status == "active" else None
+        else:
+            match = PLATFORM_SERVICE_CLIENT.match(client_id)
+            if match is None:
+                return None
+            client = ClientModel(self._builtin_service_client(match.group(1)), builtin=True)
+        self.clients.keep(client_id, client, read_at)
+        return client
 
     def _builtin_service_client(self, service: str) -> tables.Client:
         """Every Paymesh service is a client without registration: `service-<name>`, with
