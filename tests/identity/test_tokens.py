@@ -223,3 +223,41 @@ class TestClientCache:
         runtime.revocations.apply([Revocation("client_record", client_id, now, now + 300)])
         token = (await grant(identity, client_id, secret)).json()["access_token"]
         assert claims(identity_platform, token)["tier"] == "silver"
+
+
+class TestTokenFastPath:
+    """Form-encoded token requests take identity's fast path (`identity/fastpath.py`),
+    behind the same decoding layer; hostile bodies are refused, never a crash."""
+
+    async def test_hostile_form_bodies_are_refused(self, identity: httpx.AsyncClient) -> None:
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        many = "&".join(f"f{index}=x" for index in range(1001))
+        for body in (many.encode(), b"grant_type=%ff%fe", b"grant_type=\x00", b"%"):
+            response = await identity.post("/oauth2/token", content=body, headers=form)
+            assert 400 <= response.status_code < 500, (body[:20], response.text)
+
+    async def test_repeated_parameters_are_an_invalid_request(
+        self, identity_platform: Platform, identity: httpx.AsyncClient
+    ) -> None:
+        app = await f.create_client(
+            identity_platform,
+            public=False,
+            grant_types=["client_credentials"],
+            scopes=[],
+            redirect_uris=[],
+        )
+        response = await identity.post(
+            "/oauth2/token",
+            content=b"grant_type=client_credentials&grant_type=client_credentials",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            auth=(app.client_id, app.client_secret or ""),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+
+    async def test_a_json_body_takes_the_route_and_is_refused_as_oauth2_does(
+        self, identity: httpx.AsyncClient
+    ) -> None:
+        response = await identity.post("/oauth2/token", json={"grant_type": "client_credentials"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] in ("invalid_request", "unsupported_grant_type")

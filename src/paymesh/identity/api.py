@@ -167,10 +167,32 @@ async def _form_items(request: Request) -> list[tuple[str, str]]:
     return [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
 
 
+def _repeated_name(items: list[tuple[str, str]]) -> str | None:
+    seen: set[str] = set()
+    for name, _ in items:
+        if name in seen:
+            return name[:64]
+        seen.add(name)
+    return None
+
+
 async def _endpoint(
     state: ProviderState, request: Request, path: str, name: str | None
 ) -> Response:
-    data = state.request_data(request, path, await _form_items(request))
+    items = await _form_items(request)
+    repeated = _repeated_name(items)
+    if repeated is not None:
+        # RFC 6749 3.2: parameters MUST NOT be included more than once (Authlib would
+        # take the first of two grant types, scopes or secrets without a word).
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "error_description": f"the parameter {repeated!r} is repeated",
+            },
+            status_code=400,
+            headers={"cache-control": "no-store", "pragma": "no-cache"},
+        )
+    data = state.request_data(request, path, items)
     exchange = state.exchange(request)
     server = state.server
     try:
