@@ -7,6 +7,7 @@ route: the longest prefix, and among equal prefixes one naming its method or exa
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -60,10 +61,17 @@ class Route:
 
 
 class RouteTable:
-    def __init__(self, routes: Iterable[Route]) -> None:
-        self.routes = sorted(routes, key=lambda route: route.specificity, reverse=True)
+    MATCHES_KEPT = 4096
+    """(method, path) pairs whose route is remembered: a scan of every route per request
+    costs more than the rest of the routing; ids in paths make the pairs unbounded, so
+    the least recently used are forgotten."""
 
-    def match(self, method: str, path: str) -> Route | None:
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(sorted(routes, key=lambda route: route.specificity, reverse=True))
+        self.match = functools.lru_cache(maxsize=self.MATCHES_KEPT)(self._scan)
+
+    def _scan(self, method: str, path: str) -> Route | None:
+        """The most specific route for (`method`, `path`), None when there is none."""
         for route in self.routes:
             if route.matches(method, path):
                 return route
