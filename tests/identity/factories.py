@@ -41,6 +41,19 @@ async def create_client(platform: Platform, **fields: Any) -> ClientCreated:
         return await service.create_client(session, data)
 
 
+async def create_service_client(platform: Platform, **fields: Any) -> tuple[str, str]:
+    """A confidential client for the client credentials grant: its id and secret."""
+    defaults: dict[str, Any] = {
+        "public": False,
+        "grant_types": ["client_credentials"],
+        "scopes": [],
+        "redirect_uris": [],
+    }
+    app = await create_client(platform, **{**defaults, **fields})
+    assert app.client_secret is not None
+    return app.client_id, app.client_secret
+
+
 @dataclass
 class Pkce:
     verifier: str

@@ -131,20 +131,13 @@ class TestChangesReachRunningServers:
     ) -> None:
         """The command's process is not the server's: its change reaches the server's
         copy of the client (kept between grants) as a notice through identity's outbox."""
-        app = await f.create_client(
-            identity_platform,
-            public=False,
-            grant_types=["client_credentials"],
-            scopes=[],
-            redirect_uris=[],
-        )
-        assert app.client_secret is not None
+        client_id, secret = await f.create_service_client(identity_platform)
 
         async def tier_in_a_new_token() -> str:
             response = await identity.post(
                 "/oauth2/token",
                 data={"grant_type": "client_credentials"},
-                auth=(app.client_id, app.client_secret or ""),
+                auth=(client_id, secret),
             )
             assert response.status_code == 200, response.text
             keys = identity_platform.runtimes["identity"].state["provider"].keys.key_set()
@@ -152,7 +145,7 @@ class TestChangesReachRunningServers:
 
         await asyncio.sleep(2.1)  # past the registration's own notice: the copy is kept
         assert await tier_in_a_new_token() == "bronze"
-        result = await run(paymesh_identity, "set-client-tier", app.client_id, "gold")
+        result = await run(paymesh_identity, "set-client-tier", client_id, "gold")
         assert result.exit_code == 0, result.output
         for _ in range(50):
             if await tier_in_a_new_token() == "gold":

@@ -82,20 +82,14 @@ class TestClientCredentialsToken:
     async def test_introspection_reports_the_tier(
         self, identity_platform: Platform, identity: httpx.AsyncClient
     ) -> None:
-        app = await f.create_client(
-            identity_platform,
-            public=False,
-            grant_types=["client_credentials"],
-            redirect_uris=[],
-            scopes=[],
-            rate_limit_tier="silver",
+        client_id, secret = await f.create_service_client(
+            identity_platform, rate_limit_tier="silver"
         )
-        assert app.client_secret is not None
-        token = await client_credentials(identity, app.client_id, app.client_secret)
+        token = await client_credentials(identity, client_id, secret)
         response = await identity.post(
             "/oauth2/introspect",
             data={"token": token},
-            auth=(app.client_id, app.client_secret),
+            auth=(client_id, secret),
         )
         assert response.json()["active"] is True
         assert response.json()["tier"] == "silver"
@@ -142,15 +136,7 @@ class TestClientCache:
         monkeypatch.setattr(identity_revocation, "COMMIT_MARGIN_SECONDS", 0.0)
 
     async def confidential(self, platform: Platform) -> tuple[str, str]:
-        app = await f.create_client(
-            platform,
-            public=False,
-            grant_types=["client_credentials"],
-            scopes=[],
-            redirect_uris=[],
-        )
-        assert app.client_secret is not None
-        return app.client_id, app.client_secret
+        return await f.create_service_client(platform)
 
     async def test_a_second_grant_reads_no_client_row(
         self,
@@ -239,18 +225,12 @@ class TestTokenFastPath:
     async def test_repeated_parameters_are_an_invalid_request(
         self, identity_platform: Platform, identity: httpx.AsyncClient
     ) -> None:
-        app = await f.create_client(
-            identity_platform,
-            public=False,
-            grant_types=["client_credentials"],
-            scopes=[],
-            redirect_uris=[],
-        )
+        client_id, secret = await f.create_service_client(identity_platform)
         response = await identity.post(
             "/oauth2/token",
             content=b"grant_type=client_credentials&grant_type=client_credentials",
             headers={"content-type": "application/x-www-form-urlencoded"},
-            auth=(app.client_id, app.client_secret or ""),
+            auth=(client_id, secret),
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "invalid_request"
