@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from fastapi import Depends, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -184,14 +185,9 @@ async def _endpoint(
     if repeated is not None:
         # RFC 6749 3.2: parameters MUST NOT be included more than once (Authlib would
         # take the first of two grant types, scopes or secrets without a word).
-        return JSONResponse(
-            {
-                "error": "invalid_request",
-                "error_description": f"the parameter {repeated!r} is repeated",
-            },
-            status_code=400,
-            headers={"cache-control": "no-store", "pragma": "no-cache"},
-        )
+        refusal = InvalidRequestError(f"the parameter {repeated!r} is repeated")
+        refused: Response = state.server.handle_error_response(None, refusal)
+        return refused
     data = state.request_data(request, path, items)
     exchange = state.exchange(request)
     server = state.server
