@@ -215,13 +215,7 @@ class TestReadConnections:
             connections.give_back(first)
 
             async def slow() -> None:
-                connection = await connections.borrow()
-                try:
-                    await connection.execute("SELECT pg_sleep(5)")
-                except BaseException:
-                    connections.discard(connection)
-                    raise
-                connections.give_back(connection)
+                await connections.fetch("SELECT pg_sleep(5)", [])
 
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(slow(), 0.2)

@@ -160,18 +160,7 @@ class DirectReads:
             finally:
                 cursor.close()
             return _rows(compiled, records)
-        connections = self._connections or await self._open()
-        connection = await connections.borrow()
-        try:
-            records = await connection.fetch(compiled.sql, *arguments)
-        except asyncpg.PostgresError:
-            connections.give_back(connection)  # the server refused the statement
-            raise
-        except BaseException:
-            # Cancelled or cut mid-statement: the connection's state is unknown.
-            connections.discard(connection)
-            raise
-        connections.give_back(connection)
+        records = await (self._connections or self._open()).fetch(compiled.sql, arguments)
         return _rows(compiled, records)
 
     def _sqlite_connection(self) -> sqlite3.Connection:
@@ -185,7 +174,7 @@ class DirectReads:
             self._sqlite = connection
         return self._sqlite
 
-    async def _open(self) -> ReadConnections:
+    def _open(self) -> ReadConnections:
         if self._connections is None:
             url = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             schema = self.schema or "public"
@@ -265,6 +254,21 @@ class ReadConnections:
     def open_count(self) -> int:
         return self._open
 
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> list[asyncpg.Record]:
+        """One statement on a lent connection."""
+        connection = await self.borrow()
+        try:
+            records: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+        except asyncpg.PostgresError:
+            self.give_back(connection)  # the server refused the statement
+            raise
+        except BaseException:
+            # Cancelled or cut mid-statement: the connection's state is unknown.
+            self.discard(connection)
+            raise
+        self.give_back(connection)
+        return records
+
     async def borrow(self) -> asyncpg.Connection:
         while True:
             if self._closed:
@@ -304,11 +308,8 @@ class ReadConnections:
         if self._closed or connection.is_closed():
             self.discard(connection)
             return
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(connection)
-                return
+        if self._wake_one(connection):
+            return
         self._idle.append((connection, time.monotonic()))
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().call_later(self.idle_seconds, self._reap)
@@ -319,12 +320,15 @@ class ReadConnections:
         self._open -= 1
         self._wake_one(None)
 
-    def _wake_one(self, value: asyncpg.Connection | None) -> None:
+    def _wake_one(self, value: asyncpg.Connection | None) -> bool:
+        """Hand `value` (a connection, or None: a free slot) to the first live waiter;
+        whether there was one."""
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_result(value)
-                return
+                return True
+        return False
 
     def _reap(self) -> None:
         self._reaper = None
@@ -355,6 +359,5 @@ class ReadConnections:
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 connection.terminate()
             self._open -= 1
-        self._wake_one(None)
-        while self._waiting:
-            self._wake_one(None)
+        while self._wake_one(None):
+            pass  # each waiter finds the connections closed
