@@ -241,6 +241,18 @@ class TestTokenFastPath:
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "invalid_request"
+        # A repeated name outside RFC 6749's error characters is not echoed (nor a 500).
+        hostile = await identity.post(
+            "/oauth2/token",
+            content=b"grant_type=client_credentials&%C2%A5%5C=1&%C2%A5%5C=2",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            auth=(client_id, secret),
+        )
+        assert hostile.status_code == 400, hostile.text
+        assert hostile.json() == {
+            "error": "invalid_request",
+            "error_description": "a parameter is repeated",
+        }
 
     async def test_a_json_body_takes_the_route_and_is_refused_as_oauth2_does(
         self, identity: httpx.AsyncClient

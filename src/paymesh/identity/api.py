@@ -5,6 +5,7 @@ the paths WSO2 Identity Server uses (`/oauth2/token`, `/oauth2/authorize`, `/oau
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -168,6 +169,11 @@ async def _form_items(request: Request) -> list[tuple[str, str]]:
     return [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
 
 
+_ERROR_DESCRIPTION_SAFE = re.compile(r"[\x20-\x21\x23-\x26\x28-\x5b\x5d-\x7e]*")
+"""RFC 6749 5.2's characters for `error_description`, less `'` (the name is quoted with
+it); Authlib refuses any other, so a name outside them is not echoed."""
+
+
 def _repeated_name(items: list[tuple[str, str]]) -> str | None:
     seen: set[str] = set()
     for name, _ in items:
@@ -185,7 +191,11 @@ async def _endpoint(
     if repeated is not None:
         # RFC 6749 3.2: parameters MUST NOT be included more than once (Authlib would
         # take the first of two grant types, scopes or secrets without a word).
-        refusal = InvalidRequestError(f"the parameter {repeated!r} is repeated")
+        refusal = InvalidRequestError(
+            f"the parameter {repeated!r} is repeated"
+            if _ERROR_DESCRIPTION_SAFE.fullmatch(repeated)
+            else "a parameter is repeated"
+        )
         refused: Response = state.server.handle_error_response(None, refusal)
         return refused
     data = state.request_data(request, path, items)
