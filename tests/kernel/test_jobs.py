@@ -72,6 +72,43 @@ class TestEnqueueTask:
         assert done["finished_at"] is not None
         assert await effect_count(sample, "task:background") == 1
 
+    async def test_a_commit_that_enqueues_wakes_the_worker_before_its_interval(
+        self, idle_sample: Platform
+    ) -> None:
+        queue = eager_queue(idle_sample, interval_seconds=3600)
+        worker = asyncio.create_task(queue.run_forever())
+        try:
+            await asyncio.sleep(0.05)  # the worker found nothing and waits out its hour
+            task_id = await enqueue(idle_sample, "count", "woken")
+
+            done = await eventually(
+                lambda: task_row(idle_sample, task_id), lambda r: r["state"] == "done"
+            )  # within eventually's 10 s, not the hour
+            assert done["attempts"] == 1
+        finally:
+            queue.stop()
+            await asyncio.wait_for(worker, 5)
+
+    async def test_a_queue_without_task_kinds_does_not_poll(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        claims: list[str] = []
+        queue = TaskQueue(runtime.database, runtime.tables, {}, interval_seconds=0.01)
+        listener = runtime.database.engine.sync_engine
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if "scheduled_task" in statement:
+                claims.append(statement)
+
+        event.listen(listener, "before_cursor_execute", record)
+        try:
+            await asyncio.wait_for(queue.run_forever(), 1)  # returns at once
+        finally:
+            event.remove(listener, "before_cursor_execute", record)
+        assert claims == []
+        with pytest.raises(ValueError, match="no handler"):
+            async with runtime.database.transaction() as session:
+                await queue.enqueue(session, "count", {"name": "nowhere"})
+
 
 class TestRunTask:
     async def test_a_failing_task_is_retried_until_it_succeeds(self, idle_sample: Platform) -> None:

@@ -72,6 +72,14 @@ class TaskQueue:
         self.interval_seconds = interval_seconds
         self.worker = worker or worker_name()
         self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        database.on_commit(self._after_commit)
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        # Read, not popped: every queue on this database wakes (tests run two). A session
+        # reused after its commit may wake a queue once more: one empty claim, harmless.
+        if session.info.get("task_enqueued"):
+            self._wake.set()
 
     async def enqueue(
         self,
@@ -98,6 +106,7 @@ class TaskQueue:
                 created_at=now,
             )
         )
+        session.info["task_enqueued"] = True  # wakes this process's worker at commit
         return task_id
 
     async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -165,15 +174,27 @@ class TaskQueue:
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake.set()
 
     async def run_forever(self) -> None:
+        """Claim and run due tasks until stopped. A service with no task kinds has nothing
+        to claim (`enqueue` refuses unknown kinds), so its queue does not poll at all.
+
+        Between rounds the worker waits for the interval, or less: a task enqueued in this
+        process wakes it at commit. The interval still bounds the wait for tasks enqueued
+        by other processes, and for retries coming due."""
+        if not self.handlers:
+            return
         while not self.stopping.is_set():
             try:
                 while await self.run_once() and not self.stopping.is_set():
                     pass
             except Exception:
                 log.exception("task_queue_error")
-            await pause(self.stopping, self.interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
 
 
 @dataclass(frozen=True)
