@@ -65,6 +65,12 @@ def service_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def mark_for_commit(session: AsyncSession, mark: str) -> None:
+    """Mark the session's transaction: its commit calls the mark's wakers
+    (`Database.wake_on_commit`)."""
+    session.info[mark] = True
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -142,6 +148,7 @@ class Database:
         )
         """One-statement reads straight on the driver (kernel/reads.py)."""
         self._after_commit: list[Callable[[AsyncSession], None]] = []
+        self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._checkpoints: WalCheckpoints | None = None
         if self.is_sqlite:
             checkpoints = self._checkpoints = WalCheckpoints(str(url.database))
@@ -157,6 +164,12 @@ class Database:
         """Run `callback(session)` after every successful commit (e.g. wake the relay)."""
         self._after_commit.append(callback)
 
+    def wake_on_commit(self, mark: str, wake: Callable[[], None]) -> None:
+        """Call `wake()` after each commit of a session marked with `mark`
+        (`mark_for_commit`): a worker in this process starts on work just committed instead
+        of at its next poll. Every waker of the mark is called; then the mark is cleared."""
+        self._wakers.setdefault(mark, []).append(wake)
+
     @asynccontextmanager
     async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """The unit of work: commits when the block ends, rolls back when it raises."""
@@ -169,6 +182,10 @@ class Database:
     def after_commit(self, session: AsyncSession) -> None:
         for callback in self._after_commit:
             callback(session)
+        for mark, wakers in self._wakers.items():
+            if session.info.pop(mark, False):
+                for wake in wakers:
+                    wake()
 
     async def dispose(self) -> None:
         if self._checkpoints is not None:

@@ -29,7 +29,7 @@ from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal, or_,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from paymesh.kernel.db import Database, insert_ignoring_conflicts, utcnow
+from paymesh.kernel.db import Database, insert_ignoring_conflicts, mark_for_commit, utcnow
 from paymesh.kernel.event_catalog import EventCatalog
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import (
@@ -117,6 +117,23 @@ class _Subscription:
 
     def matches(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
+
+
+OUTBOX_WRITTEN = "outbox_written"
+"""The `mark_for_commit` mark of a transaction that wrote outbox rows (wakes the relay)."""
+
+
+async def woken(wake: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `wake` (a commit of new work, or a stop); clear it and
+    say whether it came: a worker's wait between polls."""
+    try:
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    except TimeoutError:
+        return False
+    finally:
+        wake.clear()
+    return True
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> None:
@@ -216,7 +233,7 @@ class Outbox:
         if isinstance(session, AsyncSession):
             # Database.transaction() wakes the relay after commit; other callers use
             # committed().
-            session.info["outbox_written"] = True
+            mark_for_commit(session, OUTBOX_WRITTEN)
 
     def event(self, type: str, data: dict[str, Any], subject: str | None = None) -> CloudEvent:  # noqa: A002
         return CloudEvent(source=self.source, type=type, subject=subject, data=data)
@@ -338,11 +355,7 @@ class OutboxRelay:
         self.debounce_seconds = min(0.05, interval_seconds)
         self._wake = asyncio.Event()
         self.stopping = asyncio.Event()
-        database.on_commit(self._after_commit)
-
-    def _after_commit(self, session: AsyncSession) -> None:
-        if session.info.pop("outbox_written", False):
-            self._wake.set()
+        database.wake_on_commit(OUTBOX_WRITTEN, self._wake.set)
 
     def wake(self) -> None:
         self._wake.set()
@@ -501,12 +514,10 @@ class OutboxRelay:
                     pass
             except Exception:
                 log.exception("outbox_relay_error")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval_seconds):
-                    await self._wake.wait()
+            if await woken(self._wake, self.interval_seconds):
                 # Let a burst of commits accumulate: fewer, fuller relay transactions.
                 await pause(self.stopping, self.debounce_seconds)
-            self._wake.clear()
+                self._wake.clear()  # commits during the debounce are in the next batch
 
 
 BACKLOG_MEASURE_SECONDS = 5.0

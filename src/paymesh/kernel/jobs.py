@@ -23,12 +23,21 @@ import structlog
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import Database, insert_ignoring_conflicts, is_postgres, utcnow
-from paymesh.kernel.events import pause
+from paymesh.kernel.db import (
+    Database,
+    insert_ignoring_conflicts,
+    is_postgres,
+    mark_for_commit,
+    utcnow,
+)
+from paymesh.kernel.events import pause, woken
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.tables import KernelTables
 
 log = structlog.get_logger("paymesh.jobs")
+
+TASK_ENQUEUED = "task_enqueued"
+"""The `mark_for_commit` mark of a transaction that enqueued tasks."""
 
 TaskHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 
@@ -73,13 +82,7 @@ class TaskQueue:
         self.worker = worker or worker_name()
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        database.on_commit(self._after_commit)
-
-    def _after_commit(self, session: AsyncSession) -> None:
-        # Read, not popped: every queue on this database wakes (tests run two). A session
-        # reused after its commit may wake a queue once more: one empty claim, harmless.
-        if session.info.get("task_enqueued"):
-            self._wake.set()
+        database.wake_on_commit(TASK_ENQUEUED, self._wake.set)
 
     async def enqueue(
         self,
@@ -106,7 +109,7 @@ class TaskQueue:
                 created_at=now,
             )
         )
-        session.info["task_enqueued"] = True  # wakes this process's worker at commit
+        mark_for_commit(session, TASK_ENQUEUED)  # wakes this process's workers at commit
         return task_id
 
     async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -191,10 +194,7 @@ class TaskQueue:
                     pass
             except Exception:
                 log.exception("task_queue_error")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval_seconds):
-                    await self._wake.wait()
-            self._wake.clear()
+            await woken(self._wake, self.interval_seconds)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,11 @@ from typing import Any, Protocol
 import structlog
 import tenacity
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.identity.client import IdentityClient
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.errors import RemoteServiceError
-from paymesh.kernel.events import Outbox, pause
+from paymesh.kernel.events import Outbox, pause, woken
 from paymesh.kernel.jobs import claim_due, worker_name
 from paymesh.kernel.metrics import NOTIFICATION_DELIVERIES
 from paymesh.notifications.channels import (
@@ -117,11 +116,7 @@ class Dispatcher:
         self.worker = worker_name()
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        database.on_commit(self._after_commit)
-
-    def _after_commit(self, session: AsyncSession) -> None:
-        if session.info.pop(QUEUED_FLAG, False):
-            self._wake.set()
+        database.wake_on_commit(QUEUED_FLAG, self._wake.set)
 
     def wake(self) -> None:
         self._wake.set()
@@ -146,12 +141,7 @@ class Dispatcher:
                 log.exception("notification_dispatch_error")
             if self.stopping.is_set():
                 break
-            try:
-                async with asyncio.timeout(self.interval_seconds):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await woken(self._wake, self.interval_seconds)
             await pause(self.stopping, 0.01)
 
     async def run_once(self) -> int:

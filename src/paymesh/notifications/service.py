@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import insert_ignoring_conflicts, utcnow
+from paymesh.kernel.db import insert_ignoring_conflicts, mark_for_commit, utcnow
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.tables import KernelTables  # noqa: F401 - re-exported for typing
 from paymesh.notifications import errors
@@ -95,7 +95,7 @@ class Notifier:
                 )
                 queued.append(row)
         if queued:
-            session.info[QUEUED_FLAG] = True
+            mark_for_commit(session, QUEUED_FLAG)
         return queued
 
     async def _preferences(self, session: AsyncSession, user_id: str) -> Preferences | None:

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import utcnow
+from paymesh.kernel.db import mark_for_commit, utcnow
 from paymesh.kernel.events import Outbox
 from paymesh.notifications import errors
 from paymesh.notifications.models import Notification
@@ -117,7 +117,7 @@ async def replay(session: AsyncSession, outbox: Outbox, notification_id: str) ->
         {"id": row.id, "user_id": row.user_id, "channel": row.channel},
         subject=row.id,
     )
-    session.info[QUEUED_FLAG] = True
+    mark_for_commit(session, QUEUED_FLAG)
     await session.refresh(row)
     return row
 
