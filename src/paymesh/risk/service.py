@@ -79,15 +79,15 @@ class Evaluations:
         matches = self._screen(body, profile)
         now = utcnow()
         ruleset = await self.rulesets.active(session)
-        count, daily, monthly = await _velocity(session, body, now)
+        velocity = await _velocity(session, body, now)
         facts = Facts(
             amount_usd=amount_usd,
             kyc_status=profile.kyc.status,
             kyc_level=profile.kyc.level,
-            transactions_24h=count,
+            transactions_24h=velocity.transactions_24h,
             sanctions_hit=bool(matches),
-            daily_usd=daily,
-            monthly_usd=monthly,
+            daily_usd=velocity.daily_usd,
+            monthly_usd=velocity.monthly_usd,
             limit_per_transaction_usd=limits.per_transaction,
             limit_daily_usd=limits.daily,
             limit_monthly_usd=limits.monthly,
@@ -112,6 +112,7 @@ class Evaluations:
                     "voided": False,
                     "source": "evaluation",
                 },
+                previous=velocity.own,
             )
         if outcome.decision == "review":
             await self._open_case(session, row)
@@ -232,7 +233,7 @@ def _why(error: RemoteServiceError | ServiceUnavailable) -> str:
 
 async def _velocity(
     session: AsyncSession, body: EvaluationCreate, now: dt.datetime
-) -> tuple[int, int, int]:
+) -> repository.Velocity:
     day_start, month_start = day_and_month_start(now)
     return await repository.velocity(
         session,
