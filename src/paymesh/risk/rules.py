@@ -168,7 +168,9 @@ class CompiledRuleSet:
             _check_answers_boolean(rule, sample)
 
     def evaluate(self, facts: Facts) -> Outcome:
-        variables = facts.variables()
+        # One CEL context for all the rules: it converts the facts once (a dict is
+        # converted again by every program, ~9 µs a rule against ~1 µs).
+        variables = cel.Context(variables=facts.variables())
         reasons: list[Reason] = []
         forced = "allow"
         score = 0
