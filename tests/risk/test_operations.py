@@ -4,10 +4,15 @@ Each test activates the versions it needs, so the order of tests does not matter
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 
+from paymesh.kernel.db import utcnow
+from paymesh.risk.models import RuleSetActivation
+from paymesh.risk.rulesets import ACTIVE_SECONDS
 from tests.risk.support import RiskWorld, unique
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -161,6 +166,53 @@ class TestRuleSets:
         assert before_first.status_code == 200, before_first.text
         assert before_first.json()["version"] not in (first, second)
         await activate(shared_world, 1)
+
+    async def test_a_rollback_decides_the_next_evaluation(self, shared_world: RiskWorld) -> None:
+        # The active set is held between evaluations: this process's own change must
+        # still apply to the very next one.
+        await activate(shared_world, 1)
+        version = await create(shared_world, strict_rules())
+        await activate(shared_world, version)
+        customer_id, _ = await shared_world.customer()
+        assert (await shared_world.evaluate(customer_id, 20_000)).json()["ruleset_version"] == (
+            version
+        )
+        rolled = await shared_world.http.post(
+            "/v1/risk/rulesets/rollback", headers=shared_world.staff["admin"]
+        )
+        assert rolled.json()["version"] == 1, rolled.text
+        assert (await shared_world.evaluate(customer_id, 20_000)).json()["ruleset_version"] == 1
+
+    async def test_another_processs_activation_applies_within_a_second(
+        self, shared_world: RiskWorld
+    ) -> None:
+        await activate(shared_world, 1)
+        version = await create(shared_world, strict_rules())
+        customer_id, _ = await shared_world.customer()
+        assert (await shared_world.evaluate(customer_id, 100)).json()["ruleset_version"] == 1
+        # As another replica activates: a row committed on the database, no local mark.
+        async with shared_world.platform.runtimes["risk"].database.transaction() as session:
+            session.add(
+                RuleSetActivation(
+                    version=version,
+                    previous_version=1,
+                    activated_at=utcnow(),
+                    activated_by="another_replica",
+                    reason="activate",
+                )
+            )
+        committed = time.monotonic()
+        try:
+            while True:
+                body = (await shared_world.evaluate(customer_id, 20_000)).json()
+                if body["ruleset_version"] == version:
+                    break
+                assert body["ruleset_version"] == 1
+                assert time.monotonic() - committed < ACTIVE_SECONDS + 0.5
+                await asyncio.sleep(0.05)
+        finally:
+            await activate(shared_world, 1)
+        assert time.monotonic() - committed < ACTIVE_SECONDS + 1.0
 
     async def test_activating_the_active_version_is_409(self, shared_world: RiskWorld) -> None:
         await activate(shared_world, 1)

@@ -22,7 +22,7 @@ from paymesh.risk.service import Evaluations
 
 def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.risk
-    runtime.state["rulesets"] = RuleSets(runtime.outbox)
+    runtime.state["rulesets"] = RuleSets(runtime.outbox, runtime.database)
     runtime.state["cases"] = Cases(runtime.outbox)
     runtime.state["screening"] = Screening(
         runtime.database,

@@ -1,21 +1,24 @@
 """Rule set versions: create, activate, roll back, backtest; the compiled active set.
 
 Versions are immutable once written (a change is a new version). The newest row of the
-activation log names the active version; every evaluation reads it (one indexed row), so
-an activation by any process applies to the next evaluation everywhere. Compiled rule sets
-are cached per version: compiling happens once per version per process.
+activation log names the active version. Evaluations use the active set this process last
+read, for up to `ACTIVE_SECONDS`: an activation or rollback committed by this process
+applies to the next evaluation, one committed by another process within that second (each
+decision stores the version it ran, so a decision is reproducible either way). Compiled
+rule sets are cached per version: compiling happens once per version per process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.auth import Caller
-from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.db import Database, mark_for_commit, utcnow
 from paymesh.kernel.events import Outbox
 from paymesh.risk import errors, repository
 from paymesh.risk.models import RuleSet, RuleSetActivation
@@ -30,12 +33,22 @@ from paymesh.risk.schemas import ActivationOut, BacktestOut, DecisionChange, Rul
 
 SYSTEM = "paymesh"
 LISTED_CHANGES = 100
+ACTIVE_SECONDS = 1.0
+ACTIVATED = "risk.ruleset.activated"
+"""The mark of a transaction that activates a version (`mark_for_commit`)."""
 
 
 class RuleSets:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, database: Database) -> None:
         self.outbox = outbox
         self._compiled: dict[int, CompiledRuleSet] = {}
+        self._active: tuple[float, CompiledRuleSet] | None = None
+        self._activations = 0  # activations this process committed
+        database.wake_on_commit(ACTIVATED, self._forget_active)
+
+    def _forget_active(self) -> None:
+        self._active = None
+        self._activations += 1
 
     def compiled(self, version: int, definition: dict[str, Any]) -> CompiledRuleSet:
         found = self._compiled.get(version)
@@ -45,6 +58,16 @@ class RuleSets:
         return found
 
     async def active(self, session: AsyncSession) -> CompiledRuleSet:
+        held = self._active
+        if held is not None and time.monotonic() - held[0] < ACTIVE_SECONDS:
+            return held[1]
+        activations = self._activations
+        found = await self._read_active(session)
+        if activations == self._activations:  # no activation committed while it was read
+            self._active = (time.monotonic(), found)
+        return found
+
+    async def _read_active(self, session: AsyncSession) -> CompiledRuleSet:
         version = await repository.active_version(session)
         if version is None:
             raise RuntimeError("no rule set is active: the service did not start")
@@ -130,6 +153,7 @@ class RuleSets:
         )
         session.add(activation)
         await session.flush()
+        mark_for_commit(session, ACTIVATED)
         await self.outbox.add(
             session,
             "risk.ruleset.activated",
