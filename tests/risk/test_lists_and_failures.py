@@ -78,6 +78,11 @@ async def test_lists_loaded_by_the_cli_reach_a_running_process(
     )
     assert loaded.exit_code == 0, loaded.output
     assert "1018 entries" in loaded.output
+    assert await screening.refresh() is True
+    # Screenings are remembered per loaded index; a name only the next list holds misses
+    # now, and must hit once that list is loaded (nothing remembered outlives its lists).
+    assert screening.screen("Boris Ilyich Quartzen")[0] == []
+    assert screening.screen("Boris Ilyich Quartzen")[0] == []
     ofac = await asyncio.to_thread(
         invoke,
         [
@@ -94,6 +99,7 @@ async def test_lists_loaded_by_the_cli_reach_a_running_process(
     assert await screening.refresh() is True
     assert screening.loaded is not None
     assert {v.list_name for v in screening.loaded.versions} == {"UN", "OFAC-SDN"}
+    assert [m.entry_id for m in screening.screen("Boris Ilyich Quartzen")[0]] == ["1001"]
     matches, _ = screening.screen("Ri Won Ho", country="KP")
     assert matches[0].entry_id == "6908555"
     assert await screening.refresh() is False  # nothing newer: the index is kept

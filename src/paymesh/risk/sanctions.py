@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
@@ -112,10 +113,33 @@ async def all_versions(session: AsyncSession, limit: int = 100) -> list[Sanction
     return list((await session.scalars(query)).all())
 
 
+SCREENED_NAMES = 10_000
+"""Screenings remembered per loaded index. Names repeat (a customer's own legal name on each
+of their payments, a payee paid again), and the same name, type, country and date of birth
+against the same lists always finds the same matches; a new list version is a new index,
+so nothing remembered outlives the lists it was found in."""
+
+
 @dataclass(frozen=True)
 class LoadedLists:
     versions: tuple[ListVersionOut, ...]
     index: ScreeningIndex
+    screened: Callable[..., tuple[ScreeningMatch, ...]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def screen(
+            name: str,
+            type: Literal["individual", "entity"] | None,  # noqa: A002
+            country: str | None,
+            date_of_birth: dt.date | None,
+            threshold: float,
+        ) -> tuple[ScreeningMatch, ...]:
+            found = self.index.screen(
+                name, type=type, country=country, date_of_birth=date_of_birth, threshold=threshold
+            )
+            return tuple(found)
+
+        object.__setattr__(self, "screened", functools.lru_cache(maxsize=SCREENED_NAMES)(screen))
 
 
 class Screening:
@@ -159,10 +183,8 @@ class Screening:
             if self.required:
                 raise errors.NoSanctionsList()
             return [], None
-        matches = loaded.index.screen(
-            name, type=type, country=country, date_of_birth=date_of_birth, threshold=self.threshold
-        )
-        return matches, loaded
+        matches = loaded.screened(name, type, country, date_of_birth, self.threshold)
+        return list(matches), loaded
 
     def watch(self, interval_seconds: float) -> None:
         async def loop() -> None:
