@@ -21,9 +21,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 
 from paymesh.kernel.db import BIGINT, JSON_TYPE, Database, UTCDateTime
-from paymesh.kernel.reads import Query, ReadConnections
+from paymesh.kernel.reads import Query, ReadConnections, in_transaction
 from paymesh.platform import Platform
 
 metadata = MetaData()
@@ -92,6 +93,76 @@ async def database(make_platform: Callable[..., Any]) -> Database:
             ],
         )
     return database
+
+
+INSERT = Query(probes.insert())
+RAISE_AMOUNT = Query(
+    probes.update()
+    .where(probes.c.id == bindparam("probe_id"))
+    .values(amount=probes.c.amount + bindparam("by"))
+    .returning(probes.c.amount)
+)
+
+
+def probe(probe_id: str, amount: int = 1) -> dict[str, Any]:
+    return {
+        "id": probe_id,
+        "amount": amount,
+        "active": True,
+        "kind": 2,
+        "document": DOCUMENT,
+        "created_at": CREATED,
+        "note": None,
+    }
+
+
+class TestInTransaction:
+    """`in_transaction`: statements on the unit of work's own connection."""
+
+    async def test_writes_commit_with_the_session_and_are_seen_inside_it(
+        self, database: Database
+    ) -> None:
+        async with database.transaction() as session:
+            assert await in_transaction(session, INSERT, **probe("t1")) == []
+            # Seen by the session itself, and by the next direct statement, before commit.
+            inside = (await session.execute(BY_ID.statement, {"probe_id": "t1"})).one()
+            assert inside.document == DOCUMENT
+            raised = await in_transaction(session, RAISE_AMOUNT, probe_id="t1", by=41)
+            assert raised == [{"amount": 42}]
+            # Not seen outside until the commit.
+            assert await database.reads.one(BY_ID, probe_id="t1") is None
+        row = await database.reads.one(BY_ID, probe_id="t1")
+        assert row is not None
+        assert (row["amount"], row["document"], row["created_at"]) == (42, DOCUMENT, CREATED)
+
+    async def test_writes_roll_back_with_the_session(self, database: Database) -> None:
+        with pytest.raises(RuntimeError, match="after the write"):
+            async with database.transaction() as session:
+                await in_transaction(session, INSERT, **probe("t2"))
+                raise RuntimeError("after the write")
+        assert await database.reads.one(BY_ID, probe_id="t2") is None
+
+    async def test_each_transaction_of_a_session_gets_its_own(self, database: Database) -> None:
+        # A session committed and used again begins a new transaction on a connection
+        # that may be another: the first transaction's connection is never reused.
+        async with database.sessions() as session:
+            async with session.begin():
+                await in_transaction(session, INSERT, **probe("t3"))
+            async with session.begin():
+                await in_transaction(session, RAISE_AMOUNT, probe_id="t3", by=1)
+                await session.rollback()
+        row = await database.reads.one(BY_ID, probe_id="t3")
+        assert row is not None and row["amount"] == 1
+
+    async def test_a_driver_error_is_sqlalchemys_and_leaves_nothing(
+        self, database: Database
+    ) -> None:
+        with pytest.raises(DBAPIError) as raised:
+            async with database.transaction() as session:
+                await in_transaction(session, INSERT, **probe("t4"))
+                await in_transaction(session, INSERT, **probe("t4"))  # the same key
+        assert "t4" not in str(raised.value)  # values are never in the message
+        assert await database.reads.one(BY_ID, probe_id="t4") is None
 
 
 class TestDirectReads:

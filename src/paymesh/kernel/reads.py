@@ -29,7 +29,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy import URL
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from paymesh.kernel import sqlite_driver
 
@@ -54,10 +56,11 @@ class _Compiled:
 
 
 class Query:
-    """A prebuilt SELECT for `DirectReads`, named parameters as `bindparam("name")`.
-    Built once at import time, as the repositories' other prebuilt statements are."""
+    """A prebuilt statement, named parameters as `bindparam("name")`: a SELECT for
+    `DirectReads`; any statement (an INSERT or upsert too) for `in_transaction`. Built once
+    at import time, as the repositories' other prebuilt statements are."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -68,7 +71,7 @@ class Query:
         return found
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     if any(bind.expanding for bind in compiled.binds.values()):
         raise ValueError("expanding IN parameters are not supported here: use = ANY(array)")
@@ -120,6 +123,69 @@ def _rows(compiled: _Compiled, records: Sequence[Any]) -> list[Row]:
         }
         for record in records
     ]
+
+
+# -- statements in the unit of work ---------------------------------------------------------
+
+_IN_TRANSACTION = "paymesh.in_transaction"
+
+
+class _SqliteInTransaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> Sequence[Any]:
+        cursor = self.connection.execute(sql, arguments)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+class _AsyncpgInTransaction:
+    def __init__(self, adapted: Any) -> None:
+        self.adapted = adapted  # SQLAlchemy's adapter of the asyncpg connection
+
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> Sequence[Any]:
+        # The adapter sends BEGIN with its first statement, not when the session begins:
+        # begin it here if nothing went through the session yet.
+        if self.adapted._transaction is None:
+            await self.adapted._start_transaction()
+        records: Sequence[Any] = await self.adapted._connection.fetch(sql, *arguments)
+        return records
+
+
+async def in_transaction(session: AsyncSession, query: Query, **parameters: Any) -> list[Row]:
+    """`query` on the connection of the session's transaction (begun here if it was not):
+    it sees the transaction's own writes, and what it writes commits or rolls back with the
+    transaction. For the few statements of a hot route: through the session each statement
+    costs ~0.1 ms of CPU (ORM session, Core connection and result, greenlet hops), here a
+    few microseconds on SQLite and one round trip on PostgreSQL; the statement is compiled
+    once per dialect and its values pass the column types' processors, as in `DirectReads`.
+    A driver error comes out as SQLAlchemy's `DBAPIError`, as it would from the session."""
+    transaction = session.get_transaction()
+    held = session.info.get(_IN_TRANSACTION)
+    if held is None or transaction is None or held[0] is not transaction:
+        connection = await session.connection()  # begins the transaction (BEGIN IMMEDIATE)
+        adapted = (await connection.get_raw_connection()).dbapi_connection
+        driver: _SqliteInTransaction | _AsyncpgInTransaction
+        if connection.dialect.name == "sqlite":
+            driver = _SqliteInTransaction(sqlite_driver.sqlite_connection(adapted))
+        else:
+            driver = _AsyncpgInTransaction(adapted)
+        held = (session.get_transaction(), driver, connection.dialect)
+        session.info[_IN_TRANSACTION] = held
+    _, driver, dialect = held
+    compiled = query.compiled(dialect)
+    arguments = _arguments(compiled, parameters)
+    try:
+        records = await driver.fetch(compiled.sql, arguments)
+    except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        if getattr(error, "detail", None):
+            # PostgreSQL's DETAIL repeats the refused values, as kernel/db.py drops it.
+            error.detail = None  # type: ignore[union-attr]
+        raise DBAPIError(compiled.sql, None, error, hide_parameters=True) from error
+    return _rows(compiled, records)
 
 
 class DirectReads:

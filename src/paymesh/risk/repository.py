@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import BigInteger, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import is_postgres, lock_until_commit
+from paymesh.kernel.db import advisory_lock_key, is_postgres
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
+from paymesh.kernel.reads import Query, in_transaction
 from paymesh.risk.models import (
     Activity,
     Case,
@@ -69,10 +70,13 @@ async def newest_version(session: AsyncSession) -> int:
 # customer and UTC hour, changed in the same transaction as the rows. An evaluation reads
 # the totals (at most a month of hours) and, for the one hour the trailing 24-hour window
 # starts inside, the rows of that hour; never all of a customer's transactions.
+#
+# Every statement here is on every evaluation's path: each is built once and run on the
+# transaction's own connection (`in_transaction`), not through the session.
 
 HOUR = dt.timedelta(hours=1)
-_activity = Activity.__table__.c
-_hours = VelocityHour.__table__.c
+_activity = cast(Table, Activity.__table__).c
+_hours = cast(Table, VelocityHour.__table__).c
 
 
 def hour_of(moment: dt.datetime) -> dt.datetime:
@@ -98,51 +102,80 @@ class Velocity:
     figures; replaced when the evaluation records it again)."""
 
 
-def _own(column: Any) -> Any:
-    return (
-        select(column)
+_IS_OWN = (
+    _activity.customer_id == bindparam("customer_id"),
+    _activity.transaction_id == bindparam("transaction_id"),
+    _activity.voided.is_(False),
+)
+
+
+def _total_since(start: str, column: Any, name: str) -> Any:
+    summed = func.sum(case((_hours.hour_start >= bindparam(start), column), else_=0))
+    return func.coalesce(summed, 0).label(name)
+
+
+# `whole_from` is the first hour wholly inside the trailing 24 hours; the hour before it is
+# counted from its rows (`partial`). The own row's figures come along, to be taken out.
+VELOCITY = Query(
+    select(
+        _total_since("whole_from", _hours.transactions, "transactions"),
+        _total_since("day_start", _hours.amount_usd, "daily"),
+        _total_since("month_start", _hours.amount_usd, "monthly"),
+        select(func.count())
         .where(
             _activity.customer_id == bindparam("customer_id"),
-            _activity.transaction_id == bindparam("transaction_id"),
+            _activity.occurred_at > bindparam("since_24h"),
+            _activity.occurred_at < bindparam("whole_from"),
+            _activity.transaction_id != bindparam("transaction_id"),
             _activity.voided.is_(False),
         )
         .scalar_subquery()
+        .label("partial"),
+        select(_activity.amount_usd).where(*_IS_OWN).scalar_subquery().label("own_usd"),
+        select(_activity.occurred_at).where(*_IS_OWN).scalar_subquery().label("own_at"),
+    ).where(
+        _hours.customer_id == bindparam("customer_id"),
+        _hours.hour_start >= bindparam("earliest"),
     )
-
-
-# Built once (a statement costs more to build than SQLite takes to run it). `whole_from` is
-# the first hour wholly inside the trailing 24 hours; the hour before it is counted from its
-# rows (`partial`). The own row's figures come along, to be taken out in Python.
-VELOCITY = select(
-    func.coalesce(
-        func.sum(
-            case((_hours.hour_start >= bindparam("whole_from"), _hours.transactions), else_=0)
-        ),
-        0,
-    ),
-    func.coalesce(
-        func.sum(case((_hours.hour_start >= bindparam("day_start"), _hours.amount_usd), else_=0)),
-        0,
-    ),
-    func.coalesce(
-        func.sum(case((_hours.hour_start >= bindparam("month_start"), _hours.amount_usd), else_=0)),
-        0,
-    ),
-    select(func.count())
-    .where(
-        _activity.customer_id == bindparam("customer_id"),
-        _activity.occurred_at > bindparam("since_24h"),
-        _activity.occurred_at < bindparam("whole_from"),
-        _activity.transaction_id != bindparam("transaction_id"),
-        _activity.voided.is_(False),
-    )
-    .scalar_subquery(),
-    _own(_activity.amount_usd),
-    _own(_activity.occurred_at),
-).where(
-    _hours.customer_id == bindparam("customer_id"),
-    _hours.hour_start >= bindparam("earliest"),
 )
+OWN = Query(select(_activity.amount_usd, _activity.occurred_at).where(*_IS_OWN))
+_VELOCITY_LOCK = Query(select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger))))
+
+
+def _upserts(dialect: Any) -> tuple[Query, Query]:
+    """(the activity row's upsert, an hour's totals' increment) in `dialect`'s INSERT."""
+    activity = dialect.insert(Activity.__table__)
+    activity = activity.on_conflict_do_update(
+        index_elements=[_activity.customer_id, _activity.transaction_id],
+        set_={
+            "amount_usd": activity.excluded.amount_usd,
+            "occurred_at": activity.excluded.occurred_at,
+            "voided": activity.excluded.voided,
+            "source": activity.excluded.source,
+        },
+    )
+    hours = dialect.insert(VelocityHour.__table__)
+    hours = hours.on_conflict_do_update(
+        index_elements=[_hours.customer_id, _hours.hour_start],
+        set_={
+            "transactions": _hours.transactions + hours.excluded.transactions,
+            "amount_usd": _hours.amount_usd + hours.excluded.amount_usd,
+        },
+    )
+    return Query(activity), Query(hours)
+
+
+_UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
+
+
+async def lock_velocity(session: AsyncSession, customer_id: str) -> None:
+    """Serialise the transactions that count or change the customer's velocity until each
+    commits: a transaction-scoped advisory lock on PostgreSQL; on SQLite a writing
+    transaction is already alone (BEGIN IMMEDIATE, one writer per database)."""
+    if is_postgres(session):
+        await in_transaction(
+            session, _VELOCITY_LOCK, lock=advisory_lock_key("risk-velocity", customer_id)
+        )
 
 
 async def velocity(
@@ -158,25 +191,28 @@ async def velocity(
     24 hours (after `since_24h`), their USD cents since `day_start` and since `month_start`
     (both whole hours).
 
-    Evaluations of one customer are serialised from here to commit, so two payments sent
-    at once cannot both fit under a limit only one of them fits under: on PostgreSQL by a
-    transaction-scoped advisory lock per customer; on SQLite by its one writer line (this
-    runs in the writer's transaction)."""
-    await lock_until_commit(session, "risk-velocity", customer_id)
+    Evaluations of one customer are serialised from here to commit (`lock_velocity`), so
+    two payments sent at once cannot both fit under a limit only one of them fits under."""
+    await lock_velocity(session, customer_id)
     whole_from = hour_of(since_24h) + HOUR
-    values = {
-        "customer_id": customer_id,
-        "transaction_id": transaction_id,
-        "since_24h": since_24h,
-        "whole_from": whole_from,
-        "day_start": day_start,
-        "month_start": month_start,
-        "earliest": min(month_start, whole_from),
-    }
-    row = (await session.execute(VELOCITY, values)).one()
-    count, daily, monthly = int(row[0]) + int(row[3]), int(row[1]), int(row[2])
-    own = None if row[4] is None else Counted(int(row[4]), _aware(row[5]))
-    if own is not None:  # counted in the totals, not in `partial` (which excludes it)
+    rows = await in_transaction(
+        session,
+        VELOCITY,
+        customer_id=customer_id,
+        transaction_id=transaction_id,
+        since_24h=since_24h,
+        whole_from=whole_from,
+        day_start=day_start,
+        month_start=month_start,
+        earliest=min(month_start, whole_from),
+    )
+    row = rows[0]
+    count = int(row["transactions"]) + int(row["partial"])
+    daily, monthly = int(row["daily"]), int(row["monthly"])
+    own = None
+    if row["own_usd"] is not None:
+        own = Counted(int(row["own_usd"]), _aware(row["own_at"]))
+        # Counted in the totals, not in `partial` (which leaves it out).
         if own.occurred_at >= whole_from:
             count -= 1
         if own.occurred_at >= day_start:
@@ -187,23 +223,11 @@ async def velocity(
 
 
 def _aware(value: Any) -> dt.datetime:
-    """A scalar subquery's datetime comes back as the driver gives it (SQLite: text)."""
+    """A scalar subquery's time as the driver gives it (SQLite: text; PostgreSQL: aware)."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     moment: dt.datetime = value
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
-def _add_to_hour(session: AsyncSession) -> Any:
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    statement = insert(VelocityHour)
-    return statement.on_conflict_do_update(
-        index_elements=[VelocityHour.customer_id, VelocityHour.hour_start],
-        set_={
-            "transactions": _hours.transactions + statement.excluded.transactions,
-            "amount_usd": _hours.amount_usd + statement.excluded.amount_usd,
-        },
-    )
 
 
 async def _count(
@@ -215,30 +239,25 @@ async def _count(
         hour = hour_of(moment)
         before = by_hour.get(hour, (0, 0))
         by_hour[hour] = (before[0] + transactions, before[1] + amount_usd)
-    rows = [
-        {"customer_id": customer_id, "hour_start": hour, "transactions": n, "amount_usd": usd}
-        for hour, (n, usd) in by_hour.items()
-        if n or usd
-    ]
-    if rows:
-        await session.execute(_add_to_hour(session), rows)
-
-
-_OWN_ROW = select(_activity.amount_usd, _activity.occurred_at).where(
-    _activity.customer_id == bindparam("customer_id"),
-    _activity.transaction_id == bindparam("transaction_id"),
-    _activity.voided.is_(False),
-)
+    increment = _UPSERTS[session.get_bind().dialect.name][1]
+    for hour, (transactions, amount_usd) in by_hour.items():
+        if transactions or amount_usd:
+            await in_transaction(
+                session,
+                increment,
+                customer_id=customer_id,
+                hour_start=hour,
+                transactions=transactions,
+                amount_usd=amount_usd,
+            )
 
 
 async def counted(session: AsyncSession, customer_id: str, transaction_id: str) -> Counted | None:
     """The transaction's row if it counts."""
-    found = (
-        await session.execute(
-            _OWN_ROW, {"customer_id": customer_id, "transaction_id": transaction_id}
-        )
-    ).first()
-    return None if found is None else Counted(int(found[0]), found[1])
+    rows = await in_transaction(
+        session, OWN, customer_id=customer_id, transaction_id=transaction_id
+    )
+    return None if not rows else Counted(int(rows[0]["amount_usd"]), _aware(rows[0]["occurred_at"]))
 
 
 async def record_activity(
@@ -246,23 +265,13 @@ async def record_activity(
 ) -> None:
     """One row per (customer, transaction): a repeated evaluation or a later event updates
     the amount and time rather than counting the transaction twice. The hourly totals move
-    with it. `previous`: the row's counted figures if the caller already read them
-    (`Velocity.own`); True to read them here."""
+    with it. `previous`: the row's counted figures if the caller read them under the
+    customer's velocity lock (`Velocity.own`); True to take the lock and read them here."""
     if previous is True:
-        await lock_until_commit(session, "risk-velocity", values["customer_id"])
+        await lock_velocity(session, values["customer_id"])
         previous = await counted(session, values["customer_id"], values["transaction_id"])
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    statement = insert(Activity).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Activity.customer_id, Activity.transaction_id],
-        set_={
-            "amount_usd": statement.excluded.amount_usd,
-            "occurred_at": statement.excluded.occurred_at,
-            "voided": statement.excluded.voided,
-            "source": statement.excluded.source,
-        },
-    )
-    await session.execute(statement)
+    upsert = _UPSERTS[session.get_bind().dialect.name][0]
+    await in_transaction(session, upsert, **values)
     changes: list[tuple[dt.datetime, int, int]] = []
     if isinstance(previous, Counted):
         changes.append((previous.occurred_at, -1, -previous.amount_usd))
@@ -282,7 +291,7 @@ async def void_activity(session: AsyncSession, transaction_id: str) -> int:
     leave the totals, under the customers' velocity locks, as evaluations take them."""
     customers = (await session.scalars(_CUSTOMERS_OF, {"transaction_id": transaction_id})).all()
     for customer_id in sorted(set(customers)):
-        await lock_until_commit(session, "risk-velocity", customer_id)
+        await lock_velocity(session, customer_id)
     statement = (
         update(Activity)
         .where(Activity.transaction_id == transaction_id, Activity.voided.is_(False))

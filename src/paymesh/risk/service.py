@@ -26,6 +26,7 @@ from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
+from paymesh.kernel.reads import Query, in_transaction
 from paymesh.profiles.client import ProfilesClient
 from paymesh.profiles.schemas import Limits, Profile
 from paymesh.risk import errors, repository
@@ -44,8 +45,8 @@ from paymesh.risk.screening import ScreeningMatch
 
 DAY = dt.timedelta(hours=24)
 LIMITS_TTL_SECONDS = 60.0
-# Built once, on the tables (an ORM entity would take the ORM's bulk-insert path).
-DECISION_INSERT = insert(cast(Table, Decision.__table__))
+# Built once, on the tables; the decision's insert runs on the transaction's connection.
+DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
 CASE_INSERT = insert(cast(Table, Case.__table__))
 
 
@@ -98,7 +99,7 @@ class Evaluations:
         )
         outcome = ruleset.evaluate(facts)
         values = _decision_values(body, caller, facts, matches, outcome, ruleset.version, now)
-        await session.execute(DECISION_INSERT, values)
+        await in_transaction(session, DECISION_INSERT, **values)
         row = SimpleNamespace(**values)
         if outcome.decision != "block":
             # A blocked payment never moves money: it uses no limit and adds no velocity.
