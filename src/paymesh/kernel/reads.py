@@ -24,14 +24,15 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import URL
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from paymesh.kernel import sqlite_driver
 
@@ -60,7 +61,7 @@ class Query:
     `DirectReads`; any statement (an INSERT or upsert too) for `in_transaction`. Built once
     at import time, as the repositories' other prebuilt statements are."""
 
-    def __init__(self, statement: Executable) -> None:
+    def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
@@ -71,8 +72,8 @@ class Query:
         return found
 
 
-def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
-    compiled = statement.compile(dialect=dialect)
+def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
     if any(bind.expanding for bind in compiled.binds.values()):
         raise ValueError("expanding IN parameters are not supported here: use = ANY(array)")
     positions = tuple(compiled.positiontup or ())
