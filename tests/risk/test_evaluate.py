@@ -8,7 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from paymesh.risk.models import Decision
 from tests.risk.support import RiskWorld, unique
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
@@ -214,6 +216,58 @@ class TestIdempotency:
         )
         assert second.headers.get("idempotent-replayed") == "true"
         assert second.json() == first.json()
+
+
+class TestFastPath:
+    """`POST /v1/risk/evaluate` without an Idempotency-Key is served by a plain handler
+    (risk/fastpath.py); with one, by the FastAPI route. Both must answer alike."""
+
+    async def test_both_paths_give_the_same_decision_document(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer(verified=True)
+        plain = await shared_world.evaluate(customer_id, 600_000, counterparty=ORDINARY)
+        keyed = await shared_world.evaluate(
+            customer_id, 600_000, counterparty=ORDINARY, headers={"idempotency-key": unique("k")}
+        )
+        assert plain.status_code == keyed.status_code == 200
+        assert plain.headers["content-type"] == keyed.headers["content-type"]
+        first, second = plain.json(), keyed.json()
+        assert first.keys() == second.keys()
+        assert first["decision_id"] != second["decision_id"]
+        for same in ("score", "level", "decision", "reasons", "ruleset_version"):
+            assert first[same] == second[same], same
+
+    async def test_both_paths_refuse_alike(self, shared_world: RiskWorld) -> None:
+        customer_id, headers = await shared_world.customer()
+        body = {"transaction_id": unique("pay_"), "customer_id": customer_id, "type": "p2p"}
+        answers = [
+            await shared_world.http.post(
+                "/v1/risk/evaluate", json=body, headers=shared_world.service | extra
+            )
+            for extra in ({}, {"idempotency-key": unique("k")})
+        ]
+        assert [answer.status_code for answer in answers] == [422, 422]
+        assert answers[0].json()["errors"] == answers[1].json()["errors"]
+        assert answers[0].json()["code"] == answers[1].json()["code"]
+        # A customer's token: 403 on both, the body never read.
+        refused = [
+            await shared_world.http.post("/v1/risk/evaluate", json=body, headers=headers | extra)
+            for extra in ({}, {"idempotency-key": unique("k")})
+        ]
+        assert [answer.status_code for answer in refused] == [403, 403]
+        assert refused[0].json()["code"] == refused[1].json()["code"] == "forbidden"
+
+    async def test_a_refused_evaluation_stores_nothing(self, shared_world: RiskWorld) -> None:
+        transaction = unique("pay_")
+        response = await shared_world.evaluate("usr_nobody", 100, transaction_id=transaction)
+        assert response.status_code == 422
+        runtime = shared_world.platform.runtimes["risk"]
+        async with runtime.database.transaction() as session:
+            stored = await session.execute(
+                select(Decision.id).where(Decision.transaction_id == transaction)
+            )
+            assert stored.first() is None
 
 
 class TestHostileInput:

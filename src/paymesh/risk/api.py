@@ -42,7 +42,8 @@ from paymesh.risk.service import Evaluations
 
 router = service_router(prefix="/v1/risk", tags=["risk"])
 
-Evaluator = Annotated[Caller, Depends(require(roles={"service"}))]
+EVALUATOR_ROLES = frozenset({"service"})
+Evaluator = Annotated[Caller, Depends(require(roles=EVALUATOR_ROLES))]
 Reader = Annotated[Caller, Depends(require(roles={"service", "ops", "compliance", "admin"}))]
 RuleReader = Annotated[Caller, Depends(require(roles={"ops", "compliance", "admin"}))]
 Simulator = Annotated[Caller, Depends(require(roles={"ops", "admin"}))]

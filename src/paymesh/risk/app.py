@@ -13,6 +13,7 @@ from paymesh.risk.cases import Cases
 from paymesh.risk.consumers import consumers
 from paymesh.risk.demo import seed_demo
 from paymesh.risk.events import EVENTS
+from paymesh.risk.fastpath import fast_paths
 from paymesh.risk.models import kernel_tables, metadata
 from paymesh.risk.profile_facts import CachedProfiles
 from paymesh.risk.rulesets import RuleSets
@@ -71,6 +72,7 @@ SPEC = ServiceSpec(
     on_start=_start,
     on_stop=_stop,
     consumers=consumers,
+    fast_paths=fast_paths,
     seed_demo=seed_demo,
     events=EVENTS,
 )

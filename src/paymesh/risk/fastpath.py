@@ -1,0 +1,35 @@
+"""Risk's hot path, `POST /v1/risk/evaluate`, as a plain ASGI handler (kernel/fastpath.py).
+
+Same contract as the FastAPI route in api.py, which stays declared for the OpenAPI
+document and serves requests carrying an Idempotency-Key (payments sends one): role
+`service`, the same body model, the same decision, the same problem documents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from paymesh.kernel.auth import Caller
+from paymesh.kernel.fastpath import json_endpoint, model_response
+from paymesh.kernel.runtime import ServiceRuntime
+from paymesh.risk.api import EVALUATOR_ROLES
+from paymesh.risk.schemas import EvaluationCreate
+from paymesh.risk.service import Evaluations
+
+
+def fast_paths(runtime: ServiceRuntime) -> dict[tuple[str, str], Any]:
+    async def evaluate(
+        body: EvaluationCreate, caller: Caller, session: AsyncSession | None
+    ) -> Response:
+        assert session is not None  # a unit of work: `runtime` is given below
+        evaluations: Evaluations = runtime.state["evaluations"]  # made at start
+        return model_response(await evaluations.evaluate(session, caller, body))
+
+    return {
+        ("POST", "/v1/risk/evaluate"): json_endpoint(
+            EvaluationCreate, evaluate, roles=EVALUATOR_ROLES, runtime=runtime
+        )
+    }
