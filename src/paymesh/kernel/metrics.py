@@ -23,6 +23,12 @@ LEDGER_GROUP_COMMIT = Histogram(
     "Operations committed together in one ledger transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "paymesh_group_commit_works",
+    "Units of work committed together in one transaction (kernel/groupcommit.py)",
+    ["group"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 LEDGER_QUEUED = Gauge(
     "paymesh_ledger_engine_queued_operations",
     "Ledger operations waiting for a writer (refused with 503 past the limit)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paymesh.forex.client import HttpForexClient
+from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.profiles.client import HttpProfiles
 from paymesh.risk.api import router
@@ -25,6 +26,7 @@ def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.risk
     runtime.state["rulesets"] = RuleSets(runtime.outbox, runtime.database)
     runtime.state["cases"] = Cases(runtime.outbox)
+    runtime.state["decisions"] = GroupCommit(runtime.database, "risk-decisions")
     runtime.state["screening"] = Screening(
         runtime.database,
         threshold=settings.screening_threshold,
@@ -53,6 +55,8 @@ async def _start(runtime: ServiceRuntime) -> None:
 
 
 async def _stop(runtime: ServiceRuntime) -> None:
+    decisions: GroupCommit = runtime.state["decisions"]
+    await decisions.stop()
     screening: Screening = runtime.state["screening"]
     await screening.stop()
     for client in runtime.state.pop("http_clients", ()):

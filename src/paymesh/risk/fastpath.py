@@ -1,8 +1,11 @@
 """Risk's hot path, `POST /v1/risk/evaluate`, as a plain ASGI handler (kernel/fastpath.py).
 
 Same contract as the FastAPI route in api.py, which stays declared for the OpenAPI
-document and serves requests carrying an Idempotency-Key (payments sends one): role
-`service`, the same body model, the same decision, the same problem documents.
+document and serves requests carrying an Idempotency-Key (payments sends one; the stored
+answer commits with the decision in the request's own transaction): role `service`, the
+same body model, the same decision, the same problem documents. Here the decision is
+written in a transaction shared with the decisions of concurrent requests
+(kernel/groupcommit.py), and answered only after that transaction commits.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from starlette.responses import Response
 
 from paymesh.kernel.auth import Caller
 from paymesh.kernel.fastpath import json_endpoint, model_response
+from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.risk.api import EVALUATOR_ROLES
 from paymesh.risk.schemas import EvaluationCreate
@@ -22,14 +26,14 @@ from paymesh.risk.service import Evaluations
 
 def fast_paths(runtime: ServiceRuntime) -> dict[tuple[str, str], Any]:
     async def evaluate(
-        body: EvaluationCreate, caller: Caller, session: AsyncSession | None
+        body: EvaluationCreate, caller: Caller, _session: AsyncSession | None
     ) -> Response:
-        assert session is not None  # a unit of work: `runtime` is given below
         evaluations: Evaluations = runtime.state["evaluations"]  # made at start
-        return model_response(await evaluations.evaluate(session, caller, body))
+        group: GroupCommit = runtime.state["decisions"]
+        return model_response(await evaluations.evaluate_grouped(group, caller, body))
 
     return {
         ("POST", "/v1/risk/evaluate"): json_endpoint(
-            EvaluationCreate, evaluate, roles=EVALUATOR_ROLES, runtime=runtime
+            EvaluationCreate, evaluate, roles=EVALUATOR_ROLES
         )
     }

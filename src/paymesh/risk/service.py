@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ from paymesh.kernel.auth import Caller
 from paymesh.kernel.db import utcnow
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.events import Outbox
+from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
 from paymesh.kernel.reads import Query, in_transaction
@@ -50,6 +52,22 @@ DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
 CASE_INSERT = insert(cast(Table, Case.__table__))
 
 
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """What an evaluation learns before its transaction."""
+
+    profile: Profile
+    amount_usd: int
+    limits: Limits
+    matches: list[ScreeningMatch]
+
+
+def _counted(decision: DecisionOut, started: float) -> DecisionOut:
+    RISK_DECISIONS.labels(decision.level, decision.decision).inc()
+    RISK_EVALUATION.observe(time.perf_counter() - started)
+    return decision
+
+
 class Evaluations:
     def __init__(
         self,
@@ -69,22 +87,48 @@ class Evaluations:
     async def evaluate(
         self, session: AsyncSession, caller: Caller, body: EvaluationCreate
     ) -> DecisionOut:
-        # Remote facts and screening first, before the first statement: on SQLite the
-        # transaction holds the one writer line from then until commit, and no other
-        # evaluation should wait on these calls.
+        """Gather, then decide in `session` (the request's own unit of work)."""
         started = time.perf_counter()
+        gathered = await self.gather(body)
+        return _counted(await self.decide(session, caller, body, gathered), started)
+
+    async def evaluate_grouped(
+        self, group: GroupCommit, caller: Caller, body: EvaluationCreate
+    ) -> DecisionOut:
+        """Gather, then decide in a transaction shared with concurrent evaluations
+        (kernel/groupcommit.py); ordered by customer, as their velocity locks are."""
+        started = time.perf_counter()
+        gathered = await self.gather(body)
+
+        async def decide(session: AsyncSession) -> DecisionOut:
+            return await self.decide(session, caller, body, gathered)
+
+        return _counted(await group.run(decide, order=body.customer_id), started)
+
+    async def gather(self, body: EvaluationCreate) -> Gathered:
+        """The facts from other services and screening: before any statement, since on
+        SQLite a transaction holds the one writer line from its first until commit, and
+        no other evaluation should wait on these calls."""
         found = await _gathered(self.profiles.get_profile(body.customer_id), self._in_usd(body))
         profile: Profile = found[0]
-        amount_usd: int = found[1]
         limits = await self._limits(body.customer_id, profile.kyc.level)
-        matches = self._screen(body, profile)
+        return Gathered(profile, found[1], limits, self._screen(body, profile))
+
+    async def decide(
+        self, session: AsyncSession, caller: Caller, body: EvaluationCreate, gathered: Gathered
+    ) -> DecisionOut:
+        """The velocity under the customer's lock, the rules, the stored decision, its
+        activity and case. Only statements in `session`: it may run twice (a group commit
+        that failed runs each of its works again alone)."""
+        session.info["actor"] = caller  # events written here name who asked
         now = utcnow()
         ruleset = await self.rulesets.active(session)
         velocity = await _velocity(session, body, now)
+        limits, matches = gathered.limits, gathered.matches
         facts = Facts(
-            amount_usd=amount_usd,
-            kyc_status=profile.kyc.status,
-            kyc_level=profile.kyc.level,
+            amount_usd=gathered.amount_usd,
+            kyc_status=gathered.profile.kyc.status,
+            kyc_level=gathered.profile.kyc.level,
             transactions_24h=velocity.transactions_24h,
             sanctions_hit=bool(matches),
             daily_usd=velocity.daily_usd,
@@ -108,7 +152,7 @@ class Evaluations:
                 {
                     "customer_id": body.customer_id,
                     "transaction_id": body.transaction_id,
-                    "amount_usd": amount_usd,
+                    "amount_usd": gathered.amount_usd,
                     "occurred_at": now,
                     "voided": False,
                     "source": "evaluation",
@@ -117,8 +161,6 @@ class Evaluations:
             )
         if outcome.decision == "review":
             await self._open_case(session, row)
-        RISK_DECISIONS.labels(outcome.level, outcome.decision).inc()
-        RISK_EVALUATION.observe(time.perf_counter() - started)
         return decision_view(row)
 
     def simulate(
