@@ -4,7 +4,7 @@
 -- (unique per wrk process), COUNTERPARTIES (names separated by "|", taken in turn; default
 -- "Maria Lopez"; letters, spaces and hyphens only: they go into the JSON unescaped),
 -- IDEMPOTENCY (set: send `Idempotency-Key: evaluate:<transaction id>`, as payments'
--- HttpRiskClient does).
+-- HttpRiskClient does), AMOUNT (USD cents; default 1500).
 local token = os.getenv("TOKEN")
 local customer = os.getenv("CUSTOMER")
 local run = os.getenv("RUN") or "r"
@@ -13,6 +13,7 @@ for name in string.gmatch(os.getenv("COUNTERPARTIES") or "Maria Lopez", "[^|]+")
   table.insert(counterparties, name)
 end
 local idempotency = os.getenv("IDEMPOTENCY")
+local amount = tonumber(os.getenv("AMOUNT") or "1500")
 local counter = 0
 local threads = {}
 
@@ -36,9 +37,9 @@ function request()
     headers["Idempotency-Key"] = "evaluate:" .. id
   end
   return wrk.format("POST", "/v1/risk/evaluate", headers, string.format(
-    '{"transaction_id":"%s","customer_id":"%s","type":"p2p","amount":1500,"currency":"USD",'
+    '{"transaction_id":"%s","customer_id":"%s","type":"p2p","amount":%d,"currency":"USD",'
       .. '"counterparty":{"name":"%s","country":"ES"}}',
-    id, customer, counterparties[(counter - 1) % #counterparties + 1]))
+    id, customer, amount, counterparties[(counter - 1) % #counterparties + 1]))
 end
 
 -- The decision mix (allow / step_up / review / block) and the first refusal of each thread.

@@ -12,8 +12,8 @@ Isolation is kept by order and by retry, not by savepoints:
 - works run one after another, so each sees the writes of those before it in the batch
   (a customer's two concurrent payments are judged one after the other, as with locks);
 - works are sorted by their `order` key first, so transactions that take row or advisory
-  locks per key take them in the same order in every process (no deadlocks between
-  replicas' batches);
+  locks per key take them in the same order (no deadlocks between the batches in flight
+  at once, here or in other replicas);
 - if any work raises, or the commit fails, the batch's transaction is rolled back and
   each of its works runs again alone, in a transaction of its own: a failing work fails
   only its own request. A work must therefore do nothing outside its session that could
@@ -51,16 +51,25 @@ class _Pending:
 
 
 class GroupCommit:
-    def __init__(self, database: Database, name: str, *, max_batch: int = 64) -> None:
+    def __init__(
+        self, database: Database, name: str, *, max_batch: int = 64, writers: int = 1
+    ) -> None:
+        """`writers`: batches in flight at once. One by default: on SQLite there is one
+        writer per database anyway; on PostgreSQL more batches in flight means smaller
+        ones (more commits per work), which cost more CPU than the overlapped round trips
+        saved when the works contend for the same locks (measured: bench/README.md)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.database = database
         self.name = name
         self.max_batch = max_batch
+        self.writers = writers
+        if self.writers < 1:
+            raise ValueError("writers must be at least 1")
         self._queue: list[_Pending] = []
         self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._busy = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
         self._stopped = False
 
     async def run(self, work: Work[T], *, order: str = "") -> T:
@@ -69,9 +78,12 @@ class GroupCommit:
             raise RuntimeError(f"group commit {self.name} is stopped")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(work, order, future))
-        if self._writer is None:
+        if not self._tasks:
             self._wake = asyncio.Event()
-            self._writer = asyncio.create_task(self._write_forever(), name=f"group-{self.name}")
+            self._tasks = [
+                asyncio.create_task(self._write_forever(), name=f"group-{self.name}-{number}")
+                for number in range(self.writers)
+            ]
         assert self._wake is not None
         self._wake.set()
         return await future
@@ -80,17 +92,19 @@ class GroupCommit:
         """Finish what is queued (for up to `grace_seconds`), then stop the writer; works
         still queued then are cancelled, and so is their callers' wait."""
         self._stopped = True
-        writer, self._writer = self._writer, None
-        if writer is None:
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
             return
         deadline = asyncio.get_running_loop().time() + grace_seconds
-        while (self._queue or self._busy) and not writer.done():
+        while (self._queue or self._busy) and not all(task.done() for task in tasks):
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.01)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for pending in self._queue:
             if not pending.future.done():
                 pending.future.cancel()
@@ -99,8 +113,9 @@ class GroupCommit:
     async def _write_forever(self) -> None:
         assert self._wake is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queue:
+                await self._wake.wait()
+                self._wake.clear()
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
@@ -108,7 +123,7 @@ class GroupCommit:
                 batch = [pending for pending in batch if not pending.future.done()]
                 if not batch:
                     continue
-                self._busy = True
+                self._busy += 1
                 try:
                     await self._write(batch)
                 except BaseException:
@@ -117,7 +132,7 @@ class GroupCommit:
                             pending.future.cancel()
                     raise
                 finally:
-                    self._busy = False
+                    self._busy -= 1
 
     async def _write(self, batch: list[_Pending]) -> None:
         batch.sort(key=lambda pending: pending.order)
