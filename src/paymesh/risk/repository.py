@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, case, func, select, update
+from sqlalchemy import BigInteger, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,27 +142,42 @@ OWN = Query(select(_activity.amount_usd, _activity.occurred_at).where(*_IS_OWN))
 _VELOCITY_LOCK = Query(select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger))))
 
 
-def _upserts(dialect: Any) -> tuple[Query, Query]:
-    """(the activity row's upsert, an hour's totals' increment) in `dialect`'s INSERT."""
-    activity = dialect.insert(Activity.__table__)
-    activity = activity.on_conflict_do_update(
+def _bound(table: Table, prefix: str) -> dict[str, Any]:
+    """Every column of `table` bound to a parameter named `prefix` + the column."""
+    return {column.name: bindparam(prefix + column.name, type_=column.type) for column in table.c}
+
+
+def _activity_upsert(dialect: Any, prefix: str = "") -> Any:
+    statement = dialect.insert(Activity.__table__)
+    if prefix:
+        statement = statement.values(_bound(cast(Table, Activity.__table__), prefix))
+    return statement.on_conflict_do_update(
         index_elements=[_activity.customer_id, _activity.transaction_id],
         set_={
-            "amount_usd": activity.excluded.amount_usd,
-            "occurred_at": activity.excluded.occurred_at,
-            "voided": activity.excluded.voided,
-            "source": activity.excluded.source,
+            "amount_usd": statement.excluded.amount_usd,
+            "occurred_at": statement.excluded.occurred_at,
+            "voided": statement.excluded.voided,
+            "source": statement.excluded.source,
         },
     )
-    hours = dialect.insert(VelocityHour.__table__)
-    hours = hours.on_conflict_do_update(
+
+
+def _hour_increment(dialect: Any, prefix: str = "") -> Any:
+    statement = dialect.insert(VelocityHour.__table__)
+    if prefix:
+        statement = statement.values(_bound(cast(Table, VelocityHour.__table__), prefix))
+    return statement.on_conflict_do_update(
         index_elements=[_hours.customer_id, _hours.hour_start],
         set_={
-            "transactions": _hours.transactions + hours.excluded.transactions,
-            "amount_usd": _hours.amount_usd + hours.excluded.amount_usd,
+            "transactions": _hours.transactions + statement.excluded.transactions,
+            "amount_usd": _hours.amount_usd + statement.excluded.amount_usd,
         },
     )
-    return Query(activity), Query(hours)
+
+
+def _upserts(dialect: Any) -> tuple[Query, Query]:
+    """(the activity row's upsert, an hour's totals' increment) in `dialect`'s INSERT."""
+    return Query(_activity_upsert(dialect)), Query(_hour_increment(dialect))
 
 
 _UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
@@ -305,6 +320,50 @@ async def void_activity(session: AsyncSession, transaction_id: str) -> int:
 
 
 # -- decisions ------------------------------------------------------------------------------
+
+DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
+# PostgreSQL: a new transaction's decision, activity row and hour's totals in one statement
+# (one round trip instead of three; data-modifying CTEs on different tables).
+DECISION_WITH_ACTIVITY = Query(
+    _hour_increment(postgresql, "h_")
+    .add_cte(
+        insert(cast(Table, Decision.__table__))
+        .values(_bound(cast(Table, Decision.__table__), "d_"))
+        .cte("decision")
+    )
+    .add_cte(_activity_upsert(postgresql, "a_").cte("activity"))
+)
+
+
+async def record_decision(
+    session: AsyncSession,
+    decision: dict[str, Any],
+    activity: dict[str, Any] | None,
+    *,
+    previous: Counted | None,
+) -> None:
+    """A decision and, for one that counts, its activity (as `record_activity`, with the
+    figures `previous` read under the customer's velocity lock)."""
+    if (
+        activity is not None
+        and previous is None
+        and not activity["voided"]
+        and session.get_bind().dialect.name == "postgresql"
+    ):
+        hour = {
+            "customer_id": activity["customer_id"],
+            "hour_start": hour_of(activity["occurred_at"]),
+            "transactions": 1,
+            "amount_usd": activity["amount_usd"],
+        }
+        parameters = {f"d_{name}": value for name, value in decision.items()}
+        parameters |= {f"a_{name}": value for name, value in activity.items()}
+        parameters |= {f"h_{name}": value for name, value in hour.items()}
+        await in_transaction(session, DECISION_WITH_ACTIVITY, **parameters)
+        return
+    await in_transaction(session, DECISION_INSERT, **decision)
+    if activity is not None:
+        await record_activity(session, activity, previous=previous)
 
 
 async def decision(session: AsyncSession, decision_id: str) -> Decision | None:

@@ -28,7 +28,6 @@ from paymesh.kernel.events import Outbox
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
-from paymesh.kernel.reads import Query, in_transaction
 from paymesh.profiles.client import ProfilesClient
 from paymesh.profiles.schemas import Limits, Profile
 from paymesh.risk import errors, repository
@@ -47,8 +46,6 @@ from paymesh.risk.screening import ScreeningMatch
 
 DAY = dt.timedelta(hours=24)
 LIMITS_TTL_SECONDS = 60.0
-# Built once, on the tables; the decision's insert runs on the transaction's connection.
-DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
 CASE_INSERT = insert(cast(Table, Case.__table__))
 
 
@@ -143,22 +140,20 @@ class Evaluations:
         )
         outcome = ruleset.evaluate(facts)
         values = _decision_values(body, caller, facts, matches, outcome, ruleset.version, now)
-        await in_transaction(session, DECISION_INSERT, **values)
+        # A blocked payment never moves money: it uses no limit and adds no velocity.
+        counts = outcome.decision != "block"
+        activity = {
+            "customer_id": body.customer_id,
+            "transaction_id": body.transaction_id,
+            "amount_usd": gathered.amount_usd,
+            "occurred_at": now,
+            "voided": False,
+            "source": "evaluation",
+        }
+        await repository.record_decision(
+            session, values, activity if counts else None, previous=velocity.own
+        )
         row = SimpleNamespace(**values)
-        if outcome.decision != "block":
-            # A blocked payment never moves money: it uses no limit and adds no velocity.
-            await repository.record_activity(
-                session,
-                {
-                    "customer_id": body.customer_id,
-                    "transaction_id": body.transaction_id,
-                    "amount_usd": gathered.amount_usd,
-                    "occurred_at": now,
-                    "voided": False,
-                    "source": "evaluation",
-                },
-                previous=velocity.own,
-            )
         if outcome.decision == "review":
             await self._open_case(session, row)
         return decision_view(row)
