@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import MetaData, func, select
 
+from paymesh.kernel.db import Database
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.platform import Platform
 from tests.kernel.sample.app import effects, notes
@@ -70,3 +71,13 @@ async def table_rows(platform: Platform, table_name: str) -> list[dict[str, Any]
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+async def database_with(make_platform: Callable[..., Any], metadata: MetaData) -> Database:
+    """A migrated service database (the ledger's, workers off) with `metadata`'s probe
+    tables created in it: for tests of the kernel's database helpers."""
+    platform: Platform = await make_platform(["ledger"], run_workers=False)
+    database: Database = platform.runtimes["ledger"].database
+    async with database.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    return database

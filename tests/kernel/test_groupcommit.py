@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymesh.kernel.db import Database
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.reads import Query, in_transaction
-from paymesh.platform import Platform
+from tests.kernel.support import database_with
 
 metadata = MetaData()
 notes = Table(
@@ -31,11 +31,7 @@ BY_ID = Query(select(notes.c.position).where(notes.c.id == bindparam("note_id"))
 
 @pytest.fixture
 async def database(make_platform: Callable[..., Any]) -> Database:
-    platform: Platform = await make_platform(["ledger"], run_workers=False)
-    found: Database = platform.runtimes["ledger"].database
-    async with found.engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
-    return found
+    return await database_with(make_platform, metadata)
 
 
 def writing(note_id: str, seen: list[str] | None = None) -> Any:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from paymesh.kernel.db import BIGINT, JSON_TYPE, Database, UTCDateTime
 from paymesh.kernel.reads import Query, ReadConnections, in_transaction
-from paymesh.platform import Platform
+from tests.kernel.support import database_with
 
 metadata = MetaData()
 probes = Table(
@@ -55,10 +55,7 @@ DOCUMENT = {"nested": {"list": [1, "two", None, True]}, "unicode": "Zoë ✓", "
 
 @pytest.fixture
 async def database(make_platform: Callable[..., Any]) -> Database:
-    platform: Platform = await make_platform(["ledger"], run_workers=False)
-    database = platform.runtimes["ledger"].database
-    async with database.engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    database = await database_with(make_platform, metadata)
     async with database.transaction() as session:
         await session.execute(
             probes.insert(),

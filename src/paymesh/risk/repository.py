@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -147,31 +147,48 @@ def _bound(table: Table, prefix: str) -> dict[str, Any]:
     return {column.name: bindparam(prefix + column.name, type_=column.type) for column in table.c}
 
 
-def _activity_upsert(dialect: Any, prefix: str = "") -> Any:
-    statement = dialect.insert(Activity.__table__)
+def _upsert(
+    dialect: Any,
+    table: Table,
+    keys: list[Any],
+    changes: Callable[[Any], dict[str, Any]],
+    prefix: str,
+) -> Any:
+    """`dialect`'s INSERT into `table` that on a conflict of `keys` sets `changes(excluded)`;
+    with `prefix`, every value bound to its own named parameter (for use in a CTE)."""
+    statement = dialect.insert(table)
     if prefix:
-        statement = statement.values(_bound(cast(Table, Activity.__table__), prefix))
-    return statement.on_conflict_do_update(
-        index_elements=[_activity.customer_id, _activity.transaction_id],
-        set_={
-            "amount_usd": statement.excluded.amount_usd,
-            "occurred_at": statement.excluded.occurred_at,
-            "voided": statement.excluded.voided,
-            "source": statement.excluded.source,
+        statement = statement.values(_bound(table, prefix))
+    return statement.on_conflict_do_update(index_elements=keys, set_=changes(statement.excluded))
+
+
+def _activity_upsert(dialect: Any, prefix: str = "") -> Any:
+    """A repeated transaction replaces its amount, time and state (never counted twice)."""
+    return _upsert(
+        dialect,
+        cast(Table, Activity.__table__),
+        [_activity.customer_id, _activity.transaction_id],
+        lambda new: {
+            "amount_usd": new.amount_usd,
+            "occurred_at": new.occurred_at,
+            "voided": new.voided,
+            "source": new.source,
         },
+        prefix,
     )
 
 
 def _hour_increment(dialect: Any, prefix: str = "") -> Any:
-    statement = dialect.insert(VelocityHour.__table__)
-    if prefix:
-        statement = statement.values(_bound(cast(Table, VelocityHour.__table__), prefix))
-    return statement.on_conflict_do_update(
-        index_elements=[_hours.customer_id, _hours.hour_start],
-        set_={
-            "transactions": _hours.transactions + statement.excluded.transactions,
-            "amount_usd": _hours.amount_usd + statement.excluded.amount_usd,
+    """An hour's totals grow (or shrink) by the given amounts."""
+    return _upsert(
+        dialect,
+        cast(Table, VelocityHour.__table__),
+        [_hours.customer_id, _hours.hour_start],
+        lambda new: {
+            "transactions": _hours.transactions + new.transactions,
+            "amount_usd": _hours.amount_usd + new.amount_usd,
         },
+        prefix,
     )
 
 
