@@ -14,13 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from paymesh.kernel.db import Database
+from paymesh.kernel.migrations import alembic_config
 from paymesh.platform import Platform
 from paymesh.risk import repository
+from paymesh.risk.app import SPEC
 from paymesh.risk.models import Activity, VelocityHour
 from paymesh.risk.rules import day_and_month_start
 
@@ -156,3 +159,57 @@ async def test_totals_and_velocity_agree_with_the_rows(
             assert got.own is None
         else:
             assert got.own == repository.Counted(own.amount_usd, own.occurred_at)
+
+
+async def test_the_migration_fills_the_totals_from_existing_rows(database: Database) -> None:
+    """Revision 0003 on a database that already holds activity (from before it existed)."""
+    config = alembic_config("risk", SPEC.migrations, SPEC.metadata)
+
+    def to(revision: str) -> Any:
+        def run(sync_connection: Any) -> None:
+            config.attributes["connection"] = sync_connection
+            if revision == "head":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+
+        return run
+
+    async with database.engine.begin() as connection:
+        await connection.run_sync(to("0002"))
+    rows = [
+        ("m_a", "p1", 100, NOW - dt.timedelta(minutes=5), False),
+        ("m_a", "p2", 250, NOW - dt.timedelta(minutes=20), False),  # the same hour
+        ("m_a", "p3", 999, NOW - dt.timedelta(minutes=10), True),  # voided: counts nothing
+        ("m_a", "p4", 40, NOW - dt.timedelta(hours=30), False),
+        ("m_b", "p5", 7, NOW, False),
+    ]
+    async with database.transaction() as session:
+        await session.execute(
+            Activity.__table__.insert(),
+            [
+                {
+                    "customer_id": customer,
+                    "transaction_id": transaction,
+                    "amount_usd": amount,
+                    "occurred_at": at,
+                    "voided": voided,
+                    "source": "event",
+                }
+                for customer, transaction, amount, at, voided in rows
+            ],
+        )
+    async with database.engine.begin() as connection:
+        await connection.run_sync(to("head"))
+    async with database.transaction() as session:
+        totals = {
+            (row.customer_id, row.hour_start): (row.transactions, row.amount_usd)
+            for row in await session.scalars(
+                select(VelocityHour).where(VelocityHour.customer_id.in_(["m_a", "m_b"]))
+            )
+        }
+    assert totals == {
+        ("m_a", repository.hour_of(NOW)): (2, 350),
+        ("m_a", repository.hour_of(NOW - dt.timedelta(hours=30))): (1, 40),
+        ("m_b", repository.hour_of(NOW)): (1, 7),
+    }
