@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fnmatch
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,11 +124,20 @@ OUTBOX_WRITTEN = "outbox_written"
 """The `mark_for_commit` mark of a transaction that wrote outbox rows (wakes the relay)."""
 
 
+POLL_JITTER = 0.25
+"""Each wait between polls is `seconds` ± this share, at random. In one process a dozen
+workers (each service's outbox relay, the queues) start together with the same interval:
+without jitter their polls stay in step, and a request arriving then waits for all of
+them at once. Measured (`GET /health`, one request at a time, `paymesh up --demo`): p99
+1.7-2.9 ms with the relays polling every 0.5 s, 0.9-1.1 ms with them every 30 s."""
+
+
 async def woken(wake: asyncio.Event, seconds: float) -> bool:
-    """Wait up to `seconds` for `wake` (a commit of new work, or a stop); clear it and
-    say whether it came: a worker's wait between polls."""
+    """Wait up to `seconds` (± `POLL_JITTER`) for `wake` (a commit of new work, or a
+    stop); clear it and say whether it came: a worker's wait between polls."""
     try:
-        async with asyncio.timeout(seconds):
+        spread = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)  # noqa: S311 - not a secret
+        async with asyncio.timeout(seconds * spread):
             await wake.wait()
     except TimeoutError:
         return False
