@@ -23,7 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from paymesh.kernel.db import BIGINT, JSON_TYPE, Database, UTCDateTime
+from paymesh.kernel.db import (
+    BIGINT,
+    JSON_TYPE,
+    Database,
+    UTCDateTime,
+    advisory_lock_key,
+    lock_until_commit,
+)
 from paymesh.kernel.reads import Query, ReadConnections, in_transaction
 from tests.kernel.support import database_with
 
@@ -160,6 +167,64 @@ class TestInTransaction:
                 await in_transaction(session, INSERT, **probe("t4"))  # the same key
         assert "t4" not in str(raised.value)  # values are never in the message
         assert await database.reads.one(BY_ID, probe_id="t4") is None
+
+
+class TestLockUntilCommit:
+    """`lock_until_commit` (kernel/db.py): an advisory lock on the transaction's own
+    connection, held to its commit, taken once per transaction."""
+
+    @staticmethod
+    async def held(url: str, key: int) -> int:
+        probe = await asyncpg.connect(url)
+        try:
+            count: int = await probe.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND ((classid::bigint << 32) | objid::bigint) = $1",
+                key,
+            )
+            return count
+        finally:
+            await probe.close()
+
+    async def test_held_until_commit_and_blocks_another_transaction(
+        self, database: Database
+    ) -> None:
+        url = _postgres_url(database)
+        key = advisory_lock_key("probe", "one")
+        async with database.transaction() as session:
+            await lock_until_commit(session, "probe", "one")
+            await lock_until_commit(session, "probe", "one")  # held: no second statement
+            assert await self.held(url, key) == 1
+            other = await asyncpg.connect(url)
+            try:
+                assert await other.fetchval("SELECT pg_try_advisory_lock($1)", key) is False
+            finally:
+                await other.close()
+        assert await self.held(url, key) == 0
+
+    async def test_taken_again_in_the_sessions_next_transaction(self, database: Database) -> None:
+        url = _postgres_url(database)
+        key = advisory_lock_key("probe", "two")
+        async with database.sessions() as session:
+            async with session.begin():
+                await lock_until_commit(session, "probe", "two")
+            assert await self.held(url, key) == 0
+            async with session.begin():
+                # Remembered for the first transaction only: this one takes it again.
+                await lock_until_commit(session, "probe", "two")
+                assert await self.held(url, key) == 1
+        assert await self.held(url, key) == 0
+
+    async def test_a_savepoints_lock_is_not_remembered(self, database: Database) -> None:
+        url = _postgres_url(database)
+        key = advisory_lock_key("probe", "three")
+        async with database.transaction() as session:
+            savepoint = await session.begin_nested()
+            await lock_until_commit(session, "probe", "three")
+            await savepoint.rollback()
+            assert await self.held(url, key) == 0  # released with the savepoint
+            await lock_until_commit(session, "probe", "three")
+            assert await self.held(url, key) == 1
 
 
 class TestDirectReads:

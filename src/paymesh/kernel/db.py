@@ -38,7 +38,7 @@ from sqlalchemy.sql.schema import Table
 from sqlalchemy.types import TypeDecorator
 
 from paymesh.kernel.config import Settings
-from paymesh.kernel.reads import DirectReads
+from paymesh.kernel.reads import DirectReads, Query, in_transaction
 from paymesh.kernel.sqlite_driver import (
     WalCheckpoints,
     connection_pragmas,
@@ -289,12 +289,29 @@ def advisory_lock_key(scope: str, key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-_XACT_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+_XACT_LOCK = Query(select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger))))
+_LOCKS_HELD = "paymesh.locks_held"
 
 
 async def lock_until_commit(session: AsyncSession, scope: str, key: str) -> None:
     """Serialise the transactions that take (`scope`, `key`) until each commits: a
     transaction-scoped advisory lock on PostgreSQL; nothing on SQLite, where a writing
-    transaction is already alone (BEGIN IMMEDIATE, one writer per database)."""
-    if is_postgres(session):
-        await session.execute(_XACT_LOCK, {"lock": advisory_lock_key(scope, key)})
+    transaction is already alone (BEGIN IMMEDIATE, one writer per database).
+
+    One round trip on the transaction's own connection (kernel/reads.py: in_transaction),
+    and none for a lock this transaction already holds (a group commit's batch that holds
+    several works of one customer takes the customer's lock once)."""
+    if not is_postgres(session):
+        return
+    lock = advisory_lock_key(scope, key)
+    held = session.info.get(_LOCKS_HELD)
+    if held is not None and held[0] is session.get_transaction() and lock in held[1]:
+        return
+    await in_transaction(session, _XACT_LOCK, lock=lock)  # begins the transaction if need be
+    if session.in_nested_transaction():
+        return  # a savepoint rolled back would release it: not remembered
+    transaction = session.get_transaction()
+    if held is None or held[0] is not transaction:
+        locks: set[int] = set()
+        held = session.info[_LOCKS_HELD] = (transaction, locks)
+    held[1].add(lock)

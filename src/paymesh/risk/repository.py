@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import advisory_lock_key, is_postgres
+from paymesh.kernel.db import lock_until_commit
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.kernel.reads import Query, in_transaction
 from paymesh.risk.models import (
@@ -139,7 +139,6 @@ VELOCITY = Query(
     )
 )
 OWN = Query(select(_activity.amount_usd, _activity.occurred_at).where(*_IS_OWN))
-_VELOCITY_LOCK = Query(select(func.pg_advisory_xact_lock(bindparam("lock", type_=BigInteger))))
 
 
 def _bound(table: Table, prefix: str) -> dict[str, Any]:
@@ -202,12 +201,8 @@ _UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
 
 async def lock_velocity(session: AsyncSession, customer_id: str) -> None:
     """Serialise the transactions that count or change the customer's velocity until each
-    commits: a transaction-scoped advisory lock on PostgreSQL; on SQLite a writing
-    transaction is already alone (BEGIN IMMEDIATE, one writer per database)."""
-    if is_postgres(session):
-        await in_transaction(
-            session, _VELOCITY_LOCK, lock=advisory_lock_key("risk-velocity", customer_id)
-        )
+    commits (kernel/db.py: lock_until_commit)."""
+    await lock_until_commit(session, "risk-velocity", customer_id)
 
 
 async def velocity(
@@ -243,7 +238,7 @@ async def velocity(
     daily, monthly = int(row["daily"]), int(row["monthly"])
     own = None
     if row["own_usd"] is not None:
-        own = Counted(int(row["own_usd"]), _aware(row["own_at"]))
+        own = Counted(int(row["own_usd"]), row["own_at"])  # aware: UTCDateTime's processor
         # Counted in the totals, not in `partial` (which leaves it out).
         if own.occurred_at >= whole_from:
             count -= 1
@@ -252,14 +247,6 @@ async def velocity(
         if own.occurred_at >= month_start:
             monthly -= own.amount_usd
     return Velocity(count, daily, monthly, own)
-
-
-def _aware(value: Any) -> dt.datetime:
-    """A scalar subquery's time as the driver gives it (SQLite: text; PostgreSQL: aware)."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    moment: dt.datetime = value
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 async def _count(
@@ -289,7 +276,7 @@ async def counted(session: AsyncSession, customer_id: str, transaction_id: str) 
     rows = await in_transaction(
         session, OWN, customer_id=customer_id, transaction_id=transaction_id
     )
-    return None if not rows else Counted(int(rows[0]["amount_usd"]), _aware(rows[0]["occurred_at"]))
+    return None if not rows else Counted(int(rows[0]["amount_usd"]), rows[0]["occurred_at"])
 
 
 async def record_activity(
