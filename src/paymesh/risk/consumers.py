@@ -20,7 +20,7 @@ from paymesh.kernel.events import CloudEvent
 from paymesh.kernel.runtime import ConsumerSpec, ServiceRuntime
 from paymesh.risk import repository
 from paymesh.risk.profile_facts import CHANGES as PROFILE_CHANGES
-from paymesh.risk.profile_facts import CachedProfiles
+from paymesh.risk.profile_facts import forget as forget_profile
 
 log = structlog.get_logger("paymesh.risk.consumers")
 
@@ -77,8 +77,9 @@ def consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
         if not isinstance(user_id, str) or not user_id:
             log.warning("profile_event_without_user", event_id=event.id, event_type=event.type)
             return
-        facts: CachedProfiles = runtime.state["profile_facts"]  # made at start
-        await facts.forget(user_id)
+        # Not through runtime.state's CachedProfiles: that is made at start, and profiles'
+        # events can arrive before (the demo seed publishes them while services start).
+        await forget_profile(runtime.cache, user_id, runtime.settings.risk.profile_cache_seconds)
 
     return [
         ConsumerSpec("payments_succeeded", SUCCEEDED, succeeded),

@@ -61,13 +61,17 @@ class CachedProfiles:
         return await self._profiles.get_limits(user_id)
 
     async def forget(self, user_id: str) -> None:
-        """Profiles changed what it says of `user_id`: no answer kept before counts."""
-        await self._cache.set(
-            _generation_key(user_id),
-            secrets.token_hex(8),
-            self.ttl_seconds + SLOWEST_ANSWER_SECONDS,
-        )
-        await self._cache.delete(_answer_key(user_id))
+        await forget(self._cache, user_id, self.ttl_seconds)
+
+
+async def forget(cache: Cache, user_id: str, ttl_seconds: float) -> None:
+    """Profiles changed what it says of `user_id`: no answer kept before counts (in every
+    replica that shares `cache`). Needs nothing but the cache, so risk's consumer can act
+    on a change before the service has finished starting."""
+    await cache.set(
+        _generation_key(user_id), secrets.token_hex(8), ttl_seconds + SLOWEST_ANSWER_SECONDS
+    )
+    await cache.delete(_answer_key(user_id))
 
 
 def _answer_key(user_id: str) -> str:
