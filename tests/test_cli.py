@@ -6,7 +6,6 @@ backend the rest of the pass uses.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import pytest
 from paymesh import __version__
 from paymesh.kernel.config import Settings
 from tests.conftest import free_port
+from tests.tokens import jwt_claims
 
 pytestmark = pytest.mark.slow
 
@@ -165,12 +165,6 @@ class TestUp:
         assert result.returncode == 2, result.stdout + result.stderr
         assert "PAYMESH_BROKER_URL" in result.stderr
         assert "Traceback" not in result.stderr
-
-
-def jwt_claims(token: str) -> dict[str, object]:
-    payload = token.split(".")[1]
-    claims: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
-    return claims
 
 
 class TestPublicUrl:

@@ -4,6 +4,8 @@ customer's or staff user's through the password grant of the demo's legacy clien
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterable
 
 import httpx
@@ -12,6 +14,13 @@ from paymesh.platform import Platform
 from tests.identity import factories as identity_factories
 
 LEGACY = ("demo-legacy", "demo-legacy-secret")
+
+
+def jwt_claims(token: str) -> dict[str, object]:
+    """A JWT's claims, unverified (for tests that need to know what a token says)."""
+    payload = token.split(".")[1]
+    claims: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
+    return claims
 
 
 async def password_token(http: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:

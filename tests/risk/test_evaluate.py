@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from paymesh.risk.models import Decision
+from tests import tokens
 from tests.risk.support import RiskWorld, unique
+from tests.tokens import jwt_claims
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
@@ -257,6 +259,46 @@ class TestFastPath:
         ]
         assert [answer.status_code for answer in refused] == [403, 403]
         assert refused[0].json()["code"] == refused[1].json()["code"] == "forbidden"
+
+    async def test_a_disabled_clients_token_is_refused_on_both_paths(
+        self, shared_world: RiskWorld
+    ) -> None:
+        # A stolen service token is cut off by disabling its client: the token is still
+        # unexpired and correctly signed, and must stop working at once on the fast path
+        # as on the declared route, storing nothing.
+        service = await tokens.service_token(shared_world.platform, shared_world.http)
+        claims = jwt_claims(service["authorization"].removeprefix("Bearer "))
+        customer_id, _ = await shared_world.customer()
+        allowed = await shared_world.evaluate(customer_id, 100, headers=service)
+        assert allowed.status_code == 200, allowed.text
+
+        # Identity's admin API wants a delegated token to carry scope identity:admin too.
+        admin = shared_world.platform.tokens.issue("usr_risk_admin", roles=["admin"])
+        disabled = await shared_world.http.post(
+            f"/v1/identity/clients/{claims['client_id']}/disable",
+            headers={"authorization": f"Bearer {admin}"},
+        )
+        assert disabled.status_code == 200, disabled.text
+        transactions = [unique("pay_"), unique("pay_")]
+        refused = [
+            await shared_world.evaluate(
+                customer_id, 100, transaction_id=transaction, headers=service | extra
+            )
+            for transaction, extra in zip(
+                transactions, ({}, {"idempotency-key": unique("k")}), strict=True
+            )
+        ]
+        assert [answer.status_code for answer in refused] == [401, 401]
+        assert all(
+            answer.headers["content-type"].startswith("application/problem+json")
+            for answer in refused
+        )
+        runtime = shared_world.platform.runtimes["risk"]
+        async with runtime.database.transaction() as session:
+            stored = await session.execute(
+                select(Decision.id).where(Decision.transaction_id.in_(transactions))
+            )
+            assert stored.first() is None
 
     async def test_a_refused_evaluation_stores_nothing(self, shared_world: RiskWorld) -> None:
         transaction = unique("pay_")
