@@ -185,3 +185,29 @@ class TestIdempotencyRetention:
 
         with pytest.raises(ValidationError):
             load()
+
+
+class TestFaultInjection:
+    @pytest.mark.parametrize(
+        ("variable", "step"),
+        [
+            ("PAYMESH_PAYMENTS_CRASH_AT", "ledger_posted"),
+            ("PAYMESH_RISK_CRASH_AT", "decisions_batch_written"),
+        ],
+    )
+    @pytest.mark.parametrize("env", ["development", "production"])
+    def test_a_crash_point_is_refused_outside_tests(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, step: str, env: str
+    ) -> None:
+        monkeypatch.setenv("PAYMESH_ENV", env)
+        monkeypatch.setenv("PAYMESH_SIGNING_SECRET", "a-long-secret-of-our-own-0123456789")
+        monkeypatch.setenv(variable, step)
+
+        with pytest.raises(ValidationError, match=variable):
+            load()
+
+    def test_a_crash_point_is_taken_in_tests(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PAYMESH_ENV", "test")
+        monkeypatch.setenv("PAYMESH_RISK_CRASH_AT", "decisions_batch_written")
+
+        assert load().risk.crash_at == "decisions_batch_written"

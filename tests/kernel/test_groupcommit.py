@@ -126,3 +126,55 @@ async def test_a_caller_that_went_away_is_not_run(database: Database) -> None:
     await group.stop()
     assert seen == ["kept"]
     assert await database.reads.one(BY_ID, note_id="gone") is None
+
+
+async def test_stop_gives_up_on_a_stuck_work_after_its_grace(database: Database) -> None:
+    group = GroupCommit(database, "probe")
+    release = asyncio.Event()
+
+    async def stuck(session: AsyncSession) -> int:
+        await in_transaction(session, INSERT, id="stuck", position=0)
+        await release.wait()  # never set
+        return 0
+
+    run = asyncio.ensure_future(group.run(stuck))
+    queued = asyncio.ensure_future(group.run(writing("behind")))
+    await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    await group.stop(grace_seconds=0.2)
+    assert 0.15 < asyncio.get_running_loop().time() - started < 2
+    for cancelled in (run, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    assert await database.reads.one(BY_ID, note_id="stuck") is None
+
+
+async def test_stop_returns_at_once_when_idle(database: Database) -> None:
+    group = GroupCommit(database, "probe")
+    assert await group.run(writing("only")) == 0
+    started = asyncio.get_running_loop().time()
+    await group.stop(grace_seconds=10)
+    assert asyncio.get_running_loop().time() - started < 0.5
+
+
+async def test_before_commit_is_given_the_whole_batchs_results(database: Database) -> None:
+    batches: list[list[Any]] = []
+    group = GroupCommit(database, "probe", before_commit=batches.append)
+    # Queued in one go: one batch.
+    runs = [asyncio.ensure_future(group.run(writing(f"h{number}"))) for number in range(3)]
+    assert sorted(await asyncio.gather(*runs)) == [0, 1, 2]
+    await group.stop()
+    assert batches == [[0, 1, 2]]
+
+
+async def test_a_batch_refused_before_its_commit_leaves_nothing(database: Database) -> None:
+    def refuse(results: list[Any]) -> None:
+        raise RuntimeError(f"refused {len(results)}")
+
+    group = GroupCommit(database, "probe", before_commit=refuse)
+    runs = [asyncio.ensure_future(group.run(writing(f"r{number}"))) for number in range(3)]
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    await group.stop()
+    # The batch rolled back, and so did each work retried alone.
+    assert [str(result) for result in results] == ["refused 1"] * 3
+    assert (await database.reads.one(COUNT))["n"] == 0  # type: ignore[index]

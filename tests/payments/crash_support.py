@@ -142,18 +142,21 @@ class PaymeshUp:
             pytest.fail(f"not killed at {step} within {START_TIMEOUT_SECONDS} s:\n{self.tail()}")
         self.assert_killed_at(step, code)
 
-    def wait_until_killed(self, step: str) -> None:
-        """The running platform dies at `step` (SIGKILL, by the fault injection)."""
+    def wait_until_killed(self, step: str, *, event: str = "payments_crash_injected") -> None:
+        """The running platform dies at `step` (SIGKILL, by the fault injection that logs
+        `event`)."""
         assert self.process is not None
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             pytest.fail(f"still running {STOP_TIMEOUT_SECONDS} s later:\n{self.tail()}")
-        self.assert_killed_at(step, code)
+        self.assert_killed_at(step, code, event=event)
 
-    def assert_killed_at(self, step: str, code: int) -> None:
+    def assert_killed_at(
+        self, step: str, code: int, *, event: str = "payments_crash_injected"
+    ) -> None:
         assert code == -signal.SIGKILL, f"exit code {code}:\n{self.tail()}"
-        injected = [line["step"] for line in self.logged("payments_crash_injected")]
+        injected = [line["step"] for line in self.logged(event)]
         assert injected == [step], self.tail()
 
     def stop(self) -> None:

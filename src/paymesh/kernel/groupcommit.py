@@ -52,12 +52,21 @@ class _Pending:
 
 class GroupCommit:
     def __init__(
-        self, database: Database, name: str, *, max_batch: int = 64, writers: int = 1
+        self,
+        database: Database,
+        name: str,
+        *,
+        max_batch: int = 64,
+        writers: int = 1,
+        before_commit: Callable[[list[Any]], None] | None = None,
     ) -> None:
         """`writers`: batches in flight at once. One by default: on SQLite there is one
         writer per database anyway; on PostgreSQL more batches in flight means smaller
         ones (more commits per work), which cost more CPU than the overlapped round trips
-        saved when the works contend for the same locks (measured: bench/README.md)."""
+        saved when the works contend for the same locks (measured: bench/README.md).
+
+        `before_commit(results)`: called once a batch's works have all run, before its
+        commit (a fault-injection point for the crash tests)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.database = database
@@ -66,8 +75,11 @@ class GroupCommit:
         self.writers = writers
         if self.writers < 1:
             raise ValueError("writers must be at least 1")
+        self.before_commit = before_commit
         self._queue: list[_Pending] = []
         self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        """Set while nothing is queued or being written."""
         self._tasks: list[asyncio.Task[None]] = []
         self._busy = 0
         self._stopped = False
@@ -78,8 +90,11 @@ class GroupCommit:
             raise RuntimeError(f"group commit {self.name} is stopped")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(work, order, future))
+        if self._idle is not None:
+            self._idle.clear()
         if not self._tasks:
             self._wake = asyncio.Event()
+            self._idle = asyncio.Event()
             self._tasks = [
                 asyncio.create_task(self._write_forever(), name=f"group-{self.name}-{number}")
                 for number in range(self.writers)
@@ -95,11 +110,14 @@ class GroupCommit:
         tasks, self._tasks = self._tasks, []
         if not tasks:
             return
-        deadline = asyncio.get_running_loop().time() + grace_seconds
-        while (self._queue or self._busy) and not all(task.done() for task in tasks):
-            if asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.01)
+        assert self._idle is not None
+        idle = asyncio.ensure_future(self._idle.wait())
+        # Until the writers are idle, or one of them ended (only a BaseException ends
+        # one), or the grace period is over.
+        await asyncio.wait(
+            [idle, *tasks], timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        idle.cancel()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -114,6 +132,9 @@ class GroupCommit:
         assert self._wake is not None
         while True:
             if not self._queue:
+                if not self._busy:
+                    assert self._idle is not None
+                    self._idle.set()
                 await self._wake.wait()
                 self._wake.clear()
             while self._queue:
@@ -157,7 +178,10 @@ class GroupCommit:
 
     async def _transaction(self, batch: list[_Pending]) -> list[Any]:
         async with self.database.transaction() as session:
-            return [await pending.work(session) for pending in batch]
+            results = [await pending.work(session) for pending in batch]
+            if self.before_commit is not None:
+                self.before_commit(results)
+            return results
 
 
 def _settle(pending: _Pending, *, result: Any = None, error: BaseException | None = None) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +35,7 @@ from paymesh.kernel.auth import Caller
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.errors import PaymeshError, RemoteServiceError
 from paymesh.kernel.events import Outbox
+from paymesh.kernel.faults import die_here
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.metrics import PAYMENT_DURATION, PAYMENTS
@@ -130,8 +129,7 @@ class Payments:
         """A fault-injection point (settings refuse it outside PAYMESH_ENV=test): the
         process dies here as if killed, to prove every step is resumed after a crash."""
         if self.crash_at == step:
-            log.warning("payments_crash_injected", step=step)
-            os.kill(os.getpid(), signal.SIGKILL)
+            die_here("payments_crash_injected", step=step)
 
     # -- creation ------------------------------------------------------------------------
 

@@ -3,9 +3,12 @@ and sanctions screening."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from paymesh.forex.client import HttpForexClient
+from paymesh.kernel.faults import die_here
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.runtime import ServiceRuntime, ServiceSpec
 from paymesh.profiles.client import HttpProfiles
@@ -26,12 +29,28 @@ def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.risk
     runtime.state["rulesets"] = RuleSets(runtime.outbox, runtime.database)
     runtime.state["cases"] = Cases(runtime.outbox)
-    runtime.state["decisions"] = GroupCommit(runtime.database, "risk-decisions")
+    runtime.state["decisions"] = GroupCommit(
+        runtime.database, "risk-decisions", before_commit=_crash_point(settings.crash_at)
+    )
     runtime.state["screening"] = Screening(
         runtime.database,
         threshold=settings.screening_threshold,
         required=settings.screening_required,
     )
+
+
+def _crash_point(crash_at: str | None) -> Callable[[list[Any]], None] | None:
+    """The fault injection of the crash tests (settings refuse it outside PAYMESH_ENV=test):
+    die once a batch of two or more decisions is written and not yet committed."""
+    if crash_at != "decisions_batch_written":
+        return None
+
+    def before_commit(results: list[Any]) -> None:
+        if len(results) >= 2:
+            decisions = [result.decision_id for result in results]
+            die_here("risk_crash_injected", step=crash_at, decisions=decisions)
+
+    return before_commit
 
 
 async def _start(runtime: ServiceRuntime) -> None:

@@ -160,8 +160,9 @@ class Settings(BaseSettings):
                 "PAYMESH_SIGNING_SECRET still has its development default; "
                 "set a secret of your own before running with PAYMESH_ENV=production"
             )
-        if self.payments.crash_at is not None and self.env != "test":
-            raise ValueError("PAYMESH_PAYMENTS_CRASH_AT is a fault injection for tests only")
+        for name, crash_at in (("PAYMENTS", self.payments.crash_at), ("RISK", self.risk.crash_at)):
+            if crash_at is not None and self.env != "test":
+                raise ValueError(f"PAYMESH_{name}_CRASH_AT is a fault injection for tests only")
         return self
 
     @property

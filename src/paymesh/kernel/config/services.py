@@ -88,6 +88,12 @@ class RiskSettings(ServiceSettings):
         description="How long a customer's KYC status, level and legal name from profiles "
         "are kept at most; profiles' change events end them sooner (0: ask every time).",
     )
+    crash_at: Literal["decisions_batch_written"] | None = Field(
+        default=None,
+        description="Tests only (PAYMESH_ENV=test): the process kills itself (SIGKILL) once "
+        "a group commit has written two or more decisions and not yet committed them, to "
+        "prove the batch is all or nothing. Refused elsewhere.",
+    )
 
 
 class AuditSettings(ServiceSettings):
