@@ -175,16 +175,12 @@ class TestLockUntilCommit:
 
     @staticmethod
     async def held(url: str, key: int) -> int:
-        probe = await asyncpg.connect(url)
-        try:
-            count: int = await probe.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND ((classid::bigint << 32) | objid::bigint) = $1",
-                key,
-            )
-            return count
-        finally:
-            await probe.close()
+        return await _count(
+            url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = $1",
+            key,
+        )
 
     async def test_held_until_commit_and_blocks_another_transaction(
         self, database: Database
@@ -294,15 +290,20 @@ def _postgres_url(database: Database) -> str:
     return database.reads.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _backends(url: str, application_name: str) -> int:
+async def _count(url: str, sql: str, *arguments: Any) -> int:
+    """`sql`'s count, asked on a connection of its own."""
     probe = await asyncpg.connect(url)
     try:
-        count: int = await probe.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
-        )
+        count: int = await probe.fetchval(sql, *arguments)
         return count
     finally:
         await probe.close()
+
+
+async def _backends(url: str, application_name: str) -> int:
+    return await _count(
+        url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+    )
 
 
 class TestReadConnections:
