@@ -85,6 +85,26 @@ class TestWalCheckpoints:
             busy, logged, checkpointed = check.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         assert busy == 0 and logged == checkpointed
 
+    async def test_checkpoints_share_one_connection_closed_with_the_database(
+        self, tmp_path: Path
+    ) -> None:
+        database = Database("probe", make_url(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"), None)
+        checkpoints = database._checkpoints
+        assert checkpoints is not None
+        async with database.transaction() as session:
+            await session.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY)"))
+        await checkpoints.checkpoint()
+        kept = checkpoints._connection
+        assert kept is not None
+        async with database.transaction() as session:
+            await session.execute(text("INSERT INTO probe (id) VALUES (1)"))
+        await checkpoints.checkpoint()
+        assert checkpoints._connection is kept  # not opened again
+        await database.dispose()
+        assert checkpoints._connection is None
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            kept.execute("SELECT 1")
+
     async def test_a_small_wal_is_left_alone(self, database: Database) -> None:
         checkpoints = database._checkpoints
         assert checkpoints is not None

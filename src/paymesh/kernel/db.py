@@ -189,7 +189,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._checkpoints is not None:
-            await self._checkpoints.wait()
+            await self._checkpoints.close()
         await self.reads.close()
         await self.engine.dispose()
         if self.is_sqlite:

@@ -147,6 +147,7 @@ class WalCheckpoints:
         self.wal_path = f"{path}-wal"
         self.threshold_bytes = WAL_CHECKPOINT_BYTES if threshold_bytes is None else threshold_bytes
         self._running: asyncio.Task[None] | None = None
+        self._connection: sqlite3.Connection | None = None
 
     def after_commit(self) -> None:
         if self._running is not None and not self._running.done():
@@ -167,10 +168,25 @@ class WalCheckpoints:
             log.warning("sqlite_checkpoint_failed", error=error.__class__.__name__)
 
     def _checkpoint(self) -> None:
-        connection = sqlite3.connect(self.path, timeout=0)
+        # One connection kept for the checkpoints (one at a time, on whichever worker
+        # thread): under steady writes they run back to back, and opening and closing a
+        # connection for each cost more CPU than the checkpoint's own work.
+        connection = self._connection
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+            self._connection = connection
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
+        except sqlite3.Error:
+            self._connection = None
+            connection.close()
+            raise
+
+    async def close(self) -> None:
+        """Wait for a running checkpoint, then close the checkpoints' connection."""
+        await self.wait()
+        connection, self._connection = self._connection, None
+        if connection is not None:
             connection.close()
 
     async def wait(self) -> None:
