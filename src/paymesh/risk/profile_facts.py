@@ -60,9 +60,6 @@ class CachedProfiles:
     async def get_limits(self, user_id: str) -> Limits:
         return await self._profiles.get_limits(user_id)
 
-    async def forget(self, user_id: str) -> None:
-        await forget(self._cache, user_id, self.ttl_seconds)
-
 
 async def forget(cache: Cache, user_id: str, ttl_seconds: float) -> None:
     """Profiles changed what it says of `user_id`: no answer kept before counts (in every
