@@ -188,6 +188,7 @@ async def enable_user(user_id: UserId, service: AdminDep) -> User:
     ),
 )
 async def set_user_roles(user_id: UserId, body: UserRoles, service: AdminDep) -> User:
-    """Replace the user's roles. Tokens issued before keep their roles until they expire.
-    An admin cannot drop their own admin role (someone must be left to manage access)."""
+    """Replace the user's roles. A change revokes the user's tokens issued before it (they
+    carry the old roles): the user signs in again to get the new ones. An admin cannot drop
+    their own admin role (someone must be left to manage access)."""
     return await service.set_user_roles(user_id, list(body.roles))
