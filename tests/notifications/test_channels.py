@@ -103,6 +103,41 @@ class TestSmtpChannelSend:
         assert first.provider_message_id == again.provider_message_id
         assert first.provider_message_id == "<notification.ntf_01ABC@paymesh.test>"
 
+    async def test_unicode_subject_and_body_arrive_intact(self, catcher: MailCatcher) -> None:
+        subject = "Vous avez reçu 12,50 € de Zoë — paiement réussi " + "très long " * 8
+        text = "Bonjour Zoë,\n\nvous avez reçu 12,50 €.\n"
+        await smtp_channel(catcher.port).send(email(subject=subject, text=text, html="<p>€</p>"))
+
+        [caught] = catcher.messages
+        assert caught.subject == subject  # RFC 2047, folded: decoded back whole
+        assert caught.text == text
+        assert caught.html is not None and caught.html.strip() == "<p>€</p>"
+        assert all(len(line) <= 998 for line in caught.raw.split(b"\r\n"))
+
+    async def test_a_long_line_is_wrapped_and_arrives_whole(self, catcher: MailCatcher) -> None:
+        one_line_html = "<p>" + "You paid 12.50 EUR. " * 200 + "</p>"  # 4,007 characters
+        await smtp_channel(catcher.port).send(email(html=one_line_html))
+
+        [caught] = catcher.messages
+        assert max(len(line) for line in caught.raw.split(b"\r\n")) <= 998  # SMTP's limit
+        assert caught.html is not None and caught.html.rstrip("\n") == one_line_html
+
+    async def test_an_internationalised_address_is_sent_with_smtputf8(
+        self, catcher: MailCatcher
+    ) -> None:
+        await smtp_channel(catcher.port).send(email("zoë@example.com"))
+
+        [caught] = catcher.messages
+        assert caught.recipients == ["zoë@example.com"]
+        assert caught.text is not None and caught.text.strip() == "You paid 12.50 EUR."
+
+    async def test_a_line_break_in_a_header_is_refused_not_sent(self, catcher: MailCatcher) -> None:
+        with pytest.raises(PermanentSendError):
+            await smtp_channel(catcher.port).send(email(subject="Hi\r\nBcc: eve@example.com"))
+        with pytest.raises(PermanentSendError):
+            await smtp_channel(catcher.port).send(email("carol@example.com\nBcc: eve@example.com"))
+        assert not catcher.messages
+
     async def test_authenticates_with_configured_credentials(self) -> None:
         catcher = MailCatcher(username="mailer", password="s3cret")
         await catcher.start()

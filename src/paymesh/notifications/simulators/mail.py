@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import html
 import ssl
@@ -26,13 +27,36 @@ log = structlog.get_logger("paymesh.simulators.mail")
 
 @dataclass(frozen=True)
 class CaughtMail:
+    """One accepted message, kept as received. It is parsed when first read (its subject,
+    text, html, Message-ID): accepting mail costs the catcher no parsing, so a platform
+    sending mail under load does not pay for a reader that may never look."""
+
     sender: str
     recipients: list[str]
-    subject: str
-    text: str | None
-    html: str | None
-    message_id: str | None
     raw: bytes
+
+    @functools.cached_property
+    def _parsed(self) -> EmailMessage:
+        email = BytesParser(policy=policy.default).parsebytes(self.raw)
+        assert isinstance(email, EmailMessage)
+        return email
+
+    @property
+    def subject(self) -> str:
+        return str(self._parsed.get("Subject", ""))
+
+    @property
+    def text(self) -> str | None:
+        return _part(self._parsed, "plain")
+
+    @property
+    def html(self) -> str | None:
+        return _part(self._parsed, "html")
+
+    @property
+    def message_id(self) -> str | None:
+        found = self._parsed.get("Message-ID")
+        return None if found is None else str(found)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -49,7 +73,7 @@ def _part(email: EmailMessage, subtype: str) -> str | None:
     part = email.get_body(preferencelist=(subtype,))
     if part is None or part.get_content_type() != f"text/{subtype}":
         return None
-    return str(part.get_content())
+    return str(part.get_content()).replace("\r\n", "\n")  # SMTP's line ends, as a reader sees them
 
 
 class _CatcherHandler:
@@ -75,18 +99,11 @@ class _CatcherHandler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        raw = envelope.original_content or b""
-        email = BytesParser(policy=policy.default).parsebytes(raw)
-        assert isinstance(email, EmailMessage)
         self.catcher.messages.append(
             CaughtMail(
                 sender=envelope.mail_from or "",
                 recipients=list(envelope.rcpt_tos),
-                subject=str(email.get("Subject", "")),
-                text=_part(email, "plain"),
-                html=_part(email, "html"),
-                message_id=email.get("Message-ID"),
-                raw=raw,
+                raw=envelope.original_content or b"",
             )
         )
         return "250 Message accepted for delivery"
@@ -142,6 +159,7 @@ class MailCatcher:
             return SMTP(
                 handler,
                 hostname="paymesh-mail-catcher",
+                enable_SMTPUTF8=True,  # internationalised mailboxes, as real servers take
                 tls_context=starttls,
                 require_starttls=starttls is not None,
             )
@@ -151,6 +169,7 @@ class MailCatcher:
             return SMTP(
                 handler,
                 hostname="paymesh-mail-catcher",
+                enable_SMTPUTF8=True,
                 authenticator=self._authenticate,
                 auth_required=True,
                 auth_require_tls=False,
