@@ -400,22 +400,27 @@ class Payments:
             return await self.get(payment_id)
 
     async def _advance(self, payment_id: str, actor: str | None) -> Payment:
+        # A step whose last write was its transition hands back the row as that wrote it
+        # (`_move`'s RETURNING): no read of it again. Otherwise, or when another worker
+        # moved it first (None), the row is read afresh.
+        moved: Payment | None = None
         for _ in range(4):
-            payment = await self.get(payment_id)
+            payment = moved if moved is not None else await self.get(payment_id)
+            moved = None
             if payment.status == "created":
-                await self._evaluate(payment, actor)
+                moved = await self._evaluate(payment, actor)
             elif payment.status == "processing" and payment.type == "payout":
                 if not await self._reserve_and_send(payment, actor):
                     return payment
             elif payment.status == "processing":
-                await self._book(payment, actor)
+                moved = await self._book(payment, actor)
             elif payment.status == "in_transit" and payment.bank_outcome in BANK_OUTCOMES:
                 await self._finish_payout(payment, actor)
             else:
                 return payment
-        return await self.get(payment_id)
+        return moved if moved is not None else await self.get(payment_id)
 
-    async def _evaluate(self, payment: Payment, actor: str | None) -> None:
+    async def _evaluate(self, payment: Payment, actor: str | None) -> Payment | None:
         evaluation = EvaluationCreate(
             transaction_id=payment.id,
             customer_id=payment.payer_id,
@@ -433,7 +438,7 @@ class Payments:
             decision = await self.remote.risk.evaluate(evaluation)
         except RemoteServiceError as error:
             if error.remote_status < 500:
-                await self._move(
+                return await self._move(
                     payment,
                     "failed",
                     actor,
@@ -443,7 +448,6 @@ class Payments:
                     failure_code=error.remote_code,
                     failure_reason=error.detail,
                 )
-                return
             raise _remote_failure(error) from None
         except PaymeshError:
             raise
@@ -464,7 +468,7 @@ class Payments:
         }
         if decision.decision == "block":
             reasons = "; ".join(reason.detail for reason in decision.reasons)[:500]
-            await self._move(
+            return await self._move(
                 payment,
                 "failed",
                 actor,
@@ -476,12 +480,13 @@ class Payments:
                 failure_reason=reasons or None,
             )
         elif decision.decision == "review":
-            await self._move(payment, "under_review", actor, "risk", "review", detail, risk=risk)
+            return await self._move(
+                payment, "under_review", actor, "risk", "review", detail, risk=risk
+            )
         elif decision.decision == "step_up":
             await self._record_risk(payment, risk, detail, actor)
-            await self._send_code(payment, actor)
-        else:
-            await self._move(payment, "processing", actor, "risk", "allow", detail, risk=risk)
+            return await self._send_code(payment, actor)
+        return await self._move(payment, "processing", actor, "risk", "allow", detail, risk=risk)
 
     async def _counterparty(self, payee_id: str) -> Counterparty | None:
         """The payee as risk screens them: their legal name and country, when known."""
@@ -523,7 +528,7 @@ class Payments:
             )
             await self.record_step(session, payment.id, "risk", "step_up", actor, detail)
 
-    async def _send_code(self, payment: Payment, actor: str | None) -> None:
+    async def _send_code(self, payment: Payment, actor: str | None) -> Payment | None:
         request = OneTimeCodeCreate(
             user_id=payment.payer_id, purpose=code_purpose(payment), channel=self.otp_channel
         )
@@ -535,7 +540,7 @@ class Payments:
                     request.model_copy(update={"channel": "email"})
                 )
             elif error.remote_status < 500:  # no phone or email, too many codes lately
-                await self._move(
+                return await self._move(
                     payment,
                     "failed",
                     actor,
@@ -545,11 +550,10 @@ class Payments:
                     failure_code="otp_unavailable",
                     failure_reason=error.detail,
                 )
-                return
             else:
                 raise _remote_failure(error) from None
         expires = code.expires_at
-        await self._move(
+        return await self._move(
             payment,
             "requires_otp",
             actor,
@@ -560,7 +564,7 @@ class Payments:
             otp_expires_at=expires,
         )
 
-    async def _book(self, payment: Payment, actor: str | None) -> None:
+    async def _book(self, payment: Payment, actor: str | None) -> Payment | None:
         quote: Quote | None = None
         if payment.type == "cross_currency":
             assert payment.quote is not None
@@ -568,7 +572,7 @@ class Payments:
                 quote = await self.remote.forex.consume_quote(payment.quote["id"], payment.id)
             except RemoteServiceError as error:
                 if error.remote_status < 500:
-                    await self._move(
+                    return await self._move(
                         payment,
                         "failed",
                         actor,
@@ -578,7 +582,6 @@ class Payments:
                         failure_code=error.remote_code,
                         failure_reason=error.detail,
                     )
-                    return
                 raise _remote_failure(error) from None
         async with self.database.transaction() as session:
             await self.record_step(session, payment.id, "ledger", "attempted", actor, {})
@@ -592,21 +595,20 @@ class Payments:
         code = failure_code(result.results)
         transfers = [transfer.id for transfer in batch.transfers]
         if code is None:
-            await self._move(
+            return await self._move(
                 payment, "succeeded", actor, "ledger", "posted", {"transfer_ids": transfers}
             )
-        else:
-            reason = "insufficient funds" if code == "exceeds_credits" else f"ledger: {code}"
-            await self._move(
-                payment,
-                "failed",
-                actor,
-                "ledger",
-                "refused",
-                {"code": code, "transfer_ids": transfers},
-                failure_code="insufficient_funds" if code == "exceeds_credits" else code,
-                failure_reason=reason,
-            )
+        reason = "insufficient funds" if code == "exceeds_credits" else f"ledger: {code}"
+        return await self._move(
+            payment,
+            "failed",
+            actor,
+            "ledger",
+            "refused",
+            {"code": code, "transfer_ids": transfers},
+            failure_code="insufficient_funds" if code == "exceeds_credits" else code,
+            failure_reason=reason,
+        )
 
     # -- payouts: reserve, send, wait for the bank, post or void --------------------------
 
@@ -962,8 +964,9 @@ class Payments:
         outcome: str,
         detail: dict[str, Any],
         **values: Any,
-    ) -> bool:
-        """One transition with its timeline line and event, from the state last read."""
+    ) -> Payment | None:
+        """One transition with its timeline line and event, from the state last read: the
+        row as the transition wrote it, or None when someone else moved it first."""
         states.check(payment.status, target)
         async with self.database.transaction() as session:
             fresh = (
@@ -975,14 +978,14 @@ class Payments:
                 )
             ).first()
             if fresh is None:
-                return False  # someone else moved it first
+                return None  # someone else moved it first
             await self.record_step(session, payment.id, step, outcome, actor, detail)
             await self.record_event(session, fresh, target)
         PAYMENTS.labels(payment.type, target).inc()
         if target in ("succeeded", "failed", "canceled"):  # where a payment's run ends
             elapsed = (utcnow() - payment.created_at).total_seconds()
             PAYMENT_DURATION.labels(payment.type, target).observe(max(0.0, elapsed))
-        return True
+        return fresh
 
     async def record_step(
         self,
