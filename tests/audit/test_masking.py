@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 
+from paymesh.audit import masking
 from paymesh.audit.masking import (
     DEFAULT_RULES,
     MaskingRules,
@@ -461,3 +462,45 @@ class TestCategoryCodes:
     def test_a_one_time_code_is_removed(self) -> None:
         assert mask({"code": "048213"}) == {"code": "[REMOVED]"}
         assert mask({"code": 48_213_001}) == {"code": "[REMOVED]"}
+
+
+secret_texts = st.one_of(
+    texts,
+    st.tuples(
+        noise,
+        st.sampled_from(["password=hunter2", "API-KEY: k3y", "Token: abc", "bearer ", JWT]),
+        noise,
+    ).map("".join),
+    st.tuples(noise, card_numbers, noise).map("".join),  # a card number without separators
+)
+
+
+def _every_pattern_once(text: str, marker: str = "[REMOVED]") -> str:
+    """One masking pass as it ran before the shortcuts: every pattern, on every string."""
+    text = masking._BEARER.sub(lambda match: match.group(1) + marker, text)
+    text = masking._JWT.sub(marker, text)
+    text = masking._SECRET_PAIR.sub(lambda match: match.group(1) + marker, text)
+    text = masking.mask_email(text)
+    text = masking._mask_ibans(text)
+    return masking._DIGIT_RUN.sub(masking._mask_digit_run, text)
+
+
+class TestShortcuts:
+    """The cheap tests that skip a pattern (`_SECRET_HINT`, `_CARD_HINT`) and the cache of
+    short strings change no result."""
+
+    @PROPERTY_SETTINGS
+    @given(secret_texts)
+    def test_one_pass_is_what_every_pattern_gives(self, text: str) -> None:
+        assert masking._mask_text_once(text, "[REMOVED]", True) == _every_pattern_once(text)
+
+    @PROPERTY_SETTINGS
+    @given(secret_texts, st.sampled_from([None, "card", "iban", "email", "phone", "last4"]))
+    def test_a_remembered_string_masks_as_a_fresh_one(self, text: str, kind: Any) -> None:
+        first = masking._mask_string(text, kind, DEFAULT_RULES)
+        assert masking._mask_string(text, kind, DEFAULT_RULES) == first
+        assert first == masking._mask_to_fixed_point(text, kind, "[REMOVED]", True)
+        other = DEFAULT_RULES.model_copy(update={"removed_marker": "<gone>"})
+        assert masking._mask_string(text, kind, other) == masking._mask_to_fixed_point(
+            text, kind, "<gone>", True
+        )

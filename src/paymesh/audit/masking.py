@@ -244,15 +244,25 @@ _GROUP_SEPARATOR = re.compile(r"[ -]")
 _IBAN_START = re.compile(r"(?=[A-Za-z]{2}[0-9]{2})")
 
 
+# Cheap tests that rule a pattern out before it runs (most strings are ids, codes, times):
+# each matches wherever its pattern could, so skipping on no match changes nothing.
+_SECRET_HINT = re.compile(r"(?i)bearer|eyJ|password|passwd|secret|token|api[_-]?key")
+_CARD_HINT = re.compile(r"[0-9](?:[ -]?[0-9]){12}")  # a digit run of 13 digits or more
+
+
 def _remove_secrets(text: str, marker: str) -> str:
+    if _SECRET_HINT.search(text) is None:
+        return text
     text = _BEARER.sub(lambda match: match.group(1) + marker, text)
     text = _JWT.sub(marker, text)
     return _SECRET_PAIR.sub(lambda match: match.group(1) + marker, text)
 
 
 def _mask_digit_run(match: re.Match[str]) -> str:
-    """A run of digit groups: the whole run if it is a card number, else the longest
-    card-number window of whole groups from each group on ("ref 12 4111 1111 1111 1111")."""
+    """A run of digit groups: the whole run if it is a card number; else every window of
+    whole groups that is one ("ref 12 4111 1111 1111 1111"). Windows that share a group
+    are masked as one span (its first 6 and last 4 digits kept): masking only one of two
+    overlapping windows would leave the other card's middle digits in the clear."""
     run = match.group()
     groups = _GROUP_SEPARATOR.split(run)
     separators = [*_GROUP_SEPARATOR.findall(run), ""]
@@ -261,22 +271,25 @@ def _mask_digit_run(match: re.Match[str]) -> str:
         return _masked_pan(digits)
     if len(digits) < 13:
         return run
-    pieces: list[str] = []
-    first = 0
-    while first < len(groups):
-        end, window = first, ""
+    spans: list[list[int]] = []  # [first, last] group of each merged span
+    for first in range(len(groups)):
+        window = ""
         for last in range(first, len(groups)):
             window += groups[last]
             if len(window) > 19:
                 break
             if len(window) >= 13 and _luhn_valid(window):
-                end = last + 1
-        if end > first:
-            pieces.append(_masked_pan("".join(groups[first:end])) + separators[end - 1])
-            first = end
-        else:
-            pieces.append(groups[first] + separators[first])
-            first += 1
+                if spans and first <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], last)
+                else:
+                    spans.append([first, last])
+    pieces: list[str] = []
+    index = 0
+    for first, last in spans:
+        pieces += [group + separators[at] for at, group in enumerate(groups[index:first], index)]
+        pieces.append(_masked_pan("".join(groups[first : last + 1])) + separators[last])
+        index = last + 1
+    pieces += [group + separators[at] for at, group in enumerate(groups[index:], index)]
     return "".join(pieces)
 
 
@@ -333,27 +346,44 @@ def _mask_ibans(text: str) -> str:
     return "".join(parts)
 
 
-def _mask_text_once(text: str, rules: MaskingRules) -> str:
-    text = _remove_secrets(text, rules.removed_marker)
-    if rules.detect_values:
+def _mask_text_once(text: str, marker: str, detect: bool) -> str:
+    text = _remove_secrets(text, marker)
+    if detect:
         text = mask_email(text)
         text = _mask_ibans(text)
-        text = _DIGIT_RUN.sub(_mask_digit_run, text)
+        if _CARD_HINT.search(text) is not None:
+            text = _DIGIT_RUN.sub(_mask_digit_run, text)
     return text
 
 
 _MAX_PASSES = 8
 
 
+_CACHED_LENGTH = 256
+"""Strings up to this long are remembered masked (keys, currencies, types, statuses recur
+in every event): 4,096 of them, at most ~1 MB."""
+
+
 def _mask_string(text: str, kind: MaskKind | None, rules: MaskingRules) -> str:
     """Kind mask then detection, repeated until nothing changes: masking one match can join
     its neighbours into a new one, and the fixed point is what makes `mask` idempotent."""
+    if len(text) <= _CACHED_LENGTH:
+        return _mask_short(text, kind, rules.removed_marker, rules.detect_values)
+    return _mask_to_fixed_point(text, kind, rules.removed_marker, rules.detect_values)
+
+
+def _mask_to_fixed_point(text: str, kind: MaskKind | None, marker: str, detect: bool) -> str:
     for _ in range(_MAX_PASSES):
-        masked = _mask_text_once(_KIND_MASKS[kind](text) if kind else text, rules)
+        masked = _mask_text_once(_KIND_MASKS[kind](text) if kind else text, marker, detect)
         if masked == text:
             break
         text = masked
     return text
+
+
+# Exactly what the masking of a string depends on is its key: the text, the kind, the
+# removed marker and whether values are detected.
+_mask_short = lru_cache(maxsize=4096)(_mask_to_fixed_point)
 
 
 # --- key patterns ------------------------------------------------------------------------
@@ -400,15 +430,26 @@ class _KeyRules:
         lets through (kept verbatim: a problem code or a category, nothing to mask); None
         for any other key."""
         normalized = _normalize_key(key)
-        if self.remove is None or not self.remove.match(normalized):
+        if self.remove is None or not _matches(self.remove, normalized):
             return None
         if any(pattern.match(normalized) and _kept(value, kept) for pattern, kept in self.keep):
             return "keep"
         return "remove"
 
     def kind(self, key: str) -> MaskKind | None:
-        normalized = _normalize_key(key)
-        return next((kind for pattern, kind in self.kinds if pattern.match(normalized)), None)
+        return _kind_of(self.kinds, _normalize_key(key))
+
+
+@lru_cache(maxsize=8192)
+def _matches(pattern: re.Pattern[str], normalized_key: str) -> bool:
+    return pattern.match(normalized_key) is not None
+
+
+@lru_cache(maxsize=8192)
+def _kind_of(
+    kinds: tuple[tuple[re.Pattern[str], MaskKind], ...], normalized_key: str
+) -> MaskKind | None:
+    return next((kind for pattern, kind in kinds if pattern.match(normalized_key)), None)
 
 
 @lru_cache(maxsize=64)
