@@ -41,6 +41,7 @@ from paymesh.kernel.config import Settings
 from paymesh.kernel.config.banks import BANK_SIMULATOR_PATH
 from paymesh.kernel.errors import install_error_handlers
 from paymesh.kernel.events import EventBus, InProcessBus
+from paymesh.kernel.http import InProcessHttp
 from paymesh.kernel.observability import RequestContextMiddleware
 from paymesh.kernel.oidc import (
     ClientCredentialsTokens,
@@ -163,6 +164,7 @@ class Platform:
         self.root = self._root_app()
         # Service-to-service calls skip the gateway (as on a private network).
         self.directory.transport = httpx.ASGITransport(app=self._internal)
+        self.directory.in_process = InProcessHttp(self._internal)
         self.directory.local = set(self.runtimes)
         self.gateway = self._gateway(verifier, gateway_only=gateway_only)
         # A service process of the distributed shape sits behind `paymesh serve gateway`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable, problem_response
-from paymesh.kernel.http import ServiceClient
+from paymesh.kernel.http import InProcessHttp, ServiceClient
 from paymesh.kernel.observability import request_id_var, traceparent_var
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -68,14 +69,26 @@ def upstream() -> Upstream:
     return Upstream()
 
 
-@pytest.fixture
-async def service(upstream: Upstream) -> AsyncIterator[ServiceClient]:
-    client = ServiceClient(
-        "http://upstream.test",
-        transport=httpx.ASGITransport(app=upstream.app),
-        token=lambda: "service-token",
-        retries=3,
-    )
+@pytest.fixture(params=["httpx_asgi", "in_process"])
+async def service(
+    upstream: Upstream, request: pytest.FixtureRequest
+) -> AsyncIterator[ServiceClient]:
+    """Every contract below holds over httpx (its ASGI transport, as for a remote service)
+    and over the embedded platform's direct in-process calls."""
+    if request.param == "in_process":
+        client = ServiceClient(
+            "http://upstream.test",
+            in_process=InProcessHttp(upstream.app),
+            token=lambda: "service-token",
+            retries=3,
+        )
+    else:
+        client = ServiceClient(
+            "http://upstream.test",
+            transport=httpx.ASGITransport(app=upstream.app),
+            token=lambda: "service-token",
+            retries=3,
+        )
     yield client
     await client.aclose()
 
@@ -203,3 +216,78 @@ class TestRemoteProblems:
         assert raised.value.remote_status == 502
         assert raised.value.remote_code == "upstream_error"
         assert raised.value.problem()["status"] == 502
+
+
+class Recorder:
+    """An ASGI app that keeps each request's scope and body and answers in chunks."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.scopes: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []
+        self.fail = fail
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        self.scopes.append(scope)
+        self.bodies.append(message["body"])
+        if self.fail:
+            raise RuntimeError("the app broke")
+        await send({"type": "http.response.start", "status": 207, "headers": [(b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b'{"part":', "more_body": True})
+        await send({"type": "http.response.body", "body": b"1}", "more_body": False})
+
+
+class TestInProcessHttp:
+    """The embedded shape's direct calls build the request httpx's ASGI transport builds."""
+
+    REQUESTS = [
+        ("GET", "/v1/users/by-username/z%C3%B6e%2Fx/contact", None, {"currency": "EUR"}),
+        ("POST", "/v1/ledger/batches", {"transfers": [{"amount": 1, "note": "é"}]}, None),
+        ("GET", "/v1/payments?status=succeeded", None, {"limit": 2, "flag": True}),
+        ("PUT", "/v1/risk/rules/a b", {}, None),
+    ]
+
+    @pytest.mark.parametrize(("method", "path", "body", "params"), REQUESTS)
+    async def test_the_scope_is_the_one_httpx_builds(
+        self, method: str, path: str, body: Any, params: dict[str, Any] | None
+    ) -> None:
+        by_httpx, direct = Recorder(), Recorder()
+        headers = {"authorization": "Bearer t", "x-request-id": "r1"}
+        async with httpx.AsyncClient(
+            base_url="http://paymesh.internal", transport=httpx.ASGITransport(app=by_httpx)
+        ) as client:
+            expected = await client.request(method, path, json=body, params=params, headers=headers)
+        answer = await InProcessHttp(direct).request(
+            method, path, json=body, params=params, headers=headers
+        )
+
+        want, got = by_httpx.scopes[0], direct.scopes[0]
+        for key in ("method", "path", "raw_path", "query_string", "scheme", "server", "root_path"):
+            assert got[key] == want[key], key
+        wanted_headers, got_headers = dict(want["headers"]), dict(got["headers"])
+        for name in (
+            b"host",
+            b"authorization",
+            b"x-request-id",
+            b"content-type",
+            b"content-length",
+        ):
+            assert got_headers.get(name) == wanted_headers.get(name), name
+        assert json.loads(direct.bodies[0] or b"null") == json.loads(by_httpx.bodies[0] or b"null")
+        assert (answer.status_code, answer.content) == (expected.status_code, expected.content)
+        assert answer.headers["x-a"] == "1" and answer.json() == {"part": 1}
+
+    async def test_an_exception_the_app_lets_out_reaches_the_caller(self) -> None:
+        with pytest.raises(RuntimeError, match="the app broke"):
+            await InProcessHttp(Recorder(fail=True)).request("GET", "/x", headers={})
+
+    async def test_an_app_that_never_answers_is_a_protocol_error(self) -> None:
+        async def silent(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+
+        with pytest.raises(httpx.RemoteProtocolError):
+            await InProcessHttp(silent).request("GET", "/x", headers={})
+
+    async def test_a_head_answer_has_no_body(self) -> None:
+        answer = await InProcessHttp(Recorder()).request("HEAD", "/x", headers={})
+        assert answer.status_code == 207 and answer.content == b""

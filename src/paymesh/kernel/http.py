@@ -1,20 +1,25 @@
 """Service-to-service calls: httpx with timeouts, request-id and trace propagation, retries.
 
-In the embedded shape the transport is httpx's ASGI transport on the platform app, so a call
-keeps full HTTP semantics (status codes, headers, problem documents, auth) without a socket.
+In the embedded shape a call is an ASGI request straight to the platform's app
+(`InProcessHttp`), so it keeps full HTTP semantics (method, path, query, headers, a JSON
+body, status codes, problem documents, auth) without a socket and without httpx's client
+(URL merging, cookie jar, redirects), which cost more than the called endpoint's own work.
 Retries (tenacity, exponential backoff with jitter) apply only to requests that are safe to
 repeat: GET/HEAD/PUT/DELETE/OPTIONS, or POST carrying an Idempotency-Key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, unquote
 
 import httpx
+from starlette.types import ASGIApp, Message
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -23,6 +28,7 @@ from tenacity import (
 )
 
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
+from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tracing import span
 
@@ -36,6 +42,86 @@ def shared_tls_context() -> ssl.SSLContext:
     client that has no TLS settings of its own: httpx parses the CA bundle anew for each
     client otherwise (tens of milliseconds, on every start and every short-lived client)."""
     return httpx.create_ssl_context()
+
+
+IN_PROCESS_HOST = "paymesh.internal"
+_PATH_SAFE = "/!$&'()*+,;=:@%-._~"  # RFC 3986 pchar and "/"; "%" keeps the caller's escapes
+
+
+class InProcessHttp:
+    """HTTP requests to an ASGI app in this process, answered as `httpx.Response`s: the
+    scope `httpx.ASGITransport` would build (path decoded, raw path as sent, query string,
+    host, content type and length), the body in one message, the answer collected whole.
+    An exception the app lets out is raised to the caller, as that transport does."""
+
+    def __init__(self, app: ASGIApp, *, host: str = IN_PROCESS_HOST) -> None:
+        self.app = app
+        self.host = host
+        self._host_header = host.encode()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        path, _, query = path.partition("?")
+        if params:  # they replace a query written in the path, as httpx's client does
+            query = str(httpx.QueryParams(params))
+        raw_path = quote(path, safe=_PATH_SAFE).encode()
+        body = b"" if json is None else dumps(json)
+        header_list = [(b"host", self._host_header)]
+        header_list += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        if json is not None:
+            header_list.append((b"content-type", b"application/json"))
+        if json is not None or method in ("POST", "PUT", "PATCH"):
+            header_list.append((b"content-length", str(len(body)).encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "headers": header_list,
+            "scheme": "http",
+            "path": unquote(raw_path.decode()),
+            "raw_path": raw_path,
+            "query_string": query.encode(),
+            "server": (self.host, None),  # as httpx sends it: no port in the URL
+            "client": ("127.0.0.1", 123),
+            "root_path": "",
+        }
+        sent = False
+        answered = asyncio.Event()
+        status = 0
+        response_headers: list[tuple[bytes, bytes]] = []
+        parts: list[bytes] = []
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                await answered.wait()
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Message) -> None:
+            nonlocal status, response_headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                if message.get("body") and method != "HEAD":
+                    parts.append(message["body"])
+                if not message.get("more_body", False):
+                    answered.set()
+
+        await self.app(scope, receive, send)
+        if not answered.is_set():
+            raise httpx.RemoteProtocolError(f"{method} {path}: the app ended without an answer")
+        return httpx.Response(status, headers=response_headers, content=b"".join(parts))
 
 
 class _RetryableStatus(Exception):
@@ -54,18 +140,29 @@ class ServiceClient:
         token: Callable[[], str | Awaitable[str]] | None = None,
         timeout_seconds: float = 10.0,
         retries: int = 3,
+        in_process: InProcessHttp | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            timeout=httpx.Timeout(timeout_seconds),
-            verify=shared_tls_context(),
+        """`in_process`: the service is an app in this process, called directly (and
+        `base_url` and `transport` unused); otherwise httpx over `transport` or the
+        network."""
+        self._in_process = in_process
+        self._http: httpx.AsyncClient | None = None
+        if in_process is None:
+            self._http = httpx.AsyncClient(
+                base_url=base_url,
+                transport=transport,
+                timeout=httpx.Timeout(timeout_seconds),
+                verify=shared_tls_context(),
+            )
+        self._span_host = (
+            in_process.host if in_process is not None else httpx.URL(base_url).host or "service"
         )
         self._token = token
         self._retries = retries
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers = {"accept": "application/json"}
@@ -105,18 +202,21 @@ class ServiceClient:
                 with (
                     attempt,
                     span(
-                        f"{method} {self._http.base_url.host or 'service'}",
+                        f"{method} {self._span_host}",
                         kind="client",
                         attributes={"http.request.method": method, "url.path": path},
                     ) as current,
                 ):
-                    response = await self._http.request(
-                        method,
-                        path,
-                        json=json,
-                        params=params,
-                        headers=await self._headers(idempotency_key),
-                    )
+                    headers = await self._headers(idempotency_key)
+                    if self._in_process is not None:
+                        response = await self._in_process.request(
+                            method, path, json=json, params=params, headers=headers
+                        )
+                    else:
+                        assert self._http is not None
+                        response = await self._http.request(
+                            method, path, json=json, params=params, headers=headers
+                        )
                     if current is not None:
                         current.set_attribute("http.response.status_code", response.status_code)
                     if response.status_code in RETRYABLE_STATUSES and safe:

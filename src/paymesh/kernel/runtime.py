@@ -33,7 +33,7 @@ from paymesh.kernel.events import (
     Outbox,
     OutboxRelay,
 )
-from paymesh.kernel.http import ServiceClient, shared_tls_context
+from paymesh.kernel.http import InProcessHttp, ServiceClient, shared_tls_context
 from paymesh.kernel.idempotency import IdempotencyStore
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskHandler, TaskQueue
 from paymesh.kernel.migrations import migrate
@@ -107,6 +107,8 @@ class Directory:
     settings: Settings
     tokens: DevelopmentTokens
     transport: httpx.AsyncBaseTransport | None = None
+    in_process: InProcessHttp | None = None
+    """The platform's app for service clients' calls in this process (kernel/http.py)."""
     local: set[str] = field(default_factory=set)
     service_tokens: Callable[[str, str], Awaitable[str]] | None = None
     """`(caller, service) -> access token`: client-credentials tokens from identity when it
@@ -133,14 +135,17 @@ class Directory:
         )
 
     def client(self, service: str, caller: str) -> ServiceClient:
-        transport = self.transport if service in self.local else None
-        if transport is not None:
+        local = service in self.local
+        transport = self.transport if local else None
+        in_process = self.in_process if local else None
+        if transport is not None or in_process is not None:
             base_url = "http://paymesh.internal"
         else:
             base_url = self.settings.service(service).base_url or self.settings.origin
         return ServiceClient(
             base_url,
             transport=transport,
+            in_process=in_process,
             token=self._token(service, caller),
             timeout_seconds=self.settings.http_timeout_seconds,
             retries=self.settings.http_retries,
