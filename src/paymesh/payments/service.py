@@ -152,7 +152,9 @@ class Payments:
         return await self.advance(payment.id, caller.subject)
 
     async def _by_request(self, request_key: str) -> Payment | None:
-        async with self.database.transaction() as session:
+        # One statement reads committed rows on its own (no BEGIN and COMMIT on PostgreSQL,
+        # SQLite's concurrent reader): `create`'s unique request key is the real guard.
+        async with self.database.transaction(read_only=True) as session:
             return (
                 await session.execute(select(Payment).where(Payment.request_key == request_key))
             ).scalar_one_or_none()
@@ -381,7 +383,9 @@ class Payments:
     # -- moving on -----------------------------------------------------------------------
 
     async def get(self, payment_id: str) -> Payment:
-        async with self.database.transaction() as session:
+        """The payment as last committed (a read on its own; every transition re-checks the
+        state it expects in its own write)."""
+        async with self.database.transaction(read_only=True) as session:
             payment = await session.get(Payment, payment_id)
         if payment is None:
             raise errors.PaymentNotFound()
