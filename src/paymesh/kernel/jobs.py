@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymesh.kernel.db import (
     Database,
     insert_ignoring_conflicts,
-    is_postgres,
     mark_for_commit,
     utcnow,
 )
@@ -46,19 +45,23 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
 
 
-async def claim_due(
-    session: AsyncSession,
-    table: Table,
-    *conditions: Any,
-    order_by: Any,
-    limit: int,
-) -> list[Any]:
-    """Primary keys of due rows, locked for this transaction and skipped by other workers."""
+def due_keys(table: Table, *conditions: Any, order_by: Any, limit: int, postgres: bool) -> Any:
+    """The primary keys of due rows as a subquery, locked by the statement that uses it and
+    skipped by other workers (SKIP LOCKED on PostgreSQL; SQLite has one writer at a time):
+    `update(table).where(key.in_(due_keys(...))).values(lease...).returning(...)` claims
+    and reads a batch in one statement, where a select, an update and a read back took
+    three."""
+    return _due(postgres, table, conditions, order_by, limit).scalar_subquery()
+
+
+def _due(
+    postgres: bool, table: Table, conditions: tuple[Any, ...], order_by: Any, limit: int
+) -> Any:
     key = next(iter(table.primary_key.columns))
     query = select(key).where(*conditions).order_by(order_by).limit(limit)
-    if is_postgres(session):
+    if postgres:
         query = query.with_for_update(skip_locked=True)
-    return list((await session.execute(query)).scalars())
+    return query
 
 
 class TaskQueue:
@@ -115,31 +118,30 @@ class TaskQueue:
     async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
         table = self.table
         now = utcnow()
+        due = due_keys(
+            table,
+            or_(
+                (table.c.state == "pending") & (table.c.run_at <= now),
+                (table.c.state == "running") & (table.c.locked_until < now),
+            ),
+            order_by=table.c.run_at,
+            limit=limit,
+            postgres=self.database.is_postgres,
+        )
         async with self.database.transaction() as session:
-            ids = await claim_due(
-                session,
-                table,
-                or_(
-                    (table.c.state == "pending") & (table.c.run_at <= now),
-                    (table.c.state == "running") & (table.c.locked_until < now),
-                ),
-                order_by=table.c.run_at,
-                limit=limit,
-            )
-            if not ids:
-                return []
-            await session.execute(
+            rows = await session.execute(
                 update(table)
-                .where(table.c.id.in_(ids))
+                .where(table.c.id.in_(due))
                 .values(
                     state="running",
                     locked_by=self.worker,
                     locked_until=now + dt.timedelta(seconds=self.lease_seconds),
                     attempts=table.c.attempts + 1,
                 )
+                .returning(*table.c)
             )
-            rows = await session.execute(select(table).where(table.c.id.in_(ids)))
-            return [dict(row._mapping) for row in rows]
+            claimed = [dict(row._mapping) for row in rows]
+        return sorted(claimed, key=lambda task: (task["run_at"], task["id"]))  # oldest first
 
     async def run_once(self, limit: int = 10) -> int:
         tasks = await self.claim(limit)

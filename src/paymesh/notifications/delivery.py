@@ -27,7 +27,7 @@ from paymesh.identity.client import IdentityClient
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.errors import RemoteServiceError
 from paymesh.kernel.events import Outbox, pause, woken
-from paymesh.kernel.jobs import claim_due, worker_name
+from paymesh.kernel.jobs import due_keys, worker_name
 from paymesh.kernel.metrics import NOTIFICATION_DELIVERIES
 from paymesh.notifications.channels import (
     Channel,
@@ -154,24 +154,22 @@ class Dispatcher:
     async def _claim(self) -> list[dict[str, Any]]:
         table = notification_table
         now = utcnow()
+        due = due_keys(
+            table,
+            table.c.status == "queued",
+            table.c.next_attempt_at <= now,
+            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            order_by=table.c.next_attempt_at,
+            limit=self.batch_size,
+            postgres=self.database.is_postgres,
+        )
         async with self.database.transaction() as session:
-            ids = await claim_due(
-                session,
-                table,
-                table.c.status == "queued",
-                table.c.next_attempt_at <= now,
-                or_(table.c.locked_until.is_(None), table.c.locked_until < now),
-                order_by=table.c.next_attempt_at,
-                limit=self.batch_size,
-            )
-            if not ids:
-                return []
-            await session.execute(
+            rows = await session.execute(
                 update(table)
-                .where(table.c.id.in_(ids))
+                .where(table.c.id.in_(due))
                 .values(locked_until=now + dt.timedelta(seconds=self.lease_seconds))
+                .returning(*table.c)
             )
-            rows = await session.execute(select(table).where(table.c.id.in_(ids)))
             return [dict(row._mapping) for row in rows]
 
     # -- one message ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.jobs import claim_due
+from paymesh.kernel.db import is_postgres
+from paymesh.kernel.jobs import due_keys
 from paymesh.providers.models import PayoutInstruction, PayoutStatusRecord
 
 OPEN_STATUSES = ("submitting", "submitted")
@@ -60,25 +61,19 @@ async def claim_due_instructions(
     """Open instructions whose next poll (or resend) is due, locked from other workers
     (SKIP LOCKED on PostgreSQL) and leased: their next poll moves to `lease_until`, so a
     worker that dies mid-poll only delays them."""
-    table = PayoutInstruction.__table__
-    ids = await claim_due(
-        session,
-        table,  # type: ignore[arg-type]
+    due = due_keys(
+        PayoutInstruction.__table__,  # type: ignore[arg-type]
         PayoutInstruction.status.in_(OPEN_STATUSES),
         PayoutInstruction.next_poll_at <= now,
         order_by=PayoutInstruction.next_poll_at,
         limit=limit,
-    )
-    if not ids:
-        return []
-    await session.execute(
-        update(PayoutInstruction)
-        .where(PayoutInstruction.id.in_(ids))
-        .values(next_poll_at=lease_until)
+        postgres=is_postgres(session),
     )
     rows = await session.execute(
-        select(PayoutInstruction)
-        .where(PayoutInstruction.id.in_(ids))
+        update(PayoutInstruction)
+        .where(PayoutInstruction.id.in_(due))
+        .values(next_poll_at=lease_until)
+        .returning(PayoutInstruction)
         .execution_options(populate_existing=True)
     )
     return list(rows.scalars())
