@@ -222,6 +222,13 @@ def asyncpg_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    """The writer's connections keep no session state (no session locks, LISTEN, cursors or
+    SET after connecting): asyncpg's default reset on release (`pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`) would be one more round trip per batch. asyncpg still
+    rolls back a transaction left open before a connection goes back to the pool."""
+
+
 class PostgresWriter:
     def __init__(self, database: Database, outbox: Outbox, connections: int) -> None:
         self.database = database
@@ -236,6 +243,7 @@ class PostgresWriter:
                 min_size=1,
                 max_size=self.connections,
                 init=_init_connection,
+                reset=_nothing_to_reset,
                 server_settings={
                     "search_path": self.database.schema or "public",
                     # Every statement here looks rows up by primary key. Without fresh
