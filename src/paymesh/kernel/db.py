@@ -283,6 +283,19 @@ def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def due_keys(table: Table, *conditions: Any, order_by: Any, limit: int, postgres: bool) -> Any:
+    """The primary keys of due rows as a subquery, locked by the statement that uses it and
+    skipped by other workers (SKIP LOCKED on PostgreSQL; SQLite has one writer at a time):
+    `update(table).where(key.in_(due_keys(...))).values(lease...).returning(...)` claims
+    and reads a batch in one statement. `order_by`: a column, or a tuple of columns."""
+    key = next(iter(table.primary_key.columns))
+    ordering = order_by if isinstance(order_by, tuple) else (order_by,)
+    query = select(key).where(*conditions).order_by(*ordering).limit(limit)
+    if postgres:
+        query = query.with_for_update(skip_locked=True)
+    return query.scalar_subquery()
+
+
 def advisory_lock_key(scope: str, key: str) -> int:
     """A signed 64-bit PostgreSQL advisory lock id for one caller's key."""
     digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()

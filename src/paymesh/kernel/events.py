@@ -30,7 +30,13 @@ from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, literal, or_,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from paymesh.kernel.db import Database, insert_ignoring_conflicts, mark_for_commit, utcnow
+from paymesh.kernel.db import (
+    Database,
+    due_keys,
+    insert_ignoring_conflicts,
+    mark_for_commit,
+    utcnow,
+)
 from paymesh.kernel.event_catalog import EventCatalog
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import (
@@ -376,21 +382,18 @@ class OutboxRelay:
     async def _lease(self) -> list[dict[str, Any]]:
         now = utcnow()
         table = self.table
-        due = (
-            select(table.c.id)
-            .where(
-                table.c.published_at.is_(None),
-                or_(table.c.locked_until.is_(None), table.c.locked_until < now),
-            )
-            .order_by(table.c.created_at, table.c.id)
-            .limit(self.batch_size)
+        due = due_keys(
+            table,
+            table.c.published_at.is_(None),
+            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            order_by=(table.c.created_at, table.c.id),
+            limit=self.batch_size,
+            postgres=self.database.is_postgres,
         )
-        if self.database.is_postgres:
-            due = due.with_for_update(skip_locked=True)
         # One statement: claim and read the batch (UPDATE ... RETURNING on both databases).
         lease = (
             update(table)
-            .where(table.c.id.in_(due.scalar_subquery()))
+            .where(table.c.id.in_(due))
             .values(
                 locked_until=now + dt.timedelta(seconds=self.lease_seconds),
                 attempts=table.c.attempts + 1,

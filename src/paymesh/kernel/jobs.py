@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import (
     Database,
+    due_keys,
     insert_ignoring_conflicts,
     mark_for_commit,
     utcnow,
@@ -43,25 +44,6 @@ TaskHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[-6:]}"
-
-
-def due_keys(table: Table, *conditions: Any, order_by: Any, limit: int, postgres: bool) -> Any:
-    """The primary keys of due rows as a subquery, locked by the statement that uses it and
-    skipped by other workers (SKIP LOCKED on PostgreSQL; SQLite has one writer at a time):
-    `update(table).where(key.in_(due_keys(...))).values(lease...).returning(...)` claims
-    and reads a batch in one statement, where a select, an update and a read back took
-    three."""
-    return _due(postgres, table, conditions, order_by, limit).scalar_subquery()
-
-
-def _due(
-    postgres: bool, table: Table, conditions: tuple[Any, ...], order_by: Any, limit: int
-) -> Any:
-    key = next(iter(table.primary_key.columns))
-    query = select(key).where(*conditions).order_by(order_by).limit(limit)
-    if postgres:
-        query = query.with_for_update(skip_locked=True)
-    return query
 
 
 class TaskQueue:

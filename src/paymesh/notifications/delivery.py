@@ -24,10 +24,10 @@ import tenacity
 from sqlalchemy import delete, or_, select, update
 
 from paymesh.identity.client import IdentityClient
-from paymesh.kernel.db import Database, utcnow
+from paymesh.kernel.db import Database, due_keys, utcnow
 from paymesh.kernel.errors import RemoteServiceError
 from paymesh.kernel.events import Outbox, pause, woken
-from paymesh.kernel.jobs import due_keys, worker_name
+from paymesh.kernel.jobs import worker_name
 from paymesh.kernel.metrics import NOTIFICATION_DELIVERIES
 from paymesh.notifications.channels import (
     Channel,

@@ -7,8 +7,7 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import is_postgres
-from paymesh.kernel.jobs import due_keys
+from paymesh.kernel.db import due_keys, is_postgres
 from paymesh.providers.models import PayoutInstruction, PayoutStatusRecord
 
 OPEN_STATUSES = ("submitting", "submitted")
