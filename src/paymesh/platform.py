@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -163,7 +162,6 @@ class Platform:
         )
         self.root = self._root_app()
         # Service-to-service calls skip the gateway (as on a private network).
-        self.directory.transport = httpx.ASGITransport(app=self._internal)
         self.directory.in_process = InProcessHttp(self._internal)
         self.directory.local = set(self.runtimes)
         self.gateway = self._gateway(verifier, gateway_only=gateway_only)

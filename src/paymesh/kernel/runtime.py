@@ -106,9 +106,8 @@ class Directory:
 
     settings: Settings
     tokens: DevelopmentTokens
-    transport: httpx.AsyncBaseTransport | None = None
     in_process: InProcessHttp | None = None
-    """The platform's app for service clients' calls in this process (kernel/http.py)."""
+    """The platform's app, for calls to the services in this process (kernel/http.py)."""
     local: set[str] = field(default_factory=set)
     service_tokens: Callable[[str, str], Awaitable[str]] | None = None
     """`(caller, service) -> access token`: client-credentials tokens from identity when it
@@ -116,8 +115,11 @@ class Directory:
 
     def http(self, service: str) -> httpx.AsyncClient:
         """A bare HTTP client on `service` (in process or over the network)."""
-        if service in self.local and self.transport is not None:
-            return httpx.AsyncClient(base_url="http://paymesh.internal", transport=self.transport)
+        if service in self.local and self.in_process is not None:
+            return httpx.AsyncClient(
+                base_url=f"http://{self.in_process.host}",
+                transport=httpx.ASGITransport(app=self.in_process.app),
+            )
         base_url = self.settings.service(service).base_url or self.settings.origin
         return httpx.AsyncClient(
             base_url=base_url,
@@ -135,16 +137,13 @@ class Directory:
         )
 
     def client(self, service: str, caller: str) -> ServiceClient:
-        local = service in self.local
-        transport = self.transport if local else None
-        in_process = self.in_process if local else None
-        if transport is not None or in_process is not None:
-            base_url = "http://paymesh.internal"
+        in_process = self.in_process if service in self.local else None
+        if in_process is not None:
+            base_url = f"http://{in_process.host}"
         else:
             base_url = self.settings.service(service).base_url or self.settings.origin
         return ServiceClient(
             base_url,
-            transport=transport,
             in_process=in_process,
             token=self._token(service, caller),
             timeout_seconds=self.settings.http_timeout_seconds,
