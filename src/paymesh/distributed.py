@@ -12,6 +12,7 @@ not left behind.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -95,7 +96,10 @@ class Launch:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
                         return
-            except (OSError, urllib.error.URLError):
+            except (OSError, urllib.error.URLError, http.client.HTTPException):
+                # Not our server yet. A probe of a port nothing listens on can even reach
+                # itself (a TCP self-connect in the ephemeral range) and read its own request
+                # back as the answer: BadStatusLine("GET /health HTTP/1.1"), seen in CI.
                 pass
             time.sleep(0.2)
         raise DistributedError(f"{process.name} did not answer /health within {START_SECONDS} s")
