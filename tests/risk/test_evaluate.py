@@ -5,9 +5,11 @@ with them; who may ask; what bad input gets."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from paymesh.risk.models import Decision
@@ -220,9 +222,166 @@ class TestIdempotency:
         assert second.json() == first.json()
 
 
+async def decisions_of(world: RiskWorld, transaction_id: str) -> list[str]:
+    runtime = world.platform.runtimes["risk"]
+    async with runtime.database.transaction() as session:
+        found = await session.execute(
+            select(Decision.id).where(Decision.transaction_id == transaction_id)
+        )
+        return list(found.scalars())
+
+
+def grouped_works() -> float:
+    """Works the decisions' group commit has committed so far (the fast path's writer)."""
+    value = REGISTRY.get_sample_value("paymesh_group_commit_works_sum", {"group": "risk-decisions"})
+    return value or 0.0
+
+
+class TestIdempotencyKeyOnTheFastPath:
+    """Payments sends every evaluation with an Idempotency-Key; the plain handler serves
+    those too, its decision and stored answer committed together in the shared
+    transaction. The key's contract is the kernel's, checked here as an attacker or a
+    confused client would lean on it."""
+
+    async def test_a_keyed_evaluation_is_decided_in_the_shared_transaction(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        before = grouped_works()
+        first = await shared_world.evaluate(
+            customer_id, 100, headers={"idempotency-key": unique("k")}
+        )
+        assert first.status_code == 200, first.text
+        assert first.headers["content-type"] == "application/json"
+        assert "idempotent-replayed" not in first.headers
+        assert grouped_works() == before + 1
+
+    async def test_the_same_key_for_another_body_is_refused_and_decides_nothing(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        first = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        assert first.status_code == 200, first.text
+        changed = unique("pay_")
+        reused = await shared_world.evaluate(customer_id, 100, transaction_id=changed, headers=key)
+        assert reused.status_code == 422, reused.text
+        assert reused.json()["code"] == "idempotency_key_reused"
+        assert await decisions_of(shared_world, changed) == []
+        bigger = await shared_world.evaluate(
+            customer_id, 200, transaction_id=transaction, headers=key
+        )
+        assert bigger.json()["code"] == "idempotency_key_reused"
+        assert await decisions_of(shared_world, transaction) == [first.json()["decision_id"]]
+
+    async def test_a_key_is_the_callers_own(self, shared_world: RiskWorld) -> None:
+        # Another service client using the same key and body gets a decision of its own,
+        # never the first caller's stored answer.
+        customer_id, _ = await shared_world.customer()
+        other = await tokens.service_token(shared_world.platform, shared_world.http)
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        first = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        second = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=other | key
+        )
+        assert first.status_code == second.status_code == 200, second.text
+        assert "idempotent-replayed" not in second.headers
+        assert first.json()["decision_id"] != second.json()["decision_id"]
+
+    async def test_a_refusal_is_stored_and_replayed(self, shared_world: RiskWorld) -> None:
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        answers = [
+            await shared_world.evaluate("usr_nobody", 100, transaction_id=transaction, headers=key)
+            for _ in range(2)
+        ]
+        assert [answer.status_code for answer in answers] == [422, 422]
+        assert answers[0].json()["code"] == "customer_not_found"
+        assert answers[0].headers["content-type"].startswith("application/problem+json")
+        assert "idempotent-replayed" not in answers[0].headers
+        assert answers[1].headers["idempotent-replayed"] == "true"
+        assert answers[1].json() == answers[0].json()
+        assert await decisions_of(shared_world, transaction) == []
+
+    @pytest.mark.parametrize("key", [b"has space", b"x" * 256, "café".encode(), b""])
+    async def test_a_malformed_key_is_400_and_decides_nothing(
+        self, shared_world: RiskWorld, key: bytes
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        transaction = unique("pay_")
+        response = await shared_world.http.post(
+            "/v1/risk/evaluate",
+            content=json.dumps(
+                {
+                    "transaction_id": transaction,
+                    "customer_id": customer_id,
+                    "type": "p2p",
+                    "amount": 100,
+                    "currency": "USD",
+                }
+            ),
+            headers=shared_world.service
+            | {"content-type": "application/json", "idempotency-key": key},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_idempotency_key"
+        assert await decisions_of(shared_world, transaction) == []
+
+    async def test_an_invalid_body_stores_nothing_under_the_key(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        bad = await shared_world.evaluate(customer_id, -5, transaction_id=transaction, headers=key)
+        assert bad.status_code == 422
+        assert bad.json()["code"] == "validation_failed"
+        # The key was not spent on a request that never ran: the corrected one runs.
+        good = await shared_world.evaluate(customer_id, 5, transaction_id=transaction, headers=key)
+        assert good.status_code == 200, good.text
+        assert "idempotent-replayed" not in good.headers
+        assert await decisions_of(shared_world, transaction) == [good.json()["decision_id"]]
+
+    async def test_concurrent_requests_with_one_key_decide_once(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, _ = await shared_world.customer()
+        key = {"idempotency-key": unique("k")}
+        transaction = unique("pay_")
+        answers = await asyncio.gather(
+            *(
+                shared_world.evaluate(customer_id, 100, transaction_id=transaction, headers=key)
+                for _ in range(8)
+            )
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert set(statuses) <= {200, 409}, [answer.text for answer in answers]
+        stored = await decisions_of(shared_world, transaction)
+        assert len(stored) == 1
+        assert {
+            answer.json()["decision_id"] for answer in answers if answer.status_code == 200
+        } == set(stored)
+        conflicts = [answer for answer in answers if answer.status_code == 409]
+        assert all(
+            answer.json()["code"] == "idempotency_request_in_progress" for answer in conflicts
+        )
+        again = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["decision_id"] == stored[0]
+
+
 class TestFastPath:
-    """`POST /v1/risk/evaluate` without an Idempotency-Key is served by a plain handler
-    (risk/fastpath.py); with one, by the FastAPI route. Both must answer alike."""
+    """`POST /v1/risk/evaluate` is served by a plain handler (risk/fastpath.py), with an
+    Idempotency-Key through the kernel's key contract; the FastAPI route stays for other
+    bodies. A keyed request and a plain one must answer alike."""
 
     async def test_both_paths_give_the_same_decision_document(
         self, shared_world: RiskWorld

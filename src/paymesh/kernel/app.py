@@ -37,18 +37,20 @@ FORM_MEDIA = b"application/x-www-form-urlencoded"
 @dataclass(frozen=True)
 class FastRoute:
     """A fast handler and the one media type of the bodies it takes (a plain handler in a
-    service's `fast_paths` takes JSON)."""
+    service's `fast_paths` takes JSON); `takes_idempotency_key`: it also serves requests
+    that carry an Idempotency-Key, under the kernel's contract (kernel/fastpath.py)."""
 
     handler: FastHandler
     media_type: bytes = JSON_MEDIA
+    takes_idempotency_key: bool = False
 
 
 class FastPaths:
     """Serves a service's few hottest (method, path) pairs as plain ASGI handlers, without
     FastAPI's routing and dependency machinery; everything else goes to the FastAPI app,
-    where the same route is declared for the OpenAPI document. A request that carries an
-    Idempotency-Key or a body of another media type than the handler's always takes the
-    FastAPI route."""
+    where the same route is declared for the OpenAPI document. A request with a body of
+    another media type than the handler's always takes the FastAPI route, and so does one
+    that carries an Idempotency-Key unless the handler takes keys."""
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class FastPaths:
                     access_log=runtime.settings.access_log,
                 ),
                 route.media_type,
+                route.takes_idempotency_key,
             )
             for key, route in routes.items()
         }
@@ -78,7 +81,7 @@ class FastPaths:
         if scope["type"] == "http":
             key = (scope["method"], scope["path"])
             found = self.handlers.get(key)
-            if found is not None and _plain_body_of(scope, found[1]):
+            if found is not None and _plain_body_of(scope, found[1], found[2]):
                 scope["route"] = self.routes[key]
                 scope["app"] = self.app  # what `request.app` means on the FastAPI route
                 await found[0](scope, receive, send)
@@ -86,11 +89,11 @@ class FastPaths:
         await self.app(scope, receive, send)
 
 
-def _plain_body_of(scope: Scope, media_type: bytes) -> bool:
-    """No Idempotency-Key, and a body of `media_type`."""
+def _plain_body_of(scope: Scope, media_type: bytes, takes_idempotency_key: bool) -> bool:
+    """A body of `media_type`, and no Idempotency-Key unless the handler takes one."""
     content_type = b""
     for name, value in scope["headers"]:
-        if name == b"idempotency-key":
+        if name == b"idempotency-key" and not takes_idempotency_key:
             return False
         if name == b"content-type":
             content_type = value

@@ -139,33 +139,22 @@ class IdempotencyStore:
         """The response to replay, or None when this request is the one to run. Raises 422
         for another request under the key, 409 while a request with it runs elsewhere.
         Call inside `running(scope, key)`."""
-        params = {"scope": scope, "key": key}
         if self.database.is_postgres:
             session = await request_session()
             lock = {"lock": advisory_lock_key(scope, key)}
             if not (await session.execute(self._try_lock, lock)).scalar():
                 raise IdempotencyRequestInProgress()
-            row = (await session.execute(self._find, params)).first()
-        else:
-            async with self.database.read_engine.connect() as connection:
-                row = (await connection.execute(self._find, params)).first()
-        if row is None:
-            return None
-        now = utcnow()
-        if row.expires_at <= now:
-            return None
-        if row.state != "completed":
-            # The in-flight claim of an older release: live while its lease runs.
-            if row.locked_until is not None and row.locked_until > now:
-                raise IdempotencyRequestInProgress()
-            return None
-        if row.request_hash != fingerprint:
-            raise IdempotencyKeyReused()
-        return StoredResponse(
-            status=row.response_status,
-            headers=dict(row.response_headers or {}),
-            body=bytes(row.response_body or b""),
-        )
+            row = (await session.execute(self._find, {"scope": scope, "key": key})).first()
+            return _outcome(row, fingerprint)
+        return await self.lookup(scope, key, fingerprint)
+
+    async def lookup(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
+        """What `claim` answers, read on a connection of its own without the key's lock: on
+        SQLite that is the whole claim; on PostgreSQL a replay found before work that a
+        replay must not redo (the claim in the work's transaction still decides)."""
+        async with self.database.read_engine.connect() as connection:
+            row = (await connection.execute(self._find, {"scope": scope, "key": key})).first()
+        return _outcome(row, fingerprint)
 
     async def complete(
         self,
@@ -211,3 +200,56 @@ class IdempotencyStore:
                 delete(self.table).where(self.table.c.expires_at < utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _outcome(row: Any, fingerprint: str) -> StoredResponse | None:
+    """The stored response a key's record holds for the request `fingerprint`: None when
+    none counts (no record, an expired one, an abandoned claim); 422 when the key was used
+    for another request; 409 while an older release's claim is live."""
+    if row is None:
+        return None
+    now = utcnow()
+    if row.expires_at <= now:
+        return None
+    if row.state != "completed":
+        # The in-flight claim of an older release: live while its lease runs.
+        if row.locked_until is not None and row.locked_until > now:
+            raise IdempotencyRequestInProgress()
+        return None
+    if row.request_hash != fingerprint:
+        raise IdempotencyKeyReused()
+    return StoredResponse(
+        status=row.response_status,
+        headers=dict(row.response_headers or {}),
+        body=bytes(row.response_body or b""),
+    )
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """A request's Idempotency-Key for work that runs in a transaction shared with other
+    requests' work (kernel/groupcommit.py) rather than in the request's own: the stored
+    outcome is looked up before the work (`IdempotencyStore.lookup`); the work then holds
+    the key and stores its response in the shared transaction, so both commit together."""
+
+    store: IdempotencyStore
+    scope: str
+    key: str
+    fingerprint: str
+
+    async def hold(self, session: AsyncSession) -> StoredResponse | None:
+        """In the work's transaction, before its writes: on PostgreSQL the key's advisory
+        lock (409 while another process runs a request with it) and the outcome to replay
+        if that process committed one since the lookup. On SQLite the lookup said it all:
+        one process owns the file, and `running` keeps it to one request per key."""
+        if not self.store.database.is_postgres:
+            return None
+
+        async def this_session() -> AsyncSession:
+            return session
+
+        return await self.store.claim(this_session, self.scope, self.key, self.fingerprint)
+
+    async def complete(self, session: AsyncSession, response: StoredResponse) -> None:
+        """The response, stored in the work's transaction."""
+        await self.store.complete(session, self.scope, self.key, self.fingerprint, response)

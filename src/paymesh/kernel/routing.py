@@ -303,7 +303,7 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
             # One writer transaction: the work and its stored response commit together.
             stored = await store.claim(unit.session, scope, key, fingerprint)
             if stored is not None:
-                return _replay(stored)
+                return replay_response(stored)
             try:
                 response = await endpoint(request)
             except PaymeshError as error:
@@ -312,7 +312,7 @@ async def _idempotent(request: Request, endpoint: Handler, key: str) -> Response
                 response = render_error(request, error)
             if response.status_code >= 500:
                 return response  # not an outcome: nothing stored, a retry runs again
-            outcome = _stored(response)
+            outcome = stored_response(response)
             if response.status_code < 400:
                 await store.complete(await unit.session(), scope, key, fingerprint, outcome)
                 await unit.commit()
@@ -331,14 +331,17 @@ def _known_caller(request: Request) -> Caller | None:
     return caller if isinstance(caller, Caller) else None
 
 
-def _stored(response: Response) -> StoredResponse:
+def stored_response(response: Response) -> StoredResponse:
+    """What a request's Idempotency-Key keeps of its answer: status, body and the headers
+    a replay repeats."""
     headers = {
         name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers
     }
     return StoredResponse(status=response.status_code, headers=headers, body=bytes(response.body))
 
 
-def _replay(stored: StoredResponse) -> Response:
+def replay_response(stored: StoredResponse) -> Response:
+    """A stored answer, replayed: `Idempotent-Replayed: true`."""
     headers: dict[str, Any] = dict(stored.headers)
     headers["Idempotent-Replayed"] = "true"
     media_type = headers.pop("content-type", None)

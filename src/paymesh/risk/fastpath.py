@@ -1,11 +1,11 @@
 """Risk's hot path, `POST /v1/risk/evaluate`, as a plain ASGI handler (kernel/fastpath.py).
 
 Same contract as the FastAPI route in api.py, which stays declared for the OpenAPI
-document and serves requests carrying an Idempotency-Key (payments sends one; the stored
-answer commits with the decision in the request's own transaction): role `service`, the
-same body model, the same decision, the same problem documents. Here the decision is
-written in a transaction shared with the decisions of concurrent requests
-(kernel/groupcommit.py), and answered only after that transaction commits.
+document: role `service`, the same body model, the same decision, the same problem
+documents, the same Idempotency-Key rules. Here the decision is written in a transaction
+shared with the decisions of concurrent requests (kernel/groupcommit.py), and answered
+only after that transaction commits; with an Idempotency-Key (payments sends one), the
+stored answer commits in that transaction too.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from paymesh.kernel.app import FastRoute
 from paymesh.kernel.auth import Caller
-from paymesh.kernel.fastpath import json_endpoint, model_response
+from paymesh.kernel.fastpath import json_endpoint, json_response, model_response
 from paymesh.kernel.groupcommit import GroupCommit
+from paymesh.kernel.idempotency import KeyedRequest
+from paymesh.kernel.routing import replay_response
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.risk.api import EVALUATOR_ROLES
 from paymesh.risk.schemas import EvaluationCreate
@@ -32,8 +35,17 @@ def fast_paths(runtime: ServiceRuntime) -> dict[tuple[str, str], Any]:
         group: GroupCommit = runtime.state["decisions"]
         return model_response(await evaluations.evaluate_grouped(group, caller, body))
 
-    return {
-        ("POST", "/v1/risk/evaluate"): json_endpoint(
-            EvaluationCreate, evaluate, roles=EVALUATOR_ROLES
-        )
-    }
+    async def evaluate_keyed(body: EvaluationCreate, caller: Caller, key: KeyedRequest) -> Response:
+        evaluations: Evaluations = runtime.state["evaluations"]
+        group: GroupCommit = runtime.state["decisions"]
+        answer, replayed = await evaluations.evaluate_keyed(group, caller, body, key)
+        return replay_response(answer) if replayed else json_response(answer.body, answer.status)
+
+    handler = json_endpoint(
+        EvaluationCreate,
+        evaluate,
+        roles=EVALUATOR_ROLES,
+        keyed=evaluate_keyed,
+        idempotency=runtime.idempotency,
+    )
+    return {("POST", "/v1/risk/evaluate"): FastRoute(handler, takes_idempotency_key=True)}

@@ -26,6 +26,7 @@ from paymesh.kernel.db import utcnow
 from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.groupcommit import GroupCommit
+from paymesh.kernel.idempotency import KeyedRequest, StoredResponse
 from paymesh.kernel.ids import new_id
 from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
 from paymesh.profiles.client import ProfilesClient
@@ -47,6 +48,7 @@ from paymesh.risk.screening import ScreeningMatch
 DAY = dt.timedelta(hours=24)
 LIMITS_TTL_SECONDS = 60.0
 CASE_INSERT = insert(cast(Table, Case.__table__))
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,30 @@ class Evaluations:
             return await self.decide(session, caller, body, gathered)
 
         return _counted(await group.run(decide, order=body.customer_id), started)
+
+    async def evaluate_keyed(
+        self, group: GroupCommit, caller: Caller, body: EvaluationCreate, key: KeyedRequest
+    ) -> tuple[StoredResponse, bool]:
+        """`evaluate_grouped` for a request with an Idempotency-Key (payments sends one):
+        the key is held, and the answer stored, in the decision's shared transaction. The
+        answer, and whether it is a replay: one that the key's holder committed in the
+        meantime (another process, on PostgreSQL) is answered as stored, deciding nothing."""
+        started = time.perf_counter()
+        gathered = await self.gather(body)
+
+        async def decide(session: AsyncSession) -> tuple[StoredResponse, DecisionOut | None]:
+            replay = await key.hold(session)
+            if replay is not None:
+                return replay, None
+            decision = await self.decide(session, caller, body, gathered)
+            answer = StoredResponse(200, dict(JSON_HEADERS), decision.model_dump_json().encode())
+            await key.complete(session, answer)
+            return answer, decision
+
+        answer, decided = await group.run(decide, order=body.customer_id)
+        if decided is not None:
+            _counted(decided, started)
+        return answer, decided is None
 
     async def gather(self, body: EvaluationCreate) -> Gathered:
         """The facts from other services and screening: before any statement, since on
