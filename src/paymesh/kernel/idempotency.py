@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ from paymesh.kernel.errors import (
     InvalidIdempotencyKey,
 )
 from paymesh.kernel.jsonutil import dumps, loads
+from paymesh.kernel.reads import Query, in_transaction
 from paymesh.kernel.tables import KernelTables
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -92,16 +93,24 @@ class IdempotencyStore:
         self._running: set[tuple[str, str]] = set()
         # Built once: constructing a statement costs more than running it on SQLite.
         this_key = (table.c.scope == bindparam("scope")) & (table.c.key == bindparam("key"))
-        self._find = select(
-            table.c.request_hash,
-            table.c.state,
-            table.c.locked_until,
-            table.c.expires_at,
-            table.c.response_status,
-            table.c.response_headers,
-            table.c.response_body,
-        ).where(this_key)
-        self._try_lock = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+        # On the driver (kernel/reads.py): through a session each statement cost about as
+        # much CPU as a request's whole decision.
+        self._find = Query(
+            select(
+                table.c.request_hash,
+                table.c.state,
+                table.c.locked_until,
+                table.c.expires_at,
+                table.c.response_status,
+                table.c.response_headers,
+                table.c.response_body,
+            ).where(this_key)
+        )
+        self._try_lock = Query(
+            select(
+                func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)).label("held")
+            )
+        )
         upsert = (postgresql if database.is_postgres else sqlite).insert(table)
         replaced = {
             column.name: upsert.excluded[column.name]
@@ -110,11 +119,13 @@ class IdempotencyStore:
         }
         # Overwrites only a record that no longer counts (expired, or an older release's
         # abandoned in-flight claim): never another request's live outcome.
-        self._store = upsert.on_conflict_do_update(
-            index_elements=[table.c.scope, table.c.key],
-            set_=replaced,
-            where=(table.c.expires_at <= upsert.excluded.created_at)
-            | (table.c.state != "completed"),
+        self._store = Query(
+            upsert.on_conflict_do_update(
+                index_elements=[table.c.scope, table.c.key],
+                set_=replaced,
+                where=(table.c.expires_at <= upsert.excluded.created_at)
+                | (table.c.state != "completed"),
+            )
         )
 
     @contextmanager
@@ -141,19 +152,18 @@ class IdempotencyStore:
         Call inside `running(scope, key)`."""
         if self.database.is_postgres:
             session = await request_session()
-            lock = {"lock": advisory_lock_key(scope, key)}
-            if not (await session.execute(self._try_lock, lock)).scalar():
+            lock = advisory_lock_key(scope, key)
+            if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
                 raise IdempotencyRequestInProgress()
-            row = (await session.execute(self._find, {"scope": scope, "key": key})).first()
-            return _outcome(row, fingerprint)
+            rows = await in_transaction(session, self._find, scope=scope, key=key)
+            return _outcome(rows[0] if rows else None, fingerprint)
         return await self.lookup(scope, key, fingerprint)
 
     async def lookup(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         """What `claim` answers, read on a connection of its own without the key's lock: on
         SQLite that is the whole claim; on PostgreSQL a replay found before work that a
         replay must not redo (the claim in the work's transaction still decides)."""
-        async with self.database.read_engine.connect() as connection:
-            row = (await connection.execute(self._find, {"scope": scope, "key": key})).first()
+        row = await self.database.reads.one(self._find, scope=scope, key=key)
         return _outcome(row, fingerprint)
 
     async def complete(
@@ -166,20 +176,19 @@ class IdempotencyStore:
     ) -> None:
         """Store the response in the request's own transaction (same commit as its work)."""
         now = utcnow()
-        await session.execute(
+        await in_transaction(
+            session,
             self._store,
-            {
-                "scope": scope,
-                "key": key,
-                "request_hash": fingerprint,
-                "state": "completed",
-                "locked_until": None,
-                "response_status": response.status,
-                "response_headers": response.headers,
-                "response_body": response.body,
-                "created_at": now,
-                "expires_at": now + self.ttl,
-            },
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            state="completed",
+            locked_until=None,
+            response_status=response.status,
+            response_headers=response.headers,
+            response_body=response.body,
+            created_at=now,
+            expires_at=now + self.ttl,
         )
 
     async def complete_refusal(
@@ -189,8 +198,8 @@ class IdempotencyStore:
         transaction of its own: the refusal is the answer a retry gets too."""
         async with self.database.transaction() as session:
             if self.database.is_postgres:
-                lock = {"lock": advisory_lock_key(scope, key)}
-                if not (await session.execute(self._try_lock, lock)).scalar():
+                lock = advisory_lock_key(scope, key)
+                if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
                     return  # another request under the key runs now: its outcome counts
             await self.complete(session, scope, key, fingerprint, response)
 
@@ -202,26 +211,27 @@ class IdempotencyStore:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _outcome(row: Any, fingerprint: str) -> StoredResponse | None:
+def _outcome(row: Mapping[str, Any] | None, fingerprint: str) -> StoredResponse | None:
     """The stored response a key's record holds for the request `fingerprint`: None when
     none counts (no record, an expired one, an abandoned claim); 422 when the key was used
     for another request; 409 while an older release's claim is live."""
     if row is None:
         return None
     now = utcnow()
-    if row.expires_at <= now:
+    if row["expires_at"] <= now:
         return None
-    if row.state != "completed":
+    if row["state"] != "completed":
         # The in-flight claim of an older release: live while its lease runs.
-        if row.locked_until is not None and row.locked_until > now:
+        locked_until = row["locked_until"]
+        if locked_until is not None and locked_until > now:
             raise IdempotencyRequestInProgress()
         return None
-    if row.request_hash != fingerprint:
+    if row["request_hash"] != fingerprint:
         raise IdempotencyKeyReused()
     return StoredResponse(
-        status=row.response_status,
-        headers=dict(row.response_headers or {}),
-        body=bytes(row.response_body or b""),
+        status=row["response_status"],
+        headers=dict(row["response_headers"] or {}),
+        body=bytes(row["response_body"] or b""),
     )
 
 
