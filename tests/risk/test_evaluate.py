@@ -205,21 +205,10 @@ class TestWhoMayAsk:
         assert response.status_code == 403
 
 
-class TestIdempotency:
-    async def test_a_retry_with_the_key_gets_the_same_decision(
-        self, shared_world: RiskWorld
-    ) -> None:
-        customer_id, _ = await shared_world.customer()
-        key = {"idempotency-key": unique("k")}
-        transaction = unique("pay_")
-        first = await shared_world.evaluate(
-            customer_id, 100, transaction_id=transaction, headers=key
-        )
-        second = await shared_world.evaluate(
-            customer_id, 100, transaction_id=transaction, headers=key
-        )
-        assert second.headers.get("idempotent-replayed") == "true"
-        assert second.json() == first.json()
+async def keyed_request(world: RiskWorld) -> tuple[str, dict[str, str], str]:
+    """A new customer, an Idempotency-Key header and a transaction id."""
+    customer_id, _ = await world.customer()
+    return customer_id, {"idempotency-key": unique("k")}, unique("pay_")
 
 
 async def decisions_of(world: RiskWorld, transaction_id: str) -> list[str]:
@@ -243,6 +232,19 @@ class TestIdempotencyKeyOnTheFastPath:
     transaction. The key's contract is the kernel's, checked here as an attacker or a
     confused client would lean on it."""
 
+    async def test_a_retry_with_the_key_gets_the_same_decision(
+        self, shared_world: RiskWorld
+    ) -> None:
+        customer_id, key, transaction = await keyed_request(shared_world)
+        first = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        second = await shared_world.evaluate(
+            customer_id, 100, transaction_id=transaction, headers=key
+        )
+        assert second.headers.get("idempotent-replayed") == "true"
+        assert second.json() == first.json()
+
     async def test_a_keyed_evaluation_is_decided_in_the_shared_transaction(
         self, shared_world: RiskWorld
     ) -> None:
@@ -259,9 +261,7 @@ class TestIdempotencyKeyOnTheFastPath:
     async def test_the_same_key_for_another_body_is_refused_and_decides_nothing(
         self, shared_world: RiskWorld
     ) -> None:
-        customer_id, _ = await shared_world.customer()
-        key = {"idempotency-key": unique("k")}
-        transaction = unique("pay_")
+        customer_id, key, transaction = await keyed_request(shared_world)
         first = await shared_world.evaluate(
             customer_id, 100, transaction_id=transaction, headers=key
         )
@@ -336,9 +336,7 @@ class TestIdempotencyKeyOnTheFastPath:
     async def test_an_invalid_body_stores_nothing_under_the_key(
         self, shared_world: RiskWorld
     ) -> None:
-        customer_id, _ = await shared_world.customer()
-        key = {"idempotency-key": unique("k")}
-        transaction = unique("pay_")
+        customer_id, key, transaction = await keyed_request(shared_world)
         bad = await shared_world.evaluate(customer_id, -5, transaction_id=transaction, headers=key)
         assert bad.status_code == 422
         assert bad.json()["code"] == "validation_failed"
@@ -351,9 +349,7 @@ class TestIdempotencyKeyOnTheFastPath:
     async def test_concurrent_requests_with_one_key_decide_once(
         self, shared_world: RiskWorld
     ) -> None:
-        customer_id, _ = await shared_world.customer()
-        key = {"idempotency-key": unique("k")}
-        transaction = unique("pay_")
+        customer_id, key, transaction = await keyed_request(shared_world)
         answers = await asyncio.gather(
             *(
                 shared_world.evaluate(customer_id, 100, transaction_id=transaction, headers=key)
