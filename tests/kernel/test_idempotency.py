@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from paymesh.kernel.db import utcnow
+from paymesh.kernel.errors import IdempotencyKeyReused, IdempotencyRequestInProgress
+from paymesh.kernel.idempotency import KeyedRequest, StoredResponse
 from paymesh.platform import Platform
 from tests.conftest import http_client
 from tests.kernel.sample import app as sample_app
@@ -208,6 +210,59 @@ class TestIdempotencyInFlight:
         assert third.headers["idempotent-replayed"] == "true"
         assert third.json() == first_response.json()
         assert await note_count(sample) == 1
+
+
+class TestKeyedRequest:
+    """The store's side of a key held in a transaction shared with other requests' work
+    (kernel/fastpath.py's `keyed` handlers): looked up first, then held and completed in
+    the work's transaction. Two transactions on their own connections stand for two
+    processes: the advisory lock is the connection's, not the process's."""
+
+    ANSWER = StoredResponse(200, {"content-type": "application/json"}, b'{"decided":true}')
+
+    async def test_the_answer_commits_with_the_work_and_is_looked_up_after(
+        self, sample: Platform
+    ) -> None:
+        runtime = runtime_of(sample)
+        store = runtime.idempotency
+        keyed = KeyedRequest(store, "client|usr_keyed", "k-commit", "fingerprint-1")
+        async with runtime.database.transaction() as session:
+            assert await keyed.hold(session) is None
+            await keyed.complete(session, self.ANSWER)
+            # Not yet committed: nothing to replay for anyone else.
+            assert await store.lookup("client|usr_keyed", "k-commit", "fingerprint-1") is None
+        assert await store.lookup("client|usr_keyed", "k-commit", "fingerprint-1") == self.ANSWER
+        with pytest.raises(IdempotencyKeyReused):
+            await store.lookup("client|usr_keyed", "k-commit", "fingerprint-2")
+        assert await store.lookup("client|other", "k-commit", "fingerprint-1") is None
+
+    async def test_rolled_back_work_leaves_the_key_free(self, sample: Platform) -> None:
+        runtime = runtime_of(sample)
+        keyed = KeyedRequest(runtime.idempotency, "client|usr_keyed", "k-rollback", "f")
+        with pytest.raises(RuntimeError):
+            async with runtime.database.transaction() as session:
+                await keyed.hold(session)
+                await keyed.complete(session, self.ANSWER)
+                raise RuntimeError("the batch failed")
+        assert await runtime.idempotency.lookup("client|usr_keyed", "k-rollback", "f") is None
+
+    async def test_a_key_held_elsewhere_is_409_and_its_answer_replays_once_committed(
+        self, sample: Platform
+    ) -> None:
+        runtime = runtime_of(sample)
+        if not runtime.database.is_postgres:
+            pytest.skip("one process owns a SQLite database: its running marker decides")
+        keyed = KeyedRequest(runtime.idempotency, "client|usr_keyed", "k-held", "f")
+        async with runtime.database.transaction() as first:
+            assert await keyed.hold(first) is None
+            with pytest.raises(IdempotencyRequestInProgress):
+                async with runtime.database.transaction() as second:
+                    await keyed.hold(second)
+            await keyed.complete(first, self.ANSWER)
+        # A request that looked the key up before that commit, and holds it only now, gets
+        # the stored answer instead of deciding again.
+        async with runtime.database.transaction() as late:
+            assert await keyed.hold(late) == self.ANSWER
 
 
 class TestIdempotencyScope:
