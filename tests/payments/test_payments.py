@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from paymesh.kernel.errors import RemoteServiceError
 from paymesh.payments.models import Payment
+from paymesh.risk.schemas import EvaluationCreate
 from tests.notifications.support import eventually
 from tests.payments.support import Customer, PaymentsWorld, unique
 
@@ -546,3 +547,60 @@ async def test_a_reversal_the_ledger_could_not_take_is_finished_by_recovery(
     assert await world.balance(payee) == 0
     assert await world.balance(payer) == 100_00 - 50_00 - p2p_fee(50_00) + 50_00 + p2p_fee(50_00)
     await world.trial_balance_holds()
+
+
+async def test_a_payment_advanced_twice_at_once_is_decided_once(
+    shared_world: PaymentsWorld,
+) -> None:
+    """The same payment advanced by two hands at once (the request and the recovery job,
+    or a client's retry): risk answers the second `idempotency_request_in_progress` while
+    the first is being decided. Payments' risk client waits for that decision (risk then
+    replays it) instead of taking the 409 for a refusal and failing the payment."""
+    world = shared_world
+    payer = await world.customer(funds=10_00)
+    risk = world.platform.runtimes["payments"].state["payments"].remote.risk
+    evaluation = EvaluationCreate(
+        transaction_id=unique("pay_"),
+        customer_id=payer.id,
+        type="p2p",
+        amount=1_00,
+        currency="USD",
+    )
+    first, second = await asyncio.gather(risk.evaluate(evaluation), risk.evaluate(evaluation))
+    assert first.decision_id == second.decision_id
+    assert first.decision == "allow"
+
+
+async def test_risk_still_deciding_leaves_the_payment_for_recovery(
+    shared_world: PaymentsWorld,
+) -> None:
+    """If the concurrent decision takes longer than the client waits, the payment is not
+    failed: the request answers 503 `dependency_unavailable`, the payment stays `created`,
+    and the recovery job finishes it."""
+    world = shared_world
+    payer, payee = await world.customer(funds=10_00), await world.customer()
+    runtime = world.platform.runtimes["payments"]
+    payments = runtime.state["payments"]
+    real = payments.remote.risk
+
+    class StillDeciding:
+        async def evaluate(self, evaluation: EvaluationCreate) -> Any:
+            raise RemoteServiceError(409, "idempotency_request_in_progress", "still running")
+
+    payments.remote.risk = StillDeciding()
+    try:
+        refused = await world.pay(payer, payee, 2_00)
+    finally:
+        payments.remote.risk = real
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "dependency_unavailable"
+    async with runtime.database.transaction() as session:
+        statuses = (
+            await session.execute(
+                select(Payment.id, Payment.status).where(Payment.payer_id == payer.id)
+            )
+        ).all()
+    assert [status for _, status in statuses] == ["created"]
+    await payments.resume_stuck(0)
+    assert (await _payment(world, payer, statuses[0][0]))["status"] == "succeeded"
+    assert await world.balance(payee) == 2_00

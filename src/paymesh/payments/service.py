@@ -33,7 +33,7 @@ from paymesh.forex.schemas import Quote
 from paymesh.identity.client import IdentityClient, OneTimeCodeCheck, OneTimeCodeCreate
 from paymesh.kernel.auth import Caller
 from paymesh.kernel.db import Database, utcnow
-from paymesh.kernel.errors import PaymeshError, RemoteServiceError
+from paymesh.kernel.errors import IdempotencyRequestInProgress, PaymeshError, RemoteServiceError
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.faults import die_here
 from paymesh.kernel.ids import new_id
@@ -97,6 +97,9 @@ def code_purpose(payment: Payment) -> str:
     )
     terms = f"{payment.id}|{payment.amount}|{payment.currency}|{destination}"
     return "payment:" + hashlib.sha256(terms.encode()).hexdigest()[:48]
+
+
+IN_PROGRESS = IdempotencyRequestInProgress.code
 
 
 def _remote_failure(error: Exception) -> PaymeshError:
@@ -441,6 +444,13 @@ class Payments:
         try:
             decision = await self.remote.risk.evaluate(evaluation)
         except RemoteServiceError as error:
+            if error.remote_code == IN_PROGRESS:
+                # Another advance of this payment (the recovery job, a client's retry) is
+                # being decided under the same key right now: not a refusal. The payment
+                # stays as it is; that advance, or the next recovery, moves it on.
+                raise errors.DependencyUnavailable(
+                    detail="risk is still deciding this payment"
+                ) from None
             if error.remote_status < 500:
                 return await self._move(
                     payment,

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from paymesh.kernel.errors import IdempotencyRequestInProgress, RemoteServiceError
 from paymesh.kernel.http import ServiceClient
 from paymesh.risk.schemas import DecisionOut, EvaluationCreate
+
+IN_PROGRESS_WAIT_SECONDS = 3.0
+"""How long `HttpRiskClient.evaluate` waits for a concurrent decision under its key."""
 
 
 class RiskClient(Protocol):
@@ -23,11 +29,28 @@ class HttpRiskClient:
         self.http = http
 
     async def evaluate(self, evaluation: EvaluationCreate) -> DecisionOut:
-        response = await self.http.request(
-            "POST",
-            "/v1/risk/evaluate",
-            json=evaluation.model_dump(mode="json", exclude_none=True),
-            # A retry of the same payment gets the same decision, and counts once.
-            idempotency_key=f"evaluate:{evaluation.transaction_id}",
-        )
+        """While another request with the same key is being decided (the same payment
+        advanced twice at once: a retry, the recovery job), waits briefly for that
+        decision and answers it (risk replays it); then raises the 409."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(IN_PROGRESS_WAIT_SECONDS),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            retry=retry_if_exception(_still_deciding),
+            reraise=True,
+        ):
+            with attempt:
+                response = await self.http.request(
+                    "POST",
+                    "/v1/risk/evaluate",
+                    json=evaluation.model_dump(mode="json", exclude_none=True),
+                    # A retry of the same payment gets the same decision, and counts once.
+                    idempotency_key=f"evaluate:{evaluation.transaction_id}",
+                )
         return DecisionOut.model_validate_json(response.content)
+
+
+def _still_deciding(error: BaseException) -> bool:
+    return (
+        isinstance(error, RemoteServiceError)
+        and error.remote_code == IdempotencyRequestInProgress.code
+    )
