@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,12 +26,14 @@ class Upstream:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.unavailable_for: dict[str, int] = {}
+        self.running_elsewhere_for = 0
         self.seen_headers: list[dict[str, str]] = []
         self.app = FastAPI()
         self.app.add_api_route("/echo", self.echo, methods=["GET", "POST"])
         self.app.add_api_route("/flaky", self.flaky, methods=["GET", "POST"])
         self.app.add_api_route("/problem", self.problem, methods=["POST"])
         self.app.add_api_route("/broken", self.broken, methods=["GET"])
+        self.app.add_api_route("/keyed", self.keyed, methods=["POST"])
 
     async def echo(self, request: Request) -> dict[str, Any]:
         self.calls["echo"] += 1
@@ -60,6 +63,22 @@ class Upstream:
             }
         )
 
+    async def keyed(self) -> Response:
+        """Answers 409 `idempotency_request_in_progress` while the key's first request is
+        "still running" (`running_elsewhere_for` more calls), then that request's answer."""
+        self.calls["keyed"] += 1
+        if self.running_elsewhere_for > 0:
+            self.running_elsewhere_for -= 1
+            return problem_response(
+                {
+                    "type": "about:blank",
+                    "title": "Still running",
+                    "status": 409,
+                    "code": "idempotency_request_in_progress",
+                }
+            )
+        return JSONResponse({"decided": True}, headers={"idempotent-replayed": "true"})
+
     async def broken(self) -> Response:
         return Response("<html>oops</html>", status_code=502, media_type="text/html")
 
@@ -81,6 +100,7 @@ async def service(
             in_process=InProcessHttp(upstream.app),
             token=lambda: "service-token",
             retries=3,
+            in_progress_wait_seconds=0.3,
         )
     else:
         client = ServiceClient(
@@ -88,6 +108,7 @@ async def service(
             transport=httpx.ASGITransport(app=upstream.app),
             token=lambda: "service-token",
             retries=3,
+            in_progress_wait_seconds=0.3,
         )
     yield client
     await client.aclose()
@@ -177,6 +198,44 @@ class TestRetries:
             await service.request("POST", "/problem", json={}, idempotency_key="idem-3")
 
         assert upstream.calls["problem"] == 1
+
+    async def test_a_keyed_request_waits_for_its_key_to_finish_elsewhere(
+        self, upstream: Upstream, service: ServiceClient
+    ) -> None:
+        """The same payment advanced twice at once: the second call's key is still being
+        served; it is sent again until the service replays the first answer."""
+        upstream.running_elsewhere_for = 3
+
+        response = await service.request("POST", "/keyed", json={}, idempotency_key="idem-4")
+
+        assert response.json() == {"decided": True}
+        assert upstream.calls["keyed"] == 4
+
+    async def test_the_wait_for_a_key_running_elsewhere_is_bounded(
+        self, upstream: Upstream, service: ServiceClient
+    ) -> None:
+        upstream.running_elsewhere_for = 10_000
+        started = asyncio.get_running_loop().time()
+
+        with pytest.raises(RemoteServiceError) as raised:
+            await service.request("POST", "/keyed", json={}, idempotency_key="idem-5")
+
+        waited = asyncio.get_running_loop().time() - started
+        assert raised.value.remote_status == 409
+        assert raised.value.remote_code == "idempotency_request_in_progress"
+        assert 0.3 <= waited < 3.0  # the client's 0.3 s, plus the last pause and call
+        assert 3 <= upstream.calls["keyed"] < 100
+
+    async def test_a_409_in_progress_without_a_key_is_not_waited_for(
+        self, upstream: Upstream, service: ServiceClient
+    ) -> None:
+        upstream.running_elsewhere_for = 1
+
+        with pytest.raises(RemoteServiceError) as raised:
+            await service.request("POST", "/keyed", json={})
+
+        assert raised.value.remote_code == "idempotency_request_in_progress"
+        assert upstream.calls["keyed"] == 1
 
     async def test_an_unreachable_service_is_service_unavailable(self) -> None:
         async def refuse(request: httpx.Request) -> httpx.Response:

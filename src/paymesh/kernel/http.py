@@ -5,7 +5,10 @@ In the embedded shape a call is an ASGI request straight to the platform's app
 body, status codes, problem documents, auth) without a socket and without httpx's client
 (URL merging, cookie jar, redirects), which cost more than the called endpoint's own work.
 Retries (tenacity, exponential backoff with jitter) apply only to requests that are safe to
-repeat: GET/HEAD/PUT/DELETE/OPTIONS, or POST carrying an Idempotency-Key.
+repeat: GET/HEAD/PUT/DELETE/OPTIONS, or POST carrying an Idempotency-Key. A keyed request
+answered 409 `idempotency_request_in_progress` (the same key is being served elsewhere right
+now: the same payment advanced by a request and by the recovery job) is sent again for a
+short while, until the service replays the first request's answer.
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
     wait_random_exponential,
 )
 
-from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
+from paymesh.kernel.errors import (
+    IdempotencyRequestInProgress,
+    RemoteServiceError,
+    ServiceUnavailable,
+)
 from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.observability import request_id_var, traceparent_var
 from paymesh.kernel.tracing import span
@@ -129,6 +138,20 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
+class _StillRunningElsewhere(_RetryableStatus):
+    """409 `idempotency_request_in_progress`: the key's first request is still running."""
+
+
+def _still_running_elsewhere(response: httpx.Response) -> bool:
+    if response.status_code != IdempotencyRequestInProgress.status:
+        return False
+    try:
+        document = response.json()
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("code") == IdempotencyRequestInProgress.code
+
+
 class ServiceClient:
     """Base for each service's `client.py` HTTP implementation."""
 
@@ -141,10 +164,12 @@ class ServiceClient:
         timeout_seconds: float = 10.0,
         retries: int = 3,
         in_process: InProcessHttp | None = None,
+        in_progress_wait_seconds: float = 3.0,
     ) -> None:
         """`in_process`: the service is an app in this process, called directly (and
         `base_url` and `transport` unused); otherwise httpx over `transport` or the
-        network."""
+        network. `in_progress_wait_seconds`: how long a keyed request answered 409
+        `idempotency_request_in_progress` is sent again before that 409 is raised."""
         self._in_process = in_process
         self._http: httpx.AsyncClient | None = None
         if in_process is None:
@@ -159,6 +184,7 @@ class ServiceClient:
         )
         self._token = token
         self._retries = retries
+        self._in_progress_wait_seconds = in_progress_wait_seconds
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -188,8 +214,41 @@ class ServiceClient:
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send; return 2xx responses, raise `RemoteServiceError` for problem documents."""
+        """Send; return 2xx responses, raise `RemoteServiceError` for problem documents.
+
+        A keyed request whose key is still being served elsewhere is sent again, with
+        growing pauses, for up to `in_progress_wait_seconds`: the service then replays the
+        first request's answer, so both callers act on one outcome. Past that, the 409 is
+        raised for the caller to decide (the work is still running; do not redo it)."""
         method = method.upper()
+        response = await self._send(method, path, json, params, idempotency_key)
+        if idempotency_key is not None and _still_running_elsewhere(response):
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_delay(self._in_progress_wait_seconds),
+                    wait=wait_exponential(multiplier=0.02, max=0.5),
+                    retry=retry_if_exception_type(_StillRunningElsewhere),
+                    reraise=True,
+                ):
+                    with attempt:
+                        response = await self._send(method, path, json, params, idempotency_key)
+                        if _still_running_elsewhere(response):
+                            raise _StillRunningElsewhere(response)
+            except _StillRunningElsewhere as exhausted:
+                response = exhausted.response
+        if response.is_success:
+            return response
+        raise _remote_error(response)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> httpx.Response:
+        """One request, retried on a transport error or a 502/503/504 when safe to repeat."""
         safe = method in IDEMPOTENT_METHODS or idempotency_key is not None
         attempts = self._retries + 1 if safe else 1
         try:
@@ -222,14 +281,12 @@ class ServiceClient:
                     if response.status_code in RETRYABLE_STATUSES and safe:
                         raise _RetryableStatus(response)
         except _RetryableStatus as exhausted:
-            response = exhausted.response
+            return exhausted.response
         except httpx.TransportError as error:
             raise ServiceUnavailable(
                 detail=f"{method} {path}: {error.__class__.__name__}"
             ) from None
-        if response.is_success:
-            return response
-        raise _remote_error(response)
+        return response
 
 
 def _remote_error(response: httpx.Response) -> RemoteServiceError:

@@ -63,8 +63,9 @@ log = structlog.get_logger("paymesh.payments")
 ACTING_FOR_USERS = frozenset({"service"})
 ADVANCE_AFTER_COMMIT = "payments_to_advance"
 """session.info key: (payment id, actor) pairs to move on once the transaction commits."""
-IN_PROGRESS = "idempotency_request_in_progress"
-"""A service's answer when the same idempotent request is still running elsewhere."""
+IN_PROGRESS = IdempotencyRequestInProgress.code
+"""A service's answer when the same idempotent request is still running elsewhere (after
+`ServiceClient` has waited a while for it to finish)."""
 BANK_OUTCOMES = frozenset({"settled", "rejected", "timed_out"})
 """A payout's final answers from its bank (providers' `PayoutOutcome.status`)."""
 
@@ -97,9 +98,6 @@ def code_purpose(payment: Payment) -> str:
     )
     terms = f"{payment.id}|{payment.amount}|{payment.currency}|{destination}"
     return "payment:" + hashlib.sha256(terms.encode()).hexdigest()[:48]
-
-
-IN_PROGRESS = IdempotencyRequestInProgress.code
 
 
 def _remote_failure(error: Exception) -> PaymeshError:
