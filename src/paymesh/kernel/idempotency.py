@@ -151,13 +151,20 @@ class IdempotencyStore:
         for another request under the key, 409 while a request with it runs elsewhere.
         Call inside `running(scope, key)`."""
         if self.database.is_postgres:
-            session = await request_session()
-            lock = advisory_lock_key(scope, key)
-            if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
-                raise IdempotencyRequestInProgress()
-            rows = await in_transaction(session, self._find, scope=scope, key=key)
-            return _outcome(rows[0] if rows else None, fingerprint)
+            return await self.claim_in(await request_session(), scope, key, fingerprint)
         return await self.lookup(scope, key, fingerprint)
+
+    async def claim_in(
+        self, session: AsyncSession, scope: str, key: str, fingerprint: str
+    ) -> StoredResponse | None:
+        """PostgreSQL's claim, in `session`'s transaction: the key's advisory lock (409
+        while another process runs a request with it), then the outcome to replay, read
+        under the lock (one committed since any earlier lookup counts)."""
+        lock = advisory_lock_key(scope, key)
+        if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
+            raise IdempotencyRequestInProgress()
+        rows = await in_transaction(session, self._find, scope=scope, key=key)
+        return _outcome(rows[0] if rows else None, fingerprint)
 
     async def lookup(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         """What `claim` answers, read on a connection of its own without the key's lock: on
@@ -254,11 +261,7 @@ class KeyedRequest:
         one process owns the file, and `running` keeps it to one request per key."""
         if not self.store.database.is_postgres:
             return None
-
-        async def this_session() -> AsyncSession:
-            return session
-
-        return await self.store.claim(this_session, self.scope, self.key, self.fingerprint)
+        return await self.store.claim_in(session, self.scope, self.key, self.fingerprint)
 
     async def complete(self, session: AsyncSession, response: StoredResponse) -> None:
         """The response, stored in the work's transaction."""

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from paymesh.kernel.app import FastRoute
 from paymesh.kernel.auth import Caller
-from paymesh.kernel.fastpath import json_endpoint, json_response, model_response
+from paymesh.kernel.fastpath import json_endpoint, json_response
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.idempotency import KeyedRequest
 from paymesh.kernel.routing import replay_response
@@ -29,23 +29,23 @@ from paymesh.risk.service import Evaluations
 
 def fast_paths(runtime: ServiceRuntime) -> dict[tuple[str, str], Any]:
     async def evaluate(
-        body: EvaluationCreate, caller: Caller, _session: AsyncSession | None
+        body: EvaluationCreate, caller: Caller, key: KeyedRequest | None
     ) -> Response:
         evaluations: Evaluations = runtime.state["evaluations"]  # made at start
         group: GroupCommit = runtime.state["decisions"]
-        return model_response(await evaluations.evaluate_grouped(group, caller, body))
-
-    async def evaluate_keyed(body: EvaluationCreate, caller: Caller, key: KeyedRequest) -> Response:
-        evaluations: Evaluations = runtime.state["evaluations"]
-        group: GroupCommit = runtime.state["decisions"]
-        answer, replayed = await evaluations.evaluate_keyed(group, caller, body, key)
+        answer, replayed = await evaluations.evaluate_grouped(group, caller, body, key)
         return replay_response(answer) if replayed else json_response(answer.body, answer.status)
+
+    async def evaluate_plain(
+        body: EvaluationCreate, caller: Caller, _session: AsyncSession | None
+    ) -> Response:
+        return await evaluate(body, caller, None)
 
     handler = json_endpoint(
         EvaluationCreate,
-        evaluate,
+        evaluate_plain,
         roles=EVALUATOR_ROLES,
-        keyed=evaluate_keyed,
+        keyed=evaluate,
         idempotency=runtime.idempotency,
     )
     return {("POST", "/v1/risk/evaluate"): FastRoute(handler, takes_idempotency_key=True)}

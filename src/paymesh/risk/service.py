@@ -92,35 +92,28 @@ class Evaluations:
         return _counted(await self.decide(session, caller, body, gathered), started)
 
     async def evaluate_grouped(
-        self, group: GroupCommit, caller: Caller, body: EvaluationCreate
-    ) -> DecisionOut:
-        """Gather, then decide in a transaction shared with concurrent evaluations
-        (kernel/groupcommit.py); ordered by customer, as their velocity locks are."""
-        started = time.perf_counter()
-        gathered = await self.gather(body)
-
-        async def decide(session: AsyncSession) -> DecisionOut:
-            return await self.decide(session, caller, body, gathered)
-
-        return _counted(await group.run(decide, order=body.customer_id), started)
-
-    async def evaluate_keyed(
-        self, group: GroupCommit, caller: Caller, body: EvaluationCreate, key: KeyedRequest
+        self,
+        group: GroupCommit,
+        caller: Caller,
+        body: EvaluationCreate,
+        key: KeyedRequest | None = None,
     ) -> tuple[StoredResponse, bool]:
-        """`evaluate_grouped` for a request with an Idempotency-Key (payments sends one):
-        the key is held, and the answer stored, in the decision's shared transaction. The
-        answer, and whether it is a replay: one that the key's holder committed in the
-        meantime (another process, on PostgreSQL) is answered as stored, deciding nothing."""
+        """Gather, then decide in a transaction shared with concurrent evaluations
+        (kernel/groupcommit.py); ordered by customer, as their velocity locks are. With an
+        Idempotency-Key (payments sends one), the key is held, and the answer stored, in
+        that transaction too. The answer, and whether it is a replay: one that the key's
+        holder committed in the meantime (another process, on PostgreSQL) is answered as
+        stored, deciding nothing."""
         started = time.perf_counter()
         gathered = await self.gather(body)
 
         async def decide(session: AsyncSession) -> tuple[StoredResponse, DecisionOut | None]:
-            replay = await key.hold(session)
-            if replay is not None:
+            if key is not None and (replay := await key.hold(session)) is not None:
                 return replay, None
             decision = await self.decide(session, caller, body, gathered)
             answer = StoredResponse(200, dict(JSON_HEADERS), decision.model_dump_json().encode())
-            await key.complete(session, answer)
+            if key is not None:
+                await key.complete(session, answer)
             return answer, decision
 
         answer, decided = await group.run(decide, order=body.customer_id)
