@@ -332,11 +332,13 @@ def request_context(session: AsyncSession) -> dict[str, str]:
     return context
 
 
-def _id_in(column: Any, ids: list[str], postgres: bool) -> Any:
-    """`= ANY(:ids)` on PostgreSQL: one prepared statement whatever the number of ids."""
+def _id_in(column: Any, postgres: bool) -> Any:
+    """`column` is one of the list given as the statement's parameter `ids`: `= ANY(:ids)`
+    on PostgreSQL (one prepared statement whatever the number of ids), an expanding IN on
+    SQLite."""
     if postgres:
-        return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
-    return column.in_(ids)
+        return column == any_(bindparam("ids", type_=ARRAY(String)))
+    return column.in_(bindparam("ids", expanding=True))
 
 
 class OutboxRelay:
@@ -375,46 +377,54 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.stopping = asyncio.Event()
         database.wake_on_commit(OUTBOX_WRITTEN, self._wake.set)
+        # The relay's statements, built once (parameters `now`, `until`, `ids`): building
+        # them on every run cost more than running them (py-spy, bench/risk).
+        table, postgres = self.table, database.is_postgres
+
+        def moment(name: str) -> Any:
+            return bindparam(name, type_=table.c.locked_until.type)
+
+        due = due_keys(
+            table,
+            table.c.published_at.is_(None),
+            or_(table.c.locked_until.is_(None), table.c.locked_until < moment("now")),
+            order_by=(table.c.created_at, table.c.id),
+            limit=batch_size,
+            postgres=postgres,
+        )
+        # One statement claims and reads the batch (UPDATE ... RETURNING on both databases).
+        self._lease_due = (
+            update(table)
+            .where(table.c.id.in_(due))
+            .values(locked_until=moment("until"), attempts=table.c.attempts + 1)
+            .returning(table.c.id, table.c.type)
+        )
+        self._envelopes = (
+            select(table.c.id, table.c.envelope)
+            .where(_id_in(table.c.id, postgres))
+            .order_by(table.c.created_at, table.c.id)
+        )
+        self._delete_published = table.delete().where(_id_in(table.c.id, postgres))
+        self._mark_published_rows = (
+            update(table)
+            .where(_id_in(table.c.id, postgres))
+            .values(published_at=moment("now"), locked_until=None)
+        )
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _lease(self) -> list[dict[str, Any]]:
         now = utcnow()
-        table = self.table
-        due = due_keys(
-            table,
-            table.c.published_at.is_(None),
-            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
-            order_by=(table.c.created_at, table.c.id),
-            limit=self.batch_size,
-            postgres=self.database.is_postgres,
-        )
-        # One statement: claim and read the batch (UPDATE ... RETURNING on both databases).
-        lease = (
-            update(table)
-            .where(table.c.id.in_(due))
-            .values(
-                locked_until=now + dt.timedelta(seconds=self.lease_seconds),
-                attempts=table.c.attempts + 1,
-            )
-            .returning(table.c.id, table.c.type)
-        )
+        until = now + dt.timedelta(seconds=self.lease_seconds)
         async with self.database.engine.begin() as connection:
-            rows = [(row.id, row.type) for row in await connection.execute(lease)]
+            leased = await connection.execute(self._lease_due, {"now": now, "until": until})
+            rows = [(row.id, row.type) for row in leased]
             # Only events someone receives are read back, decoded and published, in order.
             wanted_types = {kind for kind in {kind for _, kind in rows} if self.bus.wants(kind)}
             wanted = [event_id for event_id, kind in rows if kind in wanted_types]
             envelopes = (
-                (
-                    await connection.execute(
-                        select(table.c.id, table.c.envelope)
-                        .where(_id_in(table.c.id, wanted, self.database.is_postgres))
-                        .order_by(table.c.created_at, table.c.id)
-                    )
-                ).all()
-                if wanted
-                else []
+                (await connection.execute(self._envelopes, {"ids": wanted})).all() if wanted else []
             )
         published = {event_id for event_id, _ in rows}
         return [{"id": row.id, "envelope": row.envelope} for row in envelopes] + [
@@ -489,17 +499,9 @@ class OutboxRelay:
         version) or keep them marked for `retention_seconds`, e.g. to inspect them."""
         async with self.database.engine.begin() as connection:
             if self.retention_seconds <= 0:
-                await connection.execute(
-                    self.table.delete().where(
-                        _id_in(self.table.c.id, ids, self.database.is_postgres)
-                    )
-                )
+                await connection.execute(self._delete_published, {"ids": ids})
                 return
-            await connection.execute(
-                update(self.table)
-                .where(_id_in(self.table.c.id, ids, self.database.is_postgres))
-                .values(published_at=utcnow(), locked_until=None)
-            )
+            await connection.execute(self._mark_published_rows, {"ids": ids, "now": utcnow()})
 
     async def _release(self, rows: list[dict[str, Any]], published: list[str], error: str) -> None:
         failed = [row["id"] for row in rows if row["id"] not in published]
