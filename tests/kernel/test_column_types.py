@@ -16,7 +16,7 @@ from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from paymesh.kernel.db import JSON_TYPE, Database, UTCDateTime
-from paymesh.kernel.jsonutil import column_dumps, column_loads
+from paymesh.kernel.jsonutil import column_dumps
 from tests.kernel.support import database_with
 
 aware_datetimes = st.datetimes(
@@ -77,17 +77,15 @@ json_values = st.recursive(
 class TestJsonColumnText:
     @given(json_values)
     def test_any_json_value_reads_back_as_written(self, value: Any) -> None:
-        text = column_dumps(value)
-        assert column_loads(text) == value
-        assert json.loads(text) == value  # the standard library reads it too
+        assert json.loads(column_dumps(value)) == value  # columns are read with json.loads
 
     def test_what_orjson_refuses_is_the_standard_librarys_text(self) -> None:
         for value in ({"big": 2**80}, {"name": "\ud800"}):
             assert column_dumps(value) == json.dumps(value)
-            assert column_loads(column_dumps(value)) == value
+            assert json.loads(column_dumps(value)) == value
 
     def test_integer_keys_become_strings_as_before(self) -> None:
-        assert column_loads(column_dumps({1: "a"})) == json.loads(json.dumps({1: "a"}))
+        assert json.loads(column_dumps({1: "a"})) == json.loads(json.dumps({1: "a"}))
 
 
 metadata = MetaData()
@@ -101,10 +99,10 @@ documents = Table(
 
 
 async def test_values_round_trip_through_the_database(make_platform: Callable[..., Any]) -> None:
-    """On SQLite and on PostgreSQL (JSONB): an integer beyond 64 bits, text beyond the
-    BMP, an instant given in another offset."""
+    """On SQLite and on PostgreSQL (JSONB): integers beyond and just past 64 bits, text
+    beyond the BMP, an instant given in another offset."""
     database: Database = await database_with(make_platform, metadata)
-    document = {"big": 2**80, "text": "Zoë ✓ 𝄞", "nested": [{"n": -(2**63)}, None, 1.5]}
+    document = {"big": 2**80, "text": "Zoë ✓ 𝄞", "nested": [{"n": -(2**63) - 1}, None, 1.5]}
     moment = dt.datetime(2026, 12, 7, 9, 30, 1, 5, tzinfo=dt.timezone(dt.timedelta(hours=6)))
     async with database.transaction() as session:
         await session.execute(

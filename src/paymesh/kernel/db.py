@@ -38,7 +38,7 @@ from sqlalchemy.sql.schema import Table
 from sqlalchemy.types import TypeDecorator
 
 from paymesh.kernel.config import Settings
-from paymesh.kernel.jsonutil import column_dumps, column_loads
+from paymesh.kernel.jsonutil import column_dumps
 from paymesh.kernel.reads import DirectReads, Query, in_transaction
 from paymesh.kernel.sqlite_driver import (
     WalCheckpoints,
@@ -108,9 +108,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 def _sqlite_datetime_text(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not dt.UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
+        value = value.astimezone(dt.UTC)
+    # "YYYY-MM-DD HH:MM:SS.ffffff+00:00": the year has four digits from year 1 on.
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def resolve_database_url(settings: Settings, service: str) -> tuple[URL, str | None]:
@@ -230,7 +233,6 @@ def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
             pool_pre_ping=False,
             hide_parameters=True,
             json_serializer=column_dumps,
-            json_deserializer=column_loads,
             connect_args={"server_settings": server_settings},
         )
         event.listen(postgres.sync_engine, "handle_error", _drop_error_detail)
@@ -245,7 +247,6 @@ def _create_engine(url: URL, schema: str | None, pool_size: int) -> AsyncEngine:
         pool_timeout=SQLITE_WRITER_WAIT_SECONDS,
         hide_parameters=True,
         json_serializer=column_dumps,
-        json_deserializer=column_loads,
         async_creator=inline_creator(str(url.database)),
     )
     _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
@@ -259,7 +260,6 @@ def _create_sqlite_reader(url: URL, pool_size: int) -> AsyncEngine:
         max_overflow=pool_size,
         hide_parameters=True,
         json_serializer=column_dumps,
-        json_deserializer=column_loads,
         async_creator=inline_creator(str(url.database)),
     )
     _configure_sqlite(engine, begin="BEGIN", query_only=True)

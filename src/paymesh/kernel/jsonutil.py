@@ -35,20 +35,12 @@ def loads(data: bytes | str) -> Any:
 def column_dumps(value: Any) -> str:
     """A JSON column's text (the engines' `json_serializer`): orjson, which costs a fraction
     of the standard library's encoder; for what orjson refuses (an integer beyond 64 bits,
-    a lone surrogate) the standard library's text, as before."""
+    a lone surrogate) the standard library's text, as before. Columns are still read with
+    the standard library: orjson reads an integer just beyond 64 bits as a float."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value)
-
-
-def column_loads(text: str | bytes) -> Any:
-    """A JSON column's value (the engines' `json_deserializer`): orjson, or the standard
-    library for text it refuses (an integer beyond 64 bits that `column_dumps` wrote)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 class UnacceptableJson(ValueError):
