@@ -27,6 +27,7 @@ from paymesh.audit.chain import (
     verify,
     verify_streams,
 )
+from tests import strategies
 
 SIZES = {"gateway": 200, "ledger": 300, "wallets": 250}
 
@@ -170,17 +171,7 @@ class TestCanonical:
         )
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**60), max_value=2**60)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(integer_bits=60)
 
 
 class TestCanonicalMatchesReference:

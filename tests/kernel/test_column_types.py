@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from paymesh.kernel.db import JSON_TYPE, Database, UTCDateTime
 from paymesh.kernel.jsonutil import column_dumps
+from tests import strategies
 from tests.kernel.support import database_with
 
 aware_datetimes = st.datetimes(
@@ -61,17 +62,7 @@ class TestSqliteDateTimeText:
         assert bound == moment and bound.utcoffset() == dt.timedelta(0)
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**100), max_value=2**100)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(integer_bits=100)
 
 
 class TestJsonColumnText:
