@@ -58,12 +58,14 @@ class TestServiceDatabaseUrl:
         monkeypatch.setenv("PAYMESH_EVENTS_MAX_ATTEMPTS", "9")
         monkeypatch.setenv("PAYMESH_LOG_LEVEL", "DEBUG")
         monkeypatch.setenv("PAYMESH_HTTP_TIMEOUT_SECONDS", "2.5")
+        monkeypatch.setenv("PAYMESH_HTTP_IN_PROGRESS_WAIT_SECONDS", "0.5")
 
         settings = load()
 
         assert settings.events.max_attempts == 9
         assert settings.log_level == "DEBUG"
         assert settings.http_timeout_seconds == 2.5
+        assert settings.http_in_progress_wait_seconds == 0.5
 
 
 class TestSqliteDatabases:

@@ -226,6 +226,20 @@ class TestRetries:
         assert 0.3 <= waited < 3.0  # the client's 0.3 s, plus the last pause and call
         assert 3 <= upstream.calls["keyed"] < 100
 
+    async def test_no_wait_configured_raises_the_409_at_once(self, upstream: Upstream) -> None:
+        upstream.running_elsewhere_for = 1
+        client = ServiceClient(
+            "http://upstream.test",
+            in_process=InProcessHttp(upstream.app),
+            in_progress_wait_seconds=0,
+        )
+
+        with pytest.raises(RemoteServiceError) as raised:
+            await client.request("POST", "/keyed", json={}, idempotency_key="idem-6")
+
+        assert raised.value.remote_code == "idempotency_request_in_progress"
+        assert upstream.calls["keyed"] == 1
+
     async def test_a_409_in_progress_without_a_key_is_not_waited_for(
         self, upstream: Upstream, service: ServiceClient
     ) -> None:

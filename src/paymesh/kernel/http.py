@@ -169,7 +169,8 @@ class ServiceClient:
         """`in_process`: the service is an app in this process, called directly (and
         `base_url` and `transport` unused); otherwise httpx over `transport` or the
         network. `in_progress_wait_seconds`: how long a keyed request answered 409
-        `idempotency_request_in_progress` is sent again before that 409 is raised."""
+        `idempotency_request_in_progress` is sent again before that 409 is raised (0: it
+        is raised at once)."""
         self._in_process = in_process
         self._http: httpx.AsyncClient | None = None
         if in_process is None:
@@ -222,7 +223,11 @@ class ServiceClient:
         raised for the caller to decide (the work is still running; do not redo it)."""
         method = method.upper()
         response = await self._send(method, path, json, params, idempotency_key)
-        if idempotency_key is not None and _still_running_elsewhere(response):
+        if (
+            idempotency_key is not None
+            and self._in_progress_wait_seconds > 0
+            and _still_running_elsewhere(response)
+        ):
             try:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_delay(self._in_progress_wait_seconds),

@@ -148,6 +148,7 @@ class Directory:
             token=self._token(service, caller),
             timeout_seconds=self.settings.http_timeout_seconds,
             retries=self.settings.http_retries,
+            in_progress_wait_seconds=self.settings.http_in_progress_wait_seconds,
         )
 
 

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     )
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
+    http_in_progress_wait_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long a keyed service call answered 409 idempotency_request_in_progress"
+        " is sent again, waiting for the first request's answer (0: not at all).",
+    )
     run_workers: bool = True
     events: EventSettings = EventSettings()
     ledger: LedgerSettings = LedgerSettings()
