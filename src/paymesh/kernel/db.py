@@ -83,12 +83,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return None if value is None else _in_utc(value)
 
     def bind_processor(self, dialect: Any) -> Callable[[Any], Any] | None:
         """On SQLite, one step from an aware datetime to the text SQLite's DATETIME stores
@@ -105,15 +100,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.UTC:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
+    return value.astimezone(dt.UTC)
+
+
 def _sqlite_datetime_text(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is not dt.UTC:
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not accepted; use UTC-aware ones")
-        value = value.astimezone(dt.UTC)
     # "YYYY-MM-DD HH:MM:SS.ffffff+00:00": the year has four digits from year 1 on.
-    return value.isoformat(" ", "microseconds")[:26]
+    return _in_utc(value).isoformat(" ", "microseconds")[:26]
 
 
 def resolve_database_url(settings: Settings, service: str) -> tuple[URL, str | None]:
