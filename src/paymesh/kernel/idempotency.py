@@ -160,8 +160,7 @@ class IdempotencyStore:
         """PostgreSQL's claim, in `session`'s transaction: the key's advisory lock (409
         while another process runs a request with it), then the outcome to replay, read
         under the lock (one committed since any earlier lookup counts)."""
-        lock = advisory_lock_key(scope, key)
-        if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
+        if not await self._hold(session, scope, key):
             raise IdempotencyRequestInProgress()
         rows = await in_transaction(session, self._find, scope=scope, key=key)
         return _outcome(rows[0] if rows else None, fingerprint)
@@ -204,11 +203,14 @@ class IdempotencyStore:
         """Store a 4xx outcome after its request's own writes were rolled back, in a
         transaction of its own: the refusal is the answer a retry gets too."""
         async with self.database.transaction() as session:
-            if self.database.is_postgres:
-                lock = advisory_lock_key(scope, key)
-                if not (await in_transaction(session, self._try_lock, lock=lock))[0]["held"]:
-                    return  # another request under the key runs now: its outcome counts
+            if self.database.is_postgres and not await self._hold(session, scope, key):
+                return  # another request under the key runs now: its outcome counts
             await self.complete(session, scope, key, fingerprint, response)
+
+    async def _hold(self, session: AsyncSession, scope: str, key: str) -> bool:
+        """PostgreSQL: take the key's transaction-scoped advisory lock if it is free."""
+        lock = advisory_lock_key(scope, key)
+        return bool((await in_transaction(session, self._try_lock, lock=lock))[0]["held"])
 
     async def purge_expired(self) -> int:
         async with self.database.transaction() as session:
