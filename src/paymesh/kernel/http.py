@@ -138,10 +138,6 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
-class _StillRunningElsewhere(_RetryableStatus):
-    """409 `idempotency_request_in_progress`: the key's first request is still running."""
-
-
 def _still_running_elsewhere(response: httpx.Response) -> bool:
     if response.status_code != IdempotencyRequestInProgress.status:
         return False
@@ -232,14 +228,14 @@ class ServiceClient:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_delay(self._in_progress_wait_seconds),
                     wait=wait_exponential(multiplier=0.02, max=0.5),
-                    retry=retry_if_exception_type(_StillRunningElsewhere),
+                    retry=retry_if_exception_type(_RetryableStatus),
                     reraise=True,
                 ):
                     with attempt:
                         response = await self._send(method, path, json, params, idempotency_key)
                         if _still_running_elsewhere(response):
-                            raise _StillRunningElsewhere(response)
-            except _StillRunningElsewhere as exhausted:
+                            raise _RetryableStatus(response)
+            except _RetryableStatus as exhausted:
                 response = exhausted.response
         if response.is_success:
             return response
