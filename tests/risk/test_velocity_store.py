@@ -1,7 +1,7 @@
 """The velocity store's hourly totals against the rows they summarise (property tests on
 the real database): after any sequence of records, re-records and voids, (a) each
 customer's `risk_velocity_hour` equals its non-voided `risk_activity` rows summed per UTC
-hour, and (b) `repository.velocity` gives exactly what a scan of the rows gives, at window
+hour, and (b) `repository.velocities` gives exactly what a scan of the rows gives, at window
 edges included (a row exactly 24 hours old does not count; one at midnight or the month's
 first instant does)."""
 
@@ -11,20 +11,21 @@ import datetime as dt
 import itertools
 from collections import Counter
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from paymesh.kernel.db import Database
 from paymesh.kernel.migrations import alembic_config
 from paymesh.platform import Platform
 from paymesh.risk import repository
 from paymesh.risk.app import SPEC
-from paymesh.risk.models import Activity, VelocityHour
+from paymesh.risk.models import Activity, Decision, VelocityHour
 from paymesh.risk.rules import day_and_month_start
 
 # 1 March, 00:30 UTC: the 24-hour window, the day and the month all start near here.
@@ -132,33 +133,174 @@ async def test_totals_and_velocity_agree_with_the_rows(
     assert +kept == +expected  # hours whose totals went back to zero may stay, as zeros
     assert all(value >= 0 for value in kept.values())
 
+    by_instant: dict[int, list[tuple[str, str]]] = {}
     for customer, transaction, ago in checks:
+        by_instant.setdefault(ago, []).append((run + customer, run + transaction))
+    for ago, pairs in by_instant.items():
         now = NOW - dt.timedelta(minutes=ago)
-        day_start, month_start = day_and_month_start(now)
         async with database.transaction() as session:
-            got = await repository.velocity(
-                session,
-                run + customer,
-                run + transaction,
-                since_24h=now - dt.timedelta(hours=24),
-                day_start=day_start,
-                month_start=month_start,
+            # Several pairs at once: on PostgreSQL, one statement for all of them.
+            found = await repository.velocities(session, pairs, _windows(now))
+        for pair in pairs:
+            got = found[pair]
+            figures = (got.transactions_24h, got.daily_usd, got.monthly_usd)
+            assert figures == _scan(rows, *pair, now), (pair, ago)
+            own = next(
+                (
+                    row
+                    for row in rows
+                    if (row.customer_id, row.transaction_id) == pair and not row.voided
+                ),
+                None,
             )
-        figures = (got.transactions_24h, got.daily_usd, got.monthly_usd)
-        assert figures == _scan(rows, run + customer, run + transaction, now), (customer, ago)
-        own = next(
-            (
-                row
-                for row in rows
-                if (row.customer_id, row.transaction_id) == (run + customer, run + transaction)
-                and not row.voided
-            ),
-            None,
+            if own is None:
+                assert got.own is None
+            else:
+                assert got.own == repository.Counted(own.amount_usd, own.occurred_at)
+
+
+def _windows(now: dt.datetime) -> repository.Windows:
+    day_start, month_start = day_and_month_start(now)
+    return repository.Windows(now - dt.timedelta(hours=24), day_start, month_start)
+
+
+def _decision(customer_id: str, transaction_id: str, number: int) -> dict[str, Any]:
+    return {
+        "id": f"dec_{customer_id}_{number}",
+        "transaction_id": transaction_id,
+        "customer_id": customer_id,
+        "type": "p2p",
+        "amount": 1,
+        "currency": "USD",
+        "request": {"n": number},
+        "facts": {},
+        "screening": [],
+        "score": 0,
+        "level": "low",
+        "decision": "allow",
+        "reasons": [],
+        "ruleset_version": 1,
+        "requested_by": "test",
+        "created_at": NOW,
+    }
+
+
+# One batch of evaluations at NOW: (customer, transaction, USD cents, whether it counts: a
+# blocked one adds nothing). Transactions repeat, within the batch and with stored rows.
+batch_items = st.lists(
+    st.tuples(
+        st.sampled_from(CUSTOMERS),
+        st.sampled_from(TRANSACTIONS),
+        st.integers(0, 10_000),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(records, max_size=10), batch=batch_items)
+async def test_a_batch_judges_each_evaluation_as_if_those_before_were_written(
+    database: Database, steps: list[tuple[Any, ...]], batch: list[tuple[str, str, int, bool]]
+) -> None:
+    """`BatchVelocity` over velocities read once before the batch gives each evaluation
+    what a read after the evaluations before it were written gives (the rows as a scan
+    sees them), and `record_decisions` leaves the totals equal to the rows."""
+    run = f"b{next(_examples)}_"
+    for _, customer, transaction, amount, ago, voided in steps:
+        async with database.transaction() as session:
+            await repository.record_activity(
+                session,
+                {
+                    "customer_id": run + customer,
+                    "transaction_id": run + transaction,
+                    "amount_usd": amount,
+                    "occurred_at": NOW - dt.timedelta(minutes=ago),
+                    "voided": voided,
+                    "source": "event",
+                },
+            )
+    customers = [run + customer for customer in CUSTOMERS]
+    async with database.transaction() as session:
+        stored = await session.scalars(select(Activity).where(Activity.customer_id.in_(customers)))
+        rows = {
+            (row.customer_id, row.transaction_id): SimpleNamespace(
+                customer_id=row.customer_id,
+                transaction_id=row.transaction_id,
+                amount_usd=row.amount_usd,
+                occurred_at=row.occurred_at,
+                voided=row.voided,
+            )
+            for row in stored
+        }
+
+    windows = _windows(NOW)
+    recorded = []
+    async with database.transaction() as session:
+        pairs = [(run + customer, run + transaction) for customer, transaction, _, _ in batch]
+        velocity = repository.BatchVelocity(
+            windows, await repository.velocities(session, pairs, windows)
         )
-        if own is None:
-            assert got.own is None
-        else:
-            assert got.own == repository.Counted(own.amount_usd, own.occurred_at)
+        for number, ((customer_id, transaction_id), (_, _, amount, counts)) in enumerate(
+            zip(pairs, batch, strict=True)
+        ):
+            got = velocity.of((customer_id, transaction_id))
+            figures = (got.transactions_24h, got.daily_usd, got.monthly_usd)
+            assert figures == _scan(list(rows.values()), customer_id, transaction_id, NOW)
+            own = rows.get((customer_id, transaction_id))
+            expected_own = None
+            if own is not None and not own.voided:
+                expected_own = repository.Counted(own.amount_usd, own.occurred_at)
+            assert got.own == expected_own
+            activity = None
+            if counts:
+                activity = {
+                    "customer_id": customer_id,
+                    "transaction_id": transaction_id,
+                    "amount_usd": amount,
+                    "occurred_at": NOW,
+                    "voided": False,
+                    "source": "evaluation",
+                }
+                velocity.record((customer_id, transaction_id), repository.Counted(amount, NOW))
+                rows[customer_id, transaction_id] = SimpleNamespace(**activity)
+            decision = _decision(customer_id, transaction_id, number)
+            recorded.append(repository.Recorded(decision, activity, got.own))
+        await repository.record_decisions(session, recorded)
+
+    async with database.transaction() as session:
+        kept = {
+            (row.customer_id, row.transaction_id): (row.amount_usd, row.occurred_at, row.voided)
+            for row in await session.scalars(
+                select(Activity).where(Activity.customer_id.in_(customers))
+            )
+        }
+        hours = list(
+            await session.scalars(
+                select(VelocityHour).where(VelocityHour.customer_id.in_(customers))
+            )
+        )
+        decisions = await session.scalar(
+            select(func.count()).select_from(Decision).where(Decision.customer_id.in_(customers))
+        )
+    assert kept == {key: (row.amount_usd, row.occurred_at, row.voided) for key, row in rows.items()}
+    assert decisions == len(batch)
+    expected: Counter[tuple[str, dt.datetime, str]] = Counter()
+    for (customer_id, _), (amount_usd, occurred_at, voided) in kept.items():
+        if not voided:
+            expected[customer_id, repository.hour_of(occurred_at), "n"] += 1
+            expected[customer_id, repository.hour_of(occurred_at), "usd"] += amount_usd
+    totals: Counter[tuple[str, dt.datetime, str]] = Counter()
+    for total in hours:
+        totals[total.customer_id, total.hour_start, "n"] += total.transactions
+        totals[total.customer_id, total.hour_start, "usd"] += total.amount_usd
+    assert +totals == +expected
+    assert all(value >= 0 for value in totals.values())
 
 
 async def test_the_migration_fills_the_totals_from_existing_rows(database: Database) -> None:

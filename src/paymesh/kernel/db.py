@@ -19,12 +19,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, MetaData, bindparam, event, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    MetaData,
+    bindparam,
+    column,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
@@ -329,6 +340,18 @@ _XACT_LOCK = Query(select(func.pg_advisory_xact_lock(bindparam("lock", type_=Big
 _LOCKS_HELD = "paymesh.locks_held"
 
 
+# The locks in ascending order, whichever order unnest yields them: the subquery's sort
+# feeds the aggregate, so two transactions taking overlapping sets cannot deadlock.
+_XACT_LOCKS = Query(
+    text(
+        "SELECT count(pg_advisory_xact_lock(lock)) AS locked FROM "
+        "(SELECT lock FROM unnest(CAST(:locks AS bigint[])) AS lock ORDER BY lock) AS wanted"
+    )
+    .bindparams(bindparam("locks", type_=postgresql.ARRAY(BigInteger)))
+    .columns(column("locked", BigInteger))
+)
+
+
 async def lock_until_commit(session: AsyncSession, scope: str, key: str) -> None:
     """Serialise the transactions that take (`scope`, `key`) until each commits: a
     transaction-scoped advisory lock on PostgreSQL; nothing on SQLite, where a writing
@@ -337,17 +360,29 @@ async def lock_until_commit(session: AsyncSession, scope: str, key: str) -> None
     One round trip on the transaction's own connection (kernel/reads.py: in_transaction),
     and none for a lock this transaction already holds (a group commit's batch that holds
     several works of one customer takes the customer's lock once)."""
+    await lock_all_until_commit(session, scope, [key])
+
+
+async def lock_all_until_commit(session: AsyncSession, scope: str, keys: Iterable[str]) -> None:
+    """`lock_until_commit` for several keys in one round trip, taken in ascending order of
+    their lock ids (as every caller of this takes them, so none deadlocks another)."""
     if not is_postgres(session):
         return
-    lock = advisory_lock_key(scope, key)
     held = session.info.get(_LOCKS_HELD)
-    if held is not None and held[0] is session.get_transaction() and lock in held[1]:
+    transaction = session.get_transaction()
+    owned: set[int] = held[1] if held is not None and held[0] is transaction else set()
+    wanted = sorted({advisory_lock_key(scope, key) for key in keys} - owned)
+    if not wanted:
         return
-    await in_transaction(session, _XACT_LOCK, lock=lock)  # begins the transaction if need be
+    # Either statement begins the transaction if need be.
+    if len(wanted) == 1:
+        await in_transaction(session, _XACT_LOCK, lock=wanted[0])
+    else:
+        await in_transaction(session, _XACT_LOCKS, locks=wanted)
     if session.in_nested_transaction():
-        return  # a savepoint rolled back would release it: not remembered
+        return  # a savepoint rolled back would release them: not remembered
     transaction = session.get_transaction()
     if held is None or held[0] is not transaction:
         locks: set[int] = set()
         held = session.info[_LOCKS_HELD] = (transaction, locks)
-    held[1].add(lock)
+    held[1].update(wanted)

@@ -29,9 +29,6 @@ def _setup(runtime: ServiceRuntime) -> None:
     settings = runtime.settings.risk
     runtime.state["rulesets"] = RuleSets(runtime.outbox, runtime.database)
     runtime.state["cases"] = Cases(runtime.outbox)
-    runtime.state["decisions"] = GroupCommit(
-        runtime.database, "risk-decisions", before_commit=_crash_point(settings.crash_at)
-    )
     runtime.state["screening"] = Screening(
         runtime.database,
         threshold=settings.screening_threshold,
@@ -71,12 +68,20 @@ async def _start(runtime: ServiceRuntime) -> None:
         ttl_seconds=runtime.settings.risk.profile_cache_seconds,
     )
     runtime.state["profile_facts"] = profiles
-    runtime.state["evaluations"] = Evaluations(rulesets, screening, profiles, forex, runtime.outbox)
+    evaluations = Evaluations(rulesets, screening, profiles, forex, runtime.outbox)
+    runtime.state["evaluations"] = evaluations
+    runtime.state["decisions"] = GroupCommit(
+        runtime.database,
+        "risk-decisions",
+        handle=evaluations.decide_all,
+        before_commit=_crash_point(runtime.settings.risk.crash_at),
+    )
 
 
 async def _stop(runtime: ServiceRuntime) -> None:
-    decisions: GroupCommit = runtime.state["decisions"]
-    await decisions.stop()
+    decisions: GroupCommit | None = runtime.state.get("decisions")
+    if decisions is not None:  # made at start
+        await decisions.stop()
     screening: Screening = runtime.state["screening"]
     await screening.stop()
     for client in runtime.state.pop("http_clients", ()):

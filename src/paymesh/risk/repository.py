@@ -7,11 +7,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import lock_until_commit
+from paymesh.kernel.db import UTCDateTime, is_postgres, lock_all_until_commit, lock_until_commit
+from paymesh.kernel.jsonutil import column_dumps
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.kernel.reads import Query, in_transaction
 from paymesh.risk.models import (
@@ -205,48 +220,187 @@ async def lock_velocity(session: AsyncSession, customer_id: str) -> None:
     await lock_until_commit(session, "risk-velocity", customer_id)
 
 
-async def velocity(
-    session: AsyncSession,
-    customer_id: str,
-    transaction_id: str,
-    *,
-    since_24h: dt.datetime,
-    day_start: dt.datetime,
-    month_start: dt.datetime,
-) -> Velocity:
-    """The customer's other transactions that were not voided: how many in the trailing
-    24 hours (after `since_24h`), their USD cents since `day_start` and since `month_start`
-    (both whole hours).
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The velocity windows of one instant: the trailing 24 hours (after `since_24h`), the
+    UTC day and the calendar month (from `day_start` and `month_start`, whole hours)."""
 
-    Evaluations of one customer are serialised from here to commit (`lock_velocity`), so
-    two payments sent at once cannot both fit under a limit only one of them fits under."""
-    await lock_velocity(session, customer_id)
-    whole_from = hour_of(since_24h) + HOUR
-    rows = await in_transaction(
-        session,
-        VELOCITY,
-        customer_id=customer_id,
-        transaction_id=transaction_id,
-        since_24h=since_24h,
-        whole_from=whole_from,
-        day_start=day_start,
-        month_start=month_start,
-        earliest=min(month_start, whole_from),
+    since_24h: dt.datetime
+    day_start: dt.datetime
+    month_start: dt.datetime
+
+    @property
+    def whole_from(self) -> dt.datetime:
+        """The first hour wholly inside the trailing 24 hours."""
+        return hour_of(self.since_24h) + HOUR
+
+    def figures(self, counted: Counted | None) -> tuple[int, int, int]:
+        """What a transaction that counts adds to (transactions in the trailing 24 hours,
+        USD cents today, USD cents this month): the three figures of a `Velocity`."""
+        if counted is None:
+            return 0, 0, 0
+        at, usd = counted.occurred_at, counted.amount_usd
+        return (
+            int(at > self.since_24h),
+            usd if at >= self.day_start else 0,
+            (usd if at >= self.month_start else 0),
+        )
+
+    def parameters(self) -> dict[str, dt.datetime]:
+        whole_from = self.whole_from
+        return {
+            "since_24h": self.since_24h,
+            "whole_from": whole_from,
+            "day_start": self.day_start,
+            "month_start": self.month_start,
+            "earliest": min(self.month_start, whole_from),
+        }
+
+
+Pair = tuple[str, str]
+"""(customer id, transaction id)."""
+
+# PostgreSQL: the VELOCITY of many (customer, transaction) pairs in one statement.
+VELOCITIES = Query(
+    text(
+        f"""
+SELECT v.transactions, v.daily, v.monthly, v.partial, v.own_usd, v.own_at
+FROM unnest(CAST(:customers AS text[]), CAST(:transactions AS text[]))
+    WITH ORDINALITY AS p(customer_id, transaction_id, position)
+CROSS JOIN LATERAL (
+    SELECT
+        coalesce(sum(CASE WHEN h.hour_start >= :whole_from THEN h.transactions ELSE 0 END), 0)
+            AS transactions,
+        coalesce(sum(CASE WHEN h.hour_start >= :day_start THEN h.amount_usd ELSE 0 END), 0)
+            AS daily,
+        coalesce(sum(CASE WHEN h.hour_start >= :month_start THEN h.amount_usd ELSE 0 END), 0)
+            AS monthly,
+        (SELECT count(*) FROM {Activity.__tablename__} AS a
+            WHERE a.customer_id = p.customer_id AND a.occurred_at > :since_24h
+            AND a.occurred_at < :whole_from AND a.transaction_id <> p.transaction_id
+            AND NOT a.voided) AS partial,
+        own.amount_usd AS own_usd,
+        own.occurred_at AS own_at
+    FROM (SELECT 1) AS one
+    LEFT JOIN {VelocityHour.__tablename__} AS h
+        ON h.customer_id = p.customer_id AND h.hour_start >= :earliest
+    LEFT JOIN {Activity.__tablename__} AS own
+        ON own.customer_id = p.customer_id AND own.transaction_id = p.transaction_id
+        AND NOT own.voided
+    GROUP BY own.amount_usd, own.occurred_at
+) AS v
+ORDER BY p.position
+"""
     )
-    row = rows[0]
+    .bindparams(
+        bindparam("customers", type_=postgresql.ARRAY(String)),
+        bindparam("transactions", type_=postgresql.ARRAY(String)),
+        *(
+            bindparam(name, type_=UTCDateTime())
+            for name in ("since_24h", "whole_from", "day_start", "month_start", "earliest")
+        ),
+    )
+    .columns(
+        column("transactions", BigInteger),
+        column("daily", BigInteger),
+        column("monthly", BigInteger),
+        column("partial", BigInteger),
+        column("own_usd", BigInteger),
+        column("own_at", UTCDateTime()),
+    )
+)
+
+
+async def velocities(
+    session: AsyncSession, pairs: Sequence[Pair], windows: Windows
+) -> dict[Pair, Velocity]:
+    """For each (customer, transaction): the customer's other transactions that were not
+    voided, how many in the trailing 24 hours, their USD cents today and this month, and
+    the transaction's own row if it counts. On PostgreSQL in one statement for all pairs.
+
+    The customers' velocity locks are taken first, in one round trip: evaluations of one
+    customer are serialised from here to commit, so two payments sent at once cannot both
+    fit under a limit only one of them fits under."""
+    unique = list(dict.fromkeys(pairs))
+    await lock_all_until_commit(session, "risk-velocity", sorted({c for c, _ in unique}))
+    parameters = windows.parameters()
+    if is_postgres(session) and len(unique) > 1:
+        rows = await in_transaction(
+            session,
+            VELOCITIES,
+            customers=[customer for customer, _ in unique],
+            transactions=[transaction for _, transaction in unique],
+            **parameters,
+        )
+    else:
+        rows = []
+        for customer, transaction in unique:
+            found = await in_transaction(
+                session, VELOCITY, customer_id=customer, transaction_id=transaction, **parameters
+            )
+            rows.append(found[0])
+    return {pair: _velocity(row, windows) for pair, row in zip(unique, rows, strict=True)}
+
+
+def _velocity(row: dict[str, Any], windows: Windows) -> Velocity:
     count = int(row["transactions"]) + int(row["partial"])
     daily, monthly = int(row["daily"]), int(row["monthly"])
     own = None
     if row["own_usd"] is not None:
         own = Counted(int(row["own_usd"]), row["own_at"])  # aware: UTCDateTime's processor
-        # Counted in the totals, not in `partial` (which leaves it out).
-        if own.occurred_at >= whole_from:
+        # Counted in the hours' totals, not in `partial` (which leaves it out).
+        if own.occurred_at >= windows.whole_from:
             count -= 1
-        if own.occurred_at >= day_start:
+        if own.occurred_at >= windows.day_start:
             daily -= own.amount_usd
-        if own.occurred_at >= month_start:
+        if own.occurred_at >= windows.month_start:
             monthly -= own.amount_usd
     return Velocity(count, daily, monthly, own)
+
+
+class BatchVelocity:
+    """The velocities of a batch of evaluations decided in one transaction at one instant:
+    read for all of them before any is written (`velocities`), then each evaluation's
+    recorded transaction laid over the later ones', as if each had been read after the
+    ones before it were written."""
+
+    def __init__(self, windows: Windows, read: dict[Pair, Velocity]) -> None:
+        self.windows = windows
+        self._read = read
+        self._recorded: dict[Pair, tuple[Counted, tuple[int, int, int]]] = {}
+        """Each transaction recorded in the batch: its row now, and what that changed in
+        its customer's figures (the row now less its stored row)."""
+        self._changed: dict[str, list[int]] = {}
+        """Per customer, the sum of those changes."""
+
+    def of(self, pair: Pair) -> Velocity:
+        stored = self._read[pair]
+        change = self._changed.get(pair[0])
+        if change is None:
+            return stored
+        count, daily, monthly = (
+            stored.transactions_24h + change[0],
+            stored.daily_usd + change[1],
+            stored.monthly_usd + change[2],
+        )
+        own = stored.own
+        recorded = self._recorded.get(pair)
+        if recorded is not None:  # the transaction's own row: not among the others
+            own, (n, usd_day, usd_month) = recorded[0], recorded[1]
+            count, daily, monthly = count - n, daily - usd_day, monthly - usd_month
+        return Velocity(count, daily, monthly, own)
+
+    def record(self, pair: Pair, counted: Counted) -> None:
+        """The transaction's row is now `counted` (its stored row, if any, replaced)."""
+        figures = self.windows.figures
+        now, before = figures(counted), figures(self._read[pair].own)
+        change = (now[0] - before[0], now[1] - before[1], now[2] - before[2])
+        total = self._changed.setdefault(pair[0], [0, 0, 0])
+        earlier = self._recorded.get(pair)
+        if earlier is not None:
+            total[:] = [t - e for t, e in zip(total, earlier[1], strict=True)]
+        total[:] = [t + c for t, c in zip(total, change, strict=True)]
+        self._recorded[pair] = (counted, change)
 
 
 async def _count(
@@ -326,48 +480,135 @@ async def void_activity(session: AsyncSession, transaction_id: str) -> int:
 # -- decisions ------------------------------------------------------------------------------
 
 DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
-# PostgreSQL: a new transaction's decision, activity row and hour's totals in one statement
-# (one round trip instead of three; data-modifying CTEs on different tables).
-DECISION_WITH_ACTIVITY = Query(
-    _hour_increment(postgresql, "h_")
-    .add_cte(
-        insert(cast(Table, Decision.__table__))
-        .values(_bound(cast(Table, Decision.__table__), "d_"))
-        .cte("decision")
-    )
-    .add_cte(_activity_upsert(postgresql, "a_").cte("activity"))
+_DECISION_COLUMNS = tuple(column.name for column in cast(Table, Decision.__table__).c)
+_JSON_COLUMNS = frozenset(("request", "facts", "screening", "reasons"))
+_ARRAY_TYPES: dict[str, Any] = {
+    "amount": BigInteger,
+    "score": Integer,
+    "ruleset_version": Integer,
+    "created_at": UTCDateTime(),
+    "amount_usd": BigInteger,
+    "occurred_at": UTCDateTime(),
+    "voided": Boolean,
+    "hour_start": UTCDateTime(),
+    "transactions": Integer,
+}
+_SQL_ARRAYS = {BigInteger: "bigint[]", Integer: "integer[]", Boolean: "boolean[]"}
+
+
+def _arrays(prefix: str, names: Sequence[str]) -> tuple[str, list[Any]]:
+    """`unnest(CAST(:prefix_name AS type[]), ...)` of `names`, and their bind parameters
+    (JSON columns travel as text and are cast by the SELECT)."""
+    casts, binds = [], []
+    for name in names:
+        kind = _ARRAY_TYPES.get(name, String)
+        sql = "timestamptz[]" if isinstance(kind, UTCDateTime) else _SQL_ARRAYS.get(kind, "text[]")
+        casts.append(f"CAST(:{prefix}{name} AS {sql})")
+        item = kind if isinstance(kind, UTCDateTime) else kind()
+        binds.append(bindparam(prefix + name, type_=postgresql.ARRAY(item)))
+    return "unnest(" + ", ".join(casts) + ")", binds
+
+
+_ACTIVITY_COLUMNS = tuple(column.name for column in cast(Table, Activity.__table__).c)
+_HOUR_COLUMNS = ("customer_id", "hour_start", "transactions", "amount_usd")
+_decisions_from, _decision_binds = _arrays("d_", _DECISION_COLUMNS)
+_activity_from, _activity_binds = _arrays("a_", _ACTIVITY_COLUMNS)
+_hours_from, _hour_binds = _arrays("h_", _HOUR_COLUMNS)
+_decision_values = ", ".join(
+    f"CAST({name} AS json)" if name in _JSON_COLUMNS else name for name in _DECISION_COLUMNS
+)
+# PostgreSQL: a batch's decisions, their activity rows and the hours' totals they change in
+# one statement (data-modifying CTEs on different tables), whatever the batch's size: the
+# rows travel as one array per column. Each array holds a key at most once (an activity row
+# per transaction, a total per hour), as ON CONFLICT DO UPDATE requires.
+DECISIONS_WITH_ACTIVITY = Query(
+    text(
+        f"""
+WITH decision AS (
+    INSERT INTO {Decision.__tablename__} ({", ".join(_DECISION_COLUMNS)})
+    SELECT {_decision_values}
+    FROM {_decisions_from} AS d({", ".join(_DECISION_COLUMNS)})
+), activity AS (
+    INSERT INTO {Activity.__tablename__} ({", ".join(_ACTIVITY_COLUMNS)})
+    SELECT * FROM {_activity_from} AS a({", ".join(_ACTIVITY_COLUMNS)})
+    ON CONFLICT (customer_id, transaction_id) DO UPDATE SET
+        amount_usd = excluded.amount_usd, occurred_at = excluded.occurred_at,
+        voided = excluded.voided, source = excluded.source
+)
+INSERT INTO {VelocityHour.__tablename__} ({", ".join(_HOUR_COLUMNS)})
+SELECT * FROM {_hours_from} AS h({", ".join(_HOUR_COLUMNS)})
+ON CONFLICT (customer_id, hour_start) DO UPDATE SET
+    transactions = {VelocityHour.__tablename__}.transactions + excluded.transactions,
+    amount_usd = {VelocityHour.__tablename__}.amount_usd + excluded.amount_usd
+"""
+    ).bindparams(*_decision_binds, *_activity_binds, *_hour_binds)
 )
 
 
-async def record_decision(
-    session: AsyncSession,
-    decision: dict[str, Any],
-    activity: dict[str, Any] | None,
-    *,
-    previous: Counted | None,
-) -> None:
-    """A decision and, for one that counts, its activity (as `record_activity`, with the
-    figures `previous` read under the customer's velocity lock)."""
-    if (
-        activity is not None
-        and previous is None
-        and not activity["voided"]
-        and session.get_bind().dialect.name == "postgresql"
-    ):
-        hour = {
-            "customer_id": activity["customer_id"],
-            "hour_start": hour_of(activity["occurred_at"]),
-            "transactions": 1,
-            "amount_usd": activity["amount_usd"],
-        }
-        parameters = {f"d_{name}": value for name, value in decision.items()}
-        parameters |= {f"a_{name}": value for name, value in activity.items()}
-        parameters |= {f"h_{name}": value for name, value in hour.items()}
-        await in_transaction(session, DECISION_WITH_ACTIVITY, **parameters)
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A decision to store; for one that counts, its transaction's activity row and the
+    row it replaces (`Velocity.own`, read under the customer's velocity lock)."""
+
+    decision: dict[str, Any]
+    activity: dict[str, Any] | None = None
+    previous: Counted | None = None
+
+
+async def record_decisions(session: AsyncSession, batch: Sequence[Recorded]) -> None:
+    """Decisions and the activity of those that count, in order (a transaction recorded
+    twice keeps the later row); the hourly totals move with the rows. On PostgreSQL one
+    statement for the whole batch; on SQLite, where a statement costs no round trip, one
+    per row."""
+    activities: dict[Pair, dict[str, Any]] = {}
+    hours: dict[tuple[str, dt.datetime], list[int]] = {}
+    for recorded in batch:
+        activity = recorded.activity
+        if activity is None:
+            continue
+        customer_id = activity["customer_id"]
+        activities[customer_id, activity["transaction_id"]] = activity
+        if recorded.previous is not None:
+            total = hours.setdefault((customer_id, hour_of(recorded.previous.occurred_at)), [0, 0])
+            total[0] -= 1
+            total[1] -= recorded.previous.amount_usd
+        if not activity["voided"]:
+            total = hours.setdefault((customer_id, hour_of(activity["occurred_at"])), [0, 0])
+            total[0] += 1
+            total[1] += activity["amount_usd"]
+    changed = {key: total for key, total in hours.items() if total != [0, 0]}
+    if not is_postgres(session):
+        for recorded in batch:
+            await in_transaction(session, DECISION_INSERT, **recorded.decision)
+        upsert, increment = _UPSERTS["sqlite"]
+        for activity in activities.values():
+            await in_transaction(session, upsert, **activity)
+        for (customer_id, hour), (transactions, amount_usd) in changed.items():
+            await in_transaction(
+                session,
+                increment,
+                customer_id=customer_id,
+                hour_start=hour,
+                transactions=transactions,
+                amount_usd=amount_usd,
+            )
         return
-    await in_transaction(session, DECISION_INSERT, **decision)
-    if activity is not None:
-        await record_activity(session, activity, previous=previous)
+    parameters: dict[str, list[Any]] = {}
+    for name in _DECISION_COLUMNS:
+        values = [recorded.decision[name] for recorded in batch]
+        if name in _JSON_COLUMNS:
+            values = [column_dumps(value) for value in values]
+        parameters["d_" + name] = values
+    for name in _ACTIVITY_COLUMNS:
+        parameters["a_" + name] = [activity[name] for activity in activities.values()]
+    keys = list(changed)
+    parameters |= {
+        "h_customer_id": [customer_id for customer_id, _ in keys],
+        "h_hour_start": [hour for _, hour in keys],
+        "h_transactions": [changed[key][0] for key in keys],
+        "h_amount_usd": [changed[key][1] for key in keys],
+    }
+    await in_transaction(session, DECISIONS_WITH_ACTIVITY, **parameters)
 
 
 async def decision(session: AsyncSession, decision_id: str) -> Decision | None:

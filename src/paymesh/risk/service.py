@@ -61,6 +61,21 @@ class Gathered:
     matches: list[ScreeningMatch]
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """An evaluation waiting for its transaction: who asked, what, the facts gathered, and
+    its Idempotency-Key if it came with one."""
+
+    caller: Caller
+    body: EvaluationCreate
+    gathered: Gathered
+    key: KeyedRequest | None = None
+
+    @property
+    def pair(self) -> repository.Pair:
+        return self.body.customer_id, self.body.transaction_id
+
+
 def _counted(decision: DecisionOut, started: float) -> DecisionOut:
     RISK_DECISIONS.labels(decision.level, decision.decision).inc()
     RISK_EVALUATION.observe(time.perf_counter() - started)
@@ -89,7 +104,9 @@ class Evaluations:
         """Gather, then decide in `session` (the request's own unit of work)."""
         started = time.perf_counter()
         gathered = await self.gather(body)
-        return _counted(await self.decide(session, caller, body, gathered), started)
+        ((_, decision),) = await self.decide_all(session, [Evaluation(caller, body, gathered)])
+        assert decision is not None  # no key, so never a replay
+        return _counted(decision, started)
 
     async def evaluate_grouped(
         self,
@@ -99,24 +116,18 @@ class Evaluations:
         key: KeyedRequest | None = None,
     ) -> tuple[StoredResponse, bool]:
         """Gather, then decide in a transaction shared with concurrent evaluations
-        (kernel/groupcommit.py); ordered by customer, as their velocity locks are. With an
-        Idempotency-Key (payments sends one), the key is held, and the answer stored, in
-        that transaction too. The answer, and whether it is a replay: one that the key's
-        holder committed in the meantime (another process, on PostgreSQL) is answered as
-        stored, deciding nothing."""
+        (kernel/groupcommit.py, whose `handle` is `decide_all`). With an Idempotency-Key
+        (payments sends one), the key is held, and the answer stored, in that transaction
+        too. The answer, and whether it is a replay: one that the key's holder committed in
+        the meantime (another process, on PostgreSQL) is answered as stored, deciding
+        nothing."""
         started = time.perf_counter()
         gathered = await self.gather(body)
-
-        async def decide(session: AsyncSession) -> tuple[StoredResponse, DecisionOut | None]:
-            if key is not None and (replay := await key.hold(session)) is not None:
-                return replay, None
-            decision = await self.decide(session, caller, body, gathered)
-            answer = StoredResponse(200, dict(JSON_HEADERS), decision.model_dump_json().encode())
-            if key is not None:
-                await key.complete(session, answer)
-            return answer, decision
-
-        answer, decided = await group.run(decide, order=body.customer_id)
+        evaluation = Evaluation(caller, body, gathered, key)
+        result: tuple[StoredResponse, DecisionOut | None] = await group.run(
+            evaluation, order=body.customer_id
+        )
+        answer, decided = result
         if decided is not None:
             _counted(decided, started)
         return answer, decided is None
@@ -130,16 +141,78 @@ class Evaluations:
         limits = await self._limits(body.customer_id, profile.kyc.level)
         return Gathered(profile, found[1], limits, self._screen(body, profile))
 
-    async def decide(
-        self, session: AsyncSession, caller: Caller, body: EvaluationCreate, gathered: Gathered
-    ) -> DecisionOut:
-        """The velocity under the customer's lock, the rules, the stored decision, its
-        activity and case. Only statements in `session`: it may run twice (a group commit
-        that failed runs each of its works again alone)."""
-        session.info["actor"] = caller  # events written here name who asked
+    async def decide_all(
+        self, session: AsyncSession, evaluations: list[Evaluation]
+    ) -> list[tuple[StoredResponse, DecisionOut | None]]:
+        """Decide gathered evaluations in `session`, in order, at one instant: the keys
+        held, the velocities read under the customers' locks, the rules, the decisions
+        with their activity and cases stored, the keys' answers. Each evaluation is judged
+        as if those before it were already written (a customer's two payments in one
+        batch are judged one after the other). Only statements in `session`: it may run
+        again (a group commit that failed runs each evaluation again alone), and on
+        PostgreSQL it costs the same few round trips for a batch of any size.
+
+        Per evaluation: its answer, and the decision, or None for a key's replay."""
         now = utcnow()
         ruleset = await self.rulesets.active(session)
-        velocity = await _velocity(session, body, now)
+        results: list[tuple[StoredResponse, DecisionOut | None] | None] = []
+        deciding: list[int] = []
+        for number, evaluation in enumerate(evaluations):
+            replay = None if evaluation.key is None else await evaluation.key.hold(session)
+            results.append(None if replay is None else (replay, None))
+            if replay is None:
+                deciding.append(number)
+        day_start, month_start = day_and_month_start(now)
+        windows = repository.Windows(now - DAY, day_start, month_start)
+        pairs = [evaluations[number].pair for number in deciding]
+        velocity = repository.BatchVelocity(
+            windows, await repository.velocities(session, pairs, windows)
+        )
+        recorded: list[repository.Recorded] = []
+        for number in deciding:
+            evaluation = evaluations[number]
+            figures = velocity.of(evaluation.pair)
+            values, counts = self._decided(evaluation, ruleset, figures, now)
+            activity = None
+            if counts:
+                activity = {
+                    "customer_id": evaluation.body.customer_id,
+                    "transaction_id": evaluation.body.transaction_id,
+                    "amount_usd": evaluation.gathered.amount_usd,
+                    "occurred_at": now,
+                    "voided": False,
+                    "source": "evaluation",
+                }
+                velocity.record(
+                    evaluation.pair, repository.Counted(evaluation.gathered.amount_usd, now)
+                )
+            recorded.append(repository.Recorded(values, activity, figures.own))
+        await repository.record_decisions(session, recorded)
+        for number, stored in zip(deciding, recorded, strict=True):
+            evaluation = evaluations[number]
+            session.info["actor"] = evaluation.caller  # events written here name who asked
+            row = SimpleNamespace(**stored.decision)
+            if row.decision == "review":
+                await self._open_case(session, row)
+            decision = decision_view(row)
+            answer = StoredResponse(200, dict(JSON_HEADERS), decision.model_dump_json().encode())
+            if evaluation.key is not None:
+                await evaluation.key.complete(session, answer)
+            results[number] = (answer, decision)
+        decided = [result for result in results if result is not None]
+        assert len(decided) == len(evaluations)  # each replayed or decided
+        return decided
+
+    def _decided(
+        self,
+        evaluation: Evaluation,
+        ruleset: CompiledRuleSet,
+        velocity: repository.Velocity,
+        now: dt.datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """The decision's row, and whether its transaction counts: a blocked payment never
+        moves money, so it uses no limit and adds no velocity."""
+        body, gathered = evaluation.body, evaluation.gathered
         limits, matches = gathered.limits, gathered.matches
         facts = Facts(
             amount_usd=gathered.amount_usd,
@@ -158,24 +231,10 @@ class Evaluations:
             channel=body.channel,
         )
         outcome = ruleset.evaluate(facts)
-        values = _decision_values(body, caller, facts, matches, outcome, ruleset.version, now)
-        # A blocked payment never moves money: it uses no limit and adds no velocity.
-        counts = outcome.decision != "block"
-        activity = {
-            "customer_id": body.customer_id,
-            "transaction_id": body.transaction_id,
-            "amount_usd": gathered.amount_usd,
-            "occurred_at": now,
-            "voided": False,
-            "source": "evaluation",
-        }
-        await repository.record_decision(
-            session, values, activity if counts else None, previous=velocity.own
+        values = _decision_values(
+            body, evaluation.caller, facts, matches, outcome, ruleset.version, now
         )
-        row = SimpleNamespace(**values)
-        if outcome.decision == "review":
-            await self._open_case(session, row)
-        return decision_view(row)
+        return values, outcome.decision != "block"
 
     def simulate(
         self, ruleset: CompiledRuleSet, body: EvaluationCreate, facts: Facts
@@ -286,20 +345,6 @@ def _why(error: RemoteServiceError | ServiceUnavailable) -> str:
     if isinstance(error, RemoteServiceError):
         return f"{error.remote_code}: {error.detail}"[:300]
     return (error.detail or "unavailable")[:300]
-
-
-async def _velocity(
-    session: AsyncSession, body: EvaluationCreate, now: dt.datetime
-) -> repository.Velocity:
-    day_start, month_start = day_and_month_start(now)
-    return await repository.velocity(
-        session,
-        body.customer_id,
-        body.transaction_id,
-        since_24h=now - DAY,
-        day_start=day_start,
-        month_start=month_start,
-    )
 
 
 def _decision_values(
