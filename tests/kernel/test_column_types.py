@@ -16,7 +16,7 @@ from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from paymesh.kernel.db import JSON_TYPE, Database, UTCDateTime
-from paymesh.kernel.jsonutil import column_dumps
+from paymesh.kernel.jsonutil import column_dumps, recordset_dumps
 from tests import strategies
 from tests.kernel.support import database_with
 
@@ -77,6 +77,26 @@ class TestJsonColumnText:
 
     def test_integer_keys_become_strings_as_before(self) -> None:
         assert json.loads(column_dumps({1: "a"})) == json.loads(json.dumps({1: "a"}))
+
+
+class TestRecordsetText:
+    """`recordset_dumps`: a batch's rows as one JSON parameter for json_to_recordset."""
+
+    @given(st.lists(st.fixed_dictionaries({"value": json_values, "at": aware_datetimes})))
+    def test_rows_read_back_with_their_instants(self, rows: list[dict[str, Any]]) -> None:
+        read = json.loads(recordset_dumps(rows))
+        assert [row["value"] for row in read] == [row["value"] for row in rows]
+        assert [dt.datetime.fromisoformat(row["at"]) for row in read] == [row["at"] for row in rows]
+
+    def test_what_orjson_refuses_keeps_its_instants(self) -> None:
+        moment = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=6)))
+        (read,) = json.loads(recordset_dumps([{"big": 2**80, "at": moment}]))
+        assert read["big"] == 2**80
+        assert dt.datetime.fromisoformat(read["at"]) == moment
+
+    def test_anything_else_is_refused(self) -> None:
+        with pytest.raises(TypeError):
+            recordset_dumps([{"big": 2**80, "what": object()}])
 
 
 metadata = MetaData()

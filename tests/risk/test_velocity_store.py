@@ -355,3 +355,29 @@ async def test_the_migration_fills_the_totals_from_existing_rows(database: Datab
         ("m_a", repository.hour_of(NOW - dt.timedelta(hours=30))): (1, 40),
         ("m_b", repository.hour_of(NOW)): (1, 7),
     }
+
+
+async def test_a_batch_stores_its_decisions_as_given(database: Database) -> None:
+    """Decisions written in one batch read back exactly (on PostgreSQL they travel as one
+    JSON parameter): an integer beyond 64 bits in the request, text beyond the BMP, an
+    instant given in another offset, and a decision that blocked (no activity)."""
+    run = f"s{next(_examples)}_"
+    given_at = dt.datetime(
+        2030, 3, 1, 6, 15, 1, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))
+    )
+    first = _decision(run + "c0", run + "t0", 0) | {
+        "request": {"metadata": {"big": 2**80, "name": "Zoë \U0001f600 \u4e2d"}},
+        "created_at": given_at,
+    }
+    second = _decision(run + "c0", run + "t1", 1) | {"decision": "block", "level": "high"}
+    async with database.transaction() as session:
+        await repository.record_decisions(
+            session, [repository.Recorded(first), repository.Recorded(second)]
+        )
+    async with database.transaction() as session:
+        for written in (first, second):
+            row = await repository.decision(session, written["id"])
+            assert row is not None
+            read = {name: getattr(row, name) for name in written}
+            assert read == written
+        assert not await repository.has_activity(session, run + "t1")

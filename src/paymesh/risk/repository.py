@@ -9,8 +9,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
-    Integer,
     String,
     Table,
     bindparam,
@@ -26,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import UTCDateTime, is_postgres, lock_all_until_commit, lock_until_commit
-from paymesh.kernel.jsonutil import column_dumps
+from paymesh.kernel.jsonutil import recordset_dumps
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.kernel.reads import Query, in_transaction
 from paymesh.risk.models import (
@@ -480,68 +478,52 @@ async def void_activity(session: AsyncSession, transaction_id: str) -> int:
 # -- decisions ------------------------------------------------------------------------------
 
 DECISION_INSERT = Query(insert(cast(Table, Decision.__table__)))
-_DECISION_COLUMNS = tuple(column.name for column in cast(Table, Decision.__table__).c)
-_JSON_COLUMNS = frozenset(("request", "facts", "screening", "reasons"))
-_ARRAY_TYPES: dict[str, Any] = {
-    "amount": BigInteger,
-    "score": Integer,
-    "ruleset_version": Integer,
-    "created_at": UTCDateTime(),
-    "amount_usd": BigInteger,
-    "occurred_at": UTCDateTime(),
-    "voided": Boolean,
-    "hour_start": UTCDateTime(),
-    "transactions": Integer,
-}
-_SQL_ARRAYS = {BigInteger: "bigint[]", Integer: "integer[]", Boolean: "boolean[]"}
 
 
-def _arrays(prefix: str, names: Sequence[str]) -> tuple[str, list[Any]]:
-    """`unnest(CAST(:prefix_name AS type[]), ...)` of `names`, and their bind parameters
-    (JSON columns travel as text and are cast by the SELECT)."""
-    casts, binds = [], []
-    for name in names:
-        kind = _ARRAY_TYPES.get(name, String)
-        sql = "timestamptz[]" if isinstance(kind, UTCDateTime) else _SQL_ARRAYS.get(kind, "text[]")
-        casts.append(f"CAST(:{prefix}{name} AS {sql})")
-        item = kind if isinstance(kind, UTCDateTime) else kind()
-        binds.append(bindparam(prefix + name, type_=postgresql.ARRAY(item)))
-    return "unnest(" + ", ".join(casts) + ")", binds
+def _recordset(table: Table, parameter: str) -> str:
+    """`json_to_recordset(:parameter)` typed as `table`'s columns: a batch's rows of the
+    table in one JSON parameter (kernel/jsonutil.py: recordset_dumps)."""
+    dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    columns = ", ".join(
+        f"{column.name} {column.type.compile(dialect=dialect)}" for column in table.c
+    )
+    return f"json_to_recordset(CAST(:{parameter} AS json)) AS {parameter}({columns})"
 
 
-_ACTIVITY_COLUMNS = tuple(column.name for column in cast(Table, Activity.__table__).c)
-_HOUR_COLUMNS = ("customer_id", "hour_start", "transactions", "amount_usd")
-_decisions_from, _decision_binds = _arrays("d_", _DECISION_COLUMNS)
-_activity_from, _activity_binds = _arrays("a_", _ACTIVITY_COLUMNS)
-_hours_from, _hour_binds = _arrays("h_", _HOUR_COLUMNS)
-_decision_values = ", ".join(
-    f"CAST({name} AS json)" if name in _JSON_COLUMNS else name for name in _DECISION_COLUMNS
+def _names(table: Table) -> str:
+    return ", ".join(column.name for column in table.c)
+
+
+_DECISIONS, _ACTIVITY, _HOURS = (
+    cast(Table, model.__table__) for model in (Decision, Activity, VelocityHour)
 )
+_BATCH_PARAMETERS = ("decisions", "activities", "hours")
 # PostgreSQL: a batch's decisions, their activity rows and the hours' totals they change in
-# one statement (data-modifying CTEs on different tables), whatever the batch's size: the
-# rows travel as one array per column. Each array holds a key at most once (an activity row
+# one statement (data-modifying CTEs on different tables), whatever the batch's size: each
+# table's rows travel as one JSON parameter. Each holds a key at most once (an activity row
 # per transaction, a total per hour), as ON CONFLICT DO UPDATE requires.
 DECISIONS_WITH_ACTIVITY = Query(
     text(
         f"""
 WITH decision AS (
-    INSERT INTO {Decision.__tablename__} ({", ".join(_DECISION_COLUMNS)})
-    SELECT {_decision_values}
-    FROM {_decisions_from} AS d({", ".join(_DECISION_COLUMNS)})
+    INSERT INTO {_DECISIONS.name} ({_names(_DECISIONS)})
+    SELECT {_names(_DECISIONS)} FROM {_recordset(_DECISIONS, "decisions")}
 ), activity AS (
-    INSERT INTO {Activity.__tablename__} ({", ".join(_ACTIVITY_COLUMNS)})
-    SELECT * FROM {_activity_from} AS a({", ".join(_ACTIVITY_COLUMNS)})
+    INSERT INTO {_ACTIVITY.name} ({_names(_ACTIVITY)})
+    SELECT {_names(_ACTIVITY)} FROM {_recordset(_ACTIVITY, "activities")}
     ON CONFLICT (customer_id, transaction_id) DO UPDATE SET
         amount_usd = excluded.amount_usd, occurred_at = excluded.occurred_at,
         voided = excluded.voided, source = excluded.source
 )
-INSERT INTO {VelocityHour.__tablename__} ({", ".join(_HOUR_COLUMNS)})
-SELECT * FROM {_hours_from} AS h({", ".join(_HOUR_COLUMNS)})
+INSERT INTO {_HOURS.name} ({_names(_HOURS)})
+SELECT {_names(_HOURS)} FROM {_recordset(_HOURS, "hours")}
 ON CONFLICT (customer_id, hour_start) DO UPDATE SET
-    transactions = {VelocityHour.__tablename__}.transactions + excluded.transactions,
-    amount_usd = {VelocityHour.__tablename__}.amount_usd + excluded.amount_usd
+    transactions = {_HOURS.name}.transactions + excluded.transactions,
+    amount_usd = {_HOURS.name}.amount_usd + excluded.amount_usd
 """
-    ).bindparams(*_decision_binds, *_activity_binds, *_hour_binds)
+    ).bindparams(
+        *(bindparam(name, type_=String()) for name in ("decisions", "activities", "hours"))
+    )
 )
 
 
@@ -593,20 +575,19 @@ async def record_decisions(session: AsyncSession, batch: Sequence[Recorded]) -> 
                 amount_usd=amount_usd,
             )
         return
-    parameters: dict[str, list[Any]] = {}
-    for name in _DECISION_COLUMNS:
-        values = [recorded.decision[name] for recorded in batch]
-        if name in _JSON_COLUMNS:
-            values = [column_dumps(value) for value in values]
-        parameters["d_" + name] = values
-    for name in _ACTIVITY_COLUMNS:
-        parameters["a_" + name] = [activity[name] for activity in activities.values()]
-    keys = list(changed)
-    parameters |= {
-        "h_customer_id": [customer_id for customer_id, _ in keys],
-        "h_hour_start": [hour for _, hour in keys],
-        "h_transactions": [changed[key][0] for key in keys],
-        "h_amount_usd": [changed[key][1] for key in keys],
+    hour_rows = [
+        {
+            "customer_id": customer_id,
+            "hour_start": hour,
+            "transactions": transactions,
+            "amount_usd": amount_usd,
+        }
+        for (customer_id, hour), (transactions, amount_usd) in changed.items()
+    ]
+    parameters = {
+        "decisions": recordset_dumps([recorded.decision for recorded in batch]),
+        "activities": recordset_dumps(list(activities.values())),
+        "hours": recordset_dumps(hour_rows),
     }
     await in_transaction(session, DECISIONS_WITH_ACTIVITY, **parameters)
 
