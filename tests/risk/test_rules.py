@@ -3,6 +3,8 @@ sets are checked when written and fail closed when a rule cannot answer."""
 
 from __future__ import annotations
 
+import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from paymesh.risk.rules import (
     RuleDefinition,
     RuleSetDefinition,
 )
+from paymesh.risk.service import answer_body, decision_view
 
 RULES = CompiledRuleSet(1, DEFAULT_RULESET)
 POINTS = {rule.name: rule.points for rule in DEFAULT_RULESET.rules}
@@ -177,3 +180,35 @@ class TestRuleSetChecks:
                     "levels": {"high": 10, "medium": 20},
                 }
             )
+
+
+# -- the answer's JSON ------------------------------------------------------------------------
+
+_texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+_decision_rows = st.fixed_dictionaries(
+    {
+        "id": _texts,
+        "transaction_id": _texts,
+        "score": st.integers(-(2**63), 2**63 - 1),
+        "level": st.sampled_from(["low", "medium", "high"]),
+        "decision": st.sampled_from(["allow", "step_up", "review", "block"]),
+        "reasons": st.lists(
+            st.fixed_dictionaries(
+                {"rule": _texts, "points": st.integers(-(2**63), 2**63 - 1), "detail": _texts}
+            ),
+            max_size=4,
+        ),
+        "ruleset_version": st.integers(1, 2**31 - 1),
+        "created_at": st.datetimes(
+            min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(9999, 12, 30)
+        ).map(lambda moment: moment.replace(tzinfo=dt.UTC)),
+    }
+)
+
+
+@given(_decision_rows)
+def test_the_answer_is_the_models_json_byte_for_byte(row: dict[str, Any]) -> None:
+    """The hot path writes the answer straight from the stored row; clients (payments'
+    HttpRiskClient among them) read it as `DecisionOut`, and a replayed key answers the
+    same bytes, so it must equal what the model writes for every row."""
+    assert answer_body(row) == decision_view(SimpleNamespace(**row)).model_dump_json().encode()

@@ -43,8 +43,8 @@ def _crash_point(crash_at: str | None) -> Callable[[list[Any]], None] | None:
         return None
 
     def before_commit(results: list[Any]) -> None:
-        # Each work's result: (its answer, the decision it made, or None for a replay).
-        decisions = [decided.decision_id for _, decided in results if decided is not None]
+        # Each work's result: (its answer, the decision's row, or None for a replay).
+        decisions = [decided["id"] for _, decided in results if decided is not None]
         if len(decisions) >= 2:
             die_here("risk_crash_injected", step=crash_at, decisions=decisions)
 

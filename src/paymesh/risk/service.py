@@ -28,6 +28,7 @@ from paymesh.kernel.events import Outbox
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.idempotency import KeyedRequest, StoredResponse
 from paymesh.kernel.ids import new_id
+from paymesh.kernel.jsonutil import dumps
 from paymesh.kernel.metrics import RISK_DECISIONS, RISK_EVALUATION
 from paymesh.profiles.client import ProfilesClient
 from paymesh.profiles.schemas import Limits, Profile
@@ -76,10 +77,13 @@ class Evaluation:
         return self.body.customer_id, self.body.transaction_id
 
 
-def _counted(decision: DecisionOut, started: float) -> DecisionOut:
-    RISK_DECISIONS.labels(decision.level, decision.decision).inc()
+Decided = tuple[StoredResponse, dict[str, Any] | None]
+"""An evaluation's answer, and the stored decision's row (None for a key's replay)."""
+
+
+def _counted(decision: dict[str, Any], started: float) -> None:
+    RISK_DECISIONS.labels(decision["level"], decision["decision"]).inc()
     RISK_EVALUATION.observe(time.perf_counter() - started)
-    return decision
 
 
 class Evaluations:
@@ -106,7 +110,8 @@ class Evaluations:
         gathered = await self.gather(body)
         ((_, decision),) = await self.decide_all(session, [Evaluation(caller, body, gathered)])
         assert decision is not None  # no key, so never a replay
-        return _counted(decision, started)
+        _counted(decision, started)
+        return decision_view(SimpleNamespace(**decision))
 
     async def evaluate_grouped(
         self,
@@ -124,9 +129,7 @@ class Evaluations:
         started = time.perf_counter()
         gathered = await self.gather(body)
         evaluation = Evaluation(caller, body, gathered, key)
-        result: tuple[StoredResponse, DecisionOut | None] = await group.run(
-            evaluation, order=body.customer_id
-        )
+        result: Decided = await group.run(evaluation, order=body.customer_id)
         answer, decided = result
         if decided is not None:
             _counted(decided, started)
@@ -143,7 +146,7 @@ class Evaluations:
 
     async def decide_all(
         self, session: AsyncSession, evaluations: list[Evaluation]
-    ) -> list[tuple[StoredResponse, DecisionOut | None]]:
+    ) -> list[Decided]:
         """Decide gathered evaluations in `session`, in order, at one instant: the keys
         held, the velocities read under the customers' locks, the rules, the decisions
         with their activity and cases stored, the keys' answers. Each evaluation is judged
@@ -152,10 +155,10 @@ class Evaluations:
         again (a group commit that failed runs each evaluation again alone), and on
         PostgreSQL it costs the same few round trips for a batch of any size.
 
-        Per evaluation: its answer, and the decision, or None for a key's replay."""
+        Per evaluation: its answer, and the decision's row, or None for a key's replay."""
         now = utcnow()
         ruleset = await self.rulesets.active(session)
-        results: list[tuple[StoredResponse, DecisionOut | None] | None] = []
+        results: list[Decided | None] = []
         deciding: list[int] = []
         for number, evaluation in enumerate(evaluations):
             replay = None if evaluation.key is None else await evaluation.key.hold(session)
@@ -191,14 +194,12 @@ class Evaluations:
         for number, stored in zip(deciding, recorded, strict=True):
             evaluation = evaluations[number]
             session.info["actor"] = evaluation.caller  # events written here name who asked
-            row = SimpleNamespace(**stored.decision)
-            if row.decision == "review":
-                await self._open_case(session, row)
-            decision = decision_view(row)
-            answer = StoredResponse(200, dict(JSON_HEADERS), decision.model_dump_json().encode())
+            if stored.decision["decision"] == "review":
+                await self._open_case(session, SimpleNamespace(**stored.decision))
+            answer = StoredResponse(200, dict(JSON_HEADERS), answer_body(stored.decision))
             if evaluation.key is not None:
                 await evaluation.key.complete(session, answer)
-            results[number] = (answer, decision)
+            results[number] = (answer, stored.decision)
         decided = [result for result in results if result is not None]
         assert len(decided) == len(evaluations)  # each replayed or decided
         return decided
@@ -373,6 +374,28 @@ def _decision_values(
         ruleset_version=version,
         requested_by=caller.subject,
         created_at=now,
+    )
+
+
+def answer_body(row: dict[str, Any]) -> bytes:
+    """The answer to an evaluation, `DecisionOut`'s JSON, written straight from the stored
+    decision's row: the same bytes as `decision_view(row).model_dump_json()` (a property
+    test holds it to that), without building and serialising the models on the hot path
+    (about 7 % of a decision's CPU)."""
+    return dumps(
+        {
+            "decision_id": row["id"],
+            "transaction_id": row["transaction_id"],
+            "score": row["score"],
+            "level": row["level"],
+            "decision": row["decision"],
+            "reasons": [
+                {"rule": reason["rule"], "points": reason["points"], "detail": reason["detail"]}
+                for reason in row["reasons"]
+            ],
+            "ruleset_version": row["ruleset_version"],
+            "created_at": row["created_at"],
+        }
     )
 
 
