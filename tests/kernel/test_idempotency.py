@@ -264,6 +264,46 @@ class TestKeyedRequest:
         async with runtime.database.transaction() as late:
             assert await keyed.hold(late) == self.ANSWER
 
+    async def test_a_batch_of_keys_is_held_and_completed_each_as_alone(
+        self, sample: Platform
+    ) -> None:
+        """`hold_all` / `complete_all` (a group commit's batch, in a few statements on
+        PostgreSQL) answer each key as `hold` / `complete` would: a new key is free, a
+        completed one replays, another request under a completed key is 422, and on
+        PostgreSQL a key held by another transaction is 409; each refusal in its place,
+        the others unaffected. Binary bodies and headers are stored exactly."""
+        runtime = runtime_of(sample)
+        store, scope = runtime.idempotency, "client|usr_batch"
+        done = KeyedRequest(store, scope, "b-done", "f-done")
+        body = bytes(range(256)) + "é\x00".encode()
+        answer = StoredResponse(201, {"content-type": "application/json", "location": "/x"}, body)
+        async with runtime.database.transaction() as session:
+            await KeyedRequest.complete_all(session, [(done, answer)])
+        assert await store.lookup(scope, "b-done", "f-done") == answer
+
+        fresh = KeyedRequest(store, scope, "b-fresh", "f")
+        reused = KeyedRequest(store, scope, "b-done", "another request")
+        held_elsewhere = KeyedRequest(store, scope, "b-held", "f")
+        batch = [fresh, done, reused]
+        async with contextlib.AsyncExitStack() as stack:
+            if runtime.database.is_postgres:
+                other = await stack.enter_async_context(runtime.database.transaction())
+                assert await held_elsewhere.hold(other) is None
+                batch.append(held_elsewhere)
+            async with runtime.database.transaction() as session:
+                claims = await KeyedRequest.hold_all(session, batch)
+                assert claims[0] is None
+                if runtime.database.is_postgres:
+                    # On SQLite the look-up before the work answers these (`lookup`).
+                    assert claims[1] == answer
+                    assert isinstance(claims[2], IdempotencyKeyReused)
+                    assert isinstance(claims[3], IdempotencyRequestInProgress)
+                else:
+                    assert claims == [None, None, None]
+                await KeyedRequest.complete_all(session, [(fresh, self.ANSWER)])
+        assert await store.lookup(scope, "b-fresh", "f") == self.ANSWER
+        assert await store.lookup(scope, "b-done", "f-done") == answer  # not overwritten
+
 
 class TestIdempotencyScope:
     async def test_keys_are_scoped_per_caller(

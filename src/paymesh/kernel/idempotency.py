@@ -17,12 +17,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    String,
+    Table,
+    bindparam,
+    column,
+    delete,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,8 +42,9 @@ from paymesh.kernel.errors import (
     IdempotencyKeyReused,
     IdempotencyRequestInProgress,
     InvalidIdempotencyKey,
+    PaymeshError,
 )
-from paymesh.kernel.jsonutil import dumps, loads
+from paymesh.kernel.jsonutil import dumps, loads, recordset_dumps
 from paymesh.kernel.reads import Query, in_transaction
 from paymesh.kernel.tables import KernelTables
 
@@ -111,6 +123,8 @@ class IdempotencyStore:
                 func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)).label("held")
             )
         )
+        self._find_many = _find_many(table)
+        self._store_many = _store_many(table)
         upsert = (postgresql if database.is_postgres else sqlite).insert(table)
         replaced = {
             column.name: upsert.excluded[column.name]
@@ -165,6 +179,34 @@ class IdempotencyStore:
         rows = await in_transaction(session, self._find, scope=scope, key=key)
         return _outcome(rows[0] if rows else None, fingerprint)
 
+    async def claim_all_in(
+        self, session: AsyncSession, keys: Sequence[tuple[str, str, str]]
+    ) -> list[StoredResponse | PaymeshError | None]:
+        """`claim_in` for several (scope, key, fingerprint) in two round trips whatever
+        their number: every key's advisory lock tried in one statement, every record read
+        in the next (under the locks, so after any commit that released one). Each key's
+        refusal (409, 422) is returned in its place rather than raised, so one request's
+        conflict does not fail the others' work."""
+        if not keys:
+            return []
+        locks = [advisory_lock_key(scope, key) for scope, key, _ in keys]
+        held = await in_transaction(session, _TRY_LOCKS, locks=locks)
+        rows = await in_transaction(
+            session,
+            self._find_many,
+            scopes=[scope for scope, _, _ in keys],
+            keys=[key for _, key, _ in keys],
+        )
+        claims: list[StoredResponse | PaymeshError | None] = []
+        for (_, _, fingerprint), lock, row in zip(keys, held, rows, strict=True):
+            try:
+                if not lock["held"]:
+                    raise IdempotencyRequestInProgress()
+                claims.append(_outcome(row if row["state"] is not None else None, fingerprint))
+            except PaymeshError as refused:
+                claims.append(refused)
+        return claims
+
     async def lookup(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         """What `claim` answers, read on a connection of its own without the key's lock: on
         SQLite that is the whole claim; on PostgreSQL a replay found before work that a
@@ -197,6 +239,37 @@ class IdempotencyStore:
             expires_at=now + self.ttl,
         )
 
+    async def complete_all(
+        self,
+        session: AsyncSession,
+        completed: Sequence[tuple[str, str, str, StoredResponse]],
+    ) -> None:
+        """`complete` for several (scope, key, fingerprint, response): on PostgreSQL in one
+        statement, the records travelling as one JSON parameter."""
+        if not completed:
+            return
+        if not self.database.is_postgres:
+            for scope, key, fingerprint, response in completed:
+                await self.complete(session, scope, key, fingerprint, response)
+            return
+        now = utcnow()
+        records = [
+            {
+                "scope": scope,
+                "key": key,
+                "request_hash": fingerprint,
+                "state": "completed",
+                "locked_until": None,
+                "response_status": response.status,
+                "response_headers": response.headers,
+                "response_body": "\\x" + response.body.hex(),  # bytea's hex input
+                "created_at": now,
+                "expires_at": now + self.ttl,
+            }
+            for scope, key, fingerprint, response in completed
+        ]
+        await in_transaction(session, self._store_many, records=recordset_dumps(records))
+
     async def complete_refusal(
         self, scope: str, key: str, fingerprint: str, response: StoredResponse
     ) -> None:
@@ -218,6 +291,72 @@ class IdempotencyStore:
                 delete(self.table).where(self.table.c.expires_at < utcnow())
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# PostgreSQL: several keys' advisory locks tried at once, the answers in the keys' order.
+# Trying never waits, so no order of taking them can deadlock.
+_TRY_LOCKS = Query(
+    text(
+        "SELECT pg_try_advisory_xact_lock(lock) AS held "
+        "FROM unnest(CAST(:locks AS bigint[])) WITH ORDINALITY AS wanted(lock, position) "
+        "ORDER BY position"
+    )
+    .bindparams(bindparam("locks", type_=postgresql.ARRAY(BigInteger)))
+    .columns(column("held", Boolean))
+)
+
+_RECORD_COLUMNS = (
+    "request_hash",
+    "state",
+    "locked_until",
+    "expires_at",
+    "response_status",
+    "response_headers",
+    "response_body",
+)
+
+
+def _find_many(table: Table) -> Query:
+    """PostgreSQL: the records of several (scope, key), one row per key in the keys'
+    order; a key without a record has a row of nulls."""
+    found = ", ".join(f"stored.{name}" for name in _RECORD_COLUMNS)
+    return Query(
+        text(
+            f"SELECT {found} "
+            "FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[])) "
+            "WITH ORDINALITY AS wanted(scope, key, position) "
+            f"LEFT JOIN {table.name} AS stored "
+            "ON stored.scope = wanted.scope AND stored.key = wanted.key "
+            "ORDER BY wanted.position"
+        )
+        .bindparams(
+            bindparam("scopes", type_=postgresql.ARRAY(String)),
+            bindparam("keys", type_=postgresql.ARRAY(String)),
+        )
+        .columns(*(column(name, table.c[name].type) for name in _RECORD_COLUMNS))
+    )
+
+
+def _store_many(table: Table) -> Query:
+    """PostgreSQL: `IdempotencyStore._store` for several records in one JSON parameter."""
+    dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    names = [column.name for column in table.columns]
+    typed = ", ".join(
+        f"{column.name} {column.type.compile(dialect=dialect)}" for column in table.columns
+    )
+    replaced = ", ".join(
+        f"{name} = excluded.{name}" for name in names if name not in ("scope", "key")
+    )
+    listed = ", ".join(names)
+    return Query(
+        text(
+            f"INSERT INTO {table.name} ({listed}) "
+            f"SELECT {listed} FROM json_to_recordset(CAST(:records AS json)) AS records({typed}) "
+            f"ON CONFLICT (scope, key) DO UPDATE SET {replaced} "
+            f"WHERE {table.name}.expires_at <= excluded.created_at "
+            f"OR {table.name}.state <> 'completed'"
+        ).bindparams(bindparam("records", type_=String()))
+    )
 
 
 def _outcome(row: Mapping[str, Any] | None, fingerprint: str) -> StoredResponse | None:
@@ -248,8 +387,10 @@ def _outcome(row: Mapping[str, Any] | None, fingerprint: str) -> StoredResponse 
 class KeyedRequest:
     """A request's Idempotency-Key for work that runs in a transaction shared with other
     requests' work (kernel/groupcommit.py) rather than in the request's own: the stored
-    outcome is looked up before the work (`IdempotencyStore.lookup`); the work then holds
-    the key and stores its response in the shared transaction, so both commit together."""
+    outcome is looked up before the work (`IdempotencyStore.lookup`: a refusal stored by a
+    request that failed before its work's transaction replays from there); the work then
+    holds the key and stores its response in the shared transaction, so both commit
+    together."""
 
     store: IdempotencyStore
     scope: str
@@ -258,9 +399,10 @@ class KeyedRequest:
 
     async def hold(self, session: AsyncSession) -> StoredResponse | None:
         """In the work's transaction, before its writes: on PostgreSQL the key's advisory
-        lock (409 while another process runs a request with it) and the outcome to replay
-        if that process committed one since the lookup. On SQLite the lookup said it all:
-        one process owns the file, and `running` keeps it to one request per key."""
+        lock (409 while another process runs a request with it) and the outcome to replay,
+        if one was committed since the lookup. On SQLite the lookup before the work
+        said it all: one process owns the file, and `running` keeps it to one request per
+        key."""
         if not self.store.database.is_postgres:
             return None
         return await self.store.claim_in(session, self.scope, self.key, self.fingerprint)
@@ -268,3 +410,29 @@ class KeyedRequest:
     async def complete(self, session: AsyncSession, response: StoredResponse) -> None:
         """The response, stored in the work's transaction."""
         await self.store.complete(session, self.scope, self.key, self.fingerprint, response)
+
+    @staticmethod
+    async def hold_all(
+        session: AsyncSession, requests: Sequence[KeyedRequest]
+    ) -> list[StoredResponse | PaymeshError | None]:
+        """`hold` for a batch's keys (all of one store), in two round trips on PostgreSQL;
+        each key's refusal returned in its place."""
+        if not requests or not requests[0].store.database.is_postgres:
+            return [None for _ in requests]
+        keys = [(request.scope, request.key, request.fingerprint) for request in requests]
+        return await requests[0].store.claim_all_in(session, keys)
+
+    @staticmethod
+    async def complete_all(
+        session: AsyncSession, completed: Sequence[tuple[KeyedRequest, StoredResponse]]
+    ) -> None:
+        """`complete` for a batch's keys (all of one store), in one statement on
+        PostgreSQL."""
+        if completed:
+            await completed[0][0].store.complete_all(
+                session,
+                [
+                    (request.scope, request.key, request.fingerprint, response)
+                    for request, response in completed
+                ],
+            )

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymesh.forex.client import ForexClient
 from paymesh.kernel.auth import Caller
 from paymesh.kernel.db import utcnow
-from paymesh.kernel.errors import RemoteServiceError, ServiceUnavailable
+from paymesh.kernel.errors import PaymeshError, RemoteServiceError, ServiceUnavailable
 from paymesh.kernel.events import Outbox
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.idempotency import KeyedRequest, StoredResponse
@@ -77,8 +77,9 @@ class Evaluation:
         return self.body.customer_id, self.body.transaction_id
 
 
-Decided = tuple[StoredResponse, dict[str, Any] | None]
-"""An evaluation's answer, and the stored decision's row (None for a key's replay)."""
+Decided = tuple[StoredResponse | PaymeshError, dict[str, Any] | None]
+"""An evaluation's answer (or its key's refusal: 409 while the key runs elsewhere, 422 for
+another request under it), and the stored decision's row (None unless one was made)."""
 
 
 def _counted(decision: dict[str, Any], started: float) -> None:
@@ -131,6 +132,8 @@ class Evaluations:
         evaluation = Evaluation(caller, body, gathered, key)
         result: Decided = await group.run(evaluation, order=body.customer_id)
         answer, decided = result
+        if isinstance(answer, PaymeshError):
+            raise answer
         if decided is not None:
             _counted(decided, started)
         return answer, decided is None
@@ -155,15 +158,27 @@ class Evaluations:
         again (a group commit that failed runs each evaluation again alone), and on
         PostgreSQL it costs the same few round trips for a batch of any size.
 
-        Per evaluation: its answer, and the decision's row, or None for a key's replay."""
+        Per evaluation: its answer, or its key's refusal, and the decision's row (None
+        for a replay or a refusal). The keys are held, and their answers stored, for the
+        whole batch at once (two round trips and one on PostgreSQL)."""
         now = utcnow()
         ruleset = await self.rulesets.active(session)
         results: list[Decided | None] = []
         deciding: list[int] = []
-        for number, evaluation in enumerate(evaluations):
-            replay = None if evaluation.key is None else await evaluation.key.hold(session)
-            results.append(None if replay is None else (replay, None))
-            if replay is None:
+        keyed = [number for number, evaluation in enumerate(evaluations) if evaluation.key]
+        claims = dict(
+            zip(
+                keyed,
+                await KeyedRequest.hold_all(
+                    session, [cast(KeyedRequest, evaluations[number].key) for number in keyed]
+                ),
+                strict=True,
+            )
+        )
+        for number in range(len(evaluations)):
+            claim = claims.get(number)
+            results.append(None if claim is None else (claim, None))
+            if claim is None:
                 deciding.append(number)
         day_start, month_start = day_and_month_start(now)
         windows = repository.Windows(now - DAY, day_start, month_start)
@@ -191,6 +206,7 @@ class Evaluations:
                 )
             recorded.append(repository.Recorded(values, activity, figures.own))
         await repository.record_decisions(session, recorded)
+        completed: list[tuple[KeyedRequest, StoredResponse]] = []
         for number, stored in zip(deciding, recorded, strict=True):
             evaluation = evaluations[number]
             session.info["actor"] = evaluation.caller  # events written here name who asked
@@ -198,8 +214,9 @@ class Evaluations:
                 await self._open_case(session, SimpleNamespace(**stored.decision))
             answer = StoredResponse(200, dict(JSON_HEADERS), answer_body(stored.decision))
             if evaluation.key is not None:
-                await evaluation.key.complete(session, answer)
+                completed.append((evaluation.key, answer))
             results[number] = (answer, stored.decision)
+        await KeyedRequest.complete_all(session, completed)
         decided = [result for result in results if result is not None]
         assert len(decided) == len(evaluations)  # each replayed or decided
         return decided
