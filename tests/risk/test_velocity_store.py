@@ -19,6 +19,7 @@ from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import Database
 from paymesh.kernel.migrations import alembic_config
@@ -64,6 +65,22 @@ async def database(make_platform: Callable[..., Any]) -> Database:
     return found
 
 
+async def _record(session: AsyncSession, run: str, step: tuple[Any, ...]) -> None:
+    """A `records` step, as an event would record it."""
+    _, customer, transaction, amount, ago, voided = step
+    await repository.record_activity(
+        session,
+        {
+            "customer_id": run + customer,
+            "transaction_id": run + transaction,
+            "amount_usd": amount,
+            "occurred_at": NOW - dt.timedelta(minutes=ago),
+            "voided": voided,
+            "source": "event",
+        },
+    )
+
+
 def _scan(
     rows: list[Activity], customer_id: str, transaction_id: str, now: dt.datetime
 ) -> tuple[int, int, int]:
@@ -95,18 +112,7 @@ async def test_totals_and_velocity_agree_with_the_rows(
     for step in steps:
         async with database.transaction() as session:
             if step[0] == "record":
-                _, customer, transaction, amount, ago, voided = step
-                await repository.record_activity(
-                    session,
-                    {
-                        "customer_id": run + customer,
-                        "transaction_id": run + transaction,
-                        "amount_usd": amount,
-                        "occurred_at": NOW - dt.timedelta(minutes=ago),
-                        "voided": voided,
-                        "source": "event",
-                    },
-                )
+                await _record(session, run, step)
             else:
                 await repository.void_activity(session, run + step[1])
 
@@ -212,19 +218,9 @@ async def test_a_batch_judges_each_evaluation_as_if_those_before_were_written(
     what a read after the evaluations before it were written gives (the rows as a scan
     sees them), and `record_decisions` leaves the totals equal to the rows."""
     run = f"b{next(_examples)}_"
-    for _, customer, transaction, amount, ago, voided in steps:
+    for step in steps:
         async with database.transaction() as session:
-            await repository.record_activity(
-                session,
-                {
-                    "customer_id": run + customer,
-                    "transaction_id": run + transaction,
-                    "amount_usd": amount,
-                    "occurred_at": NOW - dt.timedelta(minutes=ago),
-                    "voided": voided,
-                    "source": "event",
-                },
-            )
+            await _record(session, run, step)
     customers = [run + customer for customer in CUSTOMERS]
     async with database.transaction() as session:
         stored = await session.scalars(select(Activity).where(Activity.customer_id.in_(customers)))

@@ -405,13 +405,21 @@ async def _count(
     session: AsyncSession, customer_id: str, changes: list[tuple[dt.datetime, int, int]]
 ) -> None:
     """Add (moment, transactions, USD cents) to the customer's hourly totals."""
-    by_hour: dict[dt.datetime, tuple[int, int]] = {}
+    by_hour: dict[tuple[str, dt.datetime], list[int]] = {}
     for moment, transactions, amount_usd in changes:
-        hour = hour_of(moment)
-        before = by_hour.get(hour, (0, 0))
-        by_hour[hour] = (before[0] + transactions, before[1] + amount_usd)
+        total = by_hour.setdefault((customer_id, hour_of(moment)), [0, 0])
+        total[0] += transactions
+        total[1] += amount_usd
+    await _add_to_hours(session, by_hour)
+
+
+async def _add_to_hours(
+    session: AsyncSession, changes: dict[tuple[str, dt.datetime], list[int]]
+) -> None:
+    """Add [transactions, USD cents] to each (customer, hour)'s totals, one statement per
+    hour that changes."""
     increment = _UPSERTS[session.get_bind().dialect.name][1]
-    for hour, (transactions, amount_usd) in by_hour.items():
+    for (customer_id, hour), (transactions, amount_usd) in changes.items():
         if transactions or amount_usd:
             await in_transaction(
                 session,
@@ -562,18 +570,9 @@ async def record_decisions(session: AsyncSession, batch: Sequence[Recorded]) -> 
     if not is_postgres(session):
         for recorded in batch:
             await in_transaction(session, DECISION_INSERT, **recorded.decision)
-        upsert, increment = _UPSERTS["sqlite"]
         for activity in activities.values():
-            await in_transaction(session, upsert, **activity)
-        for (customer_id, hour), (transactions, amount_usd) in changed.items():
-            await in_transaction(
-                session,
-                increment,
-                customer_id=customer_id,
-                hour_start=hour,
-                transactions=transactions,
-                amount_usd=amount_usd,
-            )
+            await in_transaction(session, _UPSERTS["sqlite"][0], **activity)
+        await _add_to_hours(session, changed)
         return
     hour_rows = [
         {
