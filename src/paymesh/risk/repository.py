@@ -550,6 +550,8 @@ async def record_decisions(session: AsyncSession, batch: Sequence[Recorded]) -> 
     twice keeps the later row); the hourly totals move with the rows. On PostgreSQL one
     statement for the whole batch; on SQLite, where a statement costs no round trip, one
     per row."""
+    if not batch:  # every evaluation of the batch was a key's replay or refusal
+        return
     activities: dict[Pair, dict[str, Any]] = {}
     hours: dict[tuple[str, dt.datetime], list[int]] = {}
     for recorded in batch:
