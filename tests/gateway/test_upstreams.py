@@ -263,11 +263,16 @@ class TestConnections:
         await upstream.stop()
 
     async def test_concurrent_requests_never_get_each_others_answers(self, echo_url: str) -> None:
-        upstream = HttpUpstream("svc", [echo_url])
+        # Timeouts far past any answer: not what this tests. With the defaults (3 s to
+        # connect) the 8 fresh connections of a later round all failed at once in one CI
+        # run (stop 34), most likely a worker's loop stalled past 3 s on two busy cores.
+        upstream = HttpUpstream("svc", [echo_url], connect_timeout_seconds=60)
 
         async def one(number: int) -> None:
             sent = await forward(
-                upstream, scope("/jitter", [(b"host", b"h"), (b"x-id", str(number).encode())])
+                upstream,
+                scope("/jitter", [(b"host", b"h"), (b"x-id", str(number).encode())]),
+                timeout_seconds=60,
             )
             assert echoed(sent)["header_map"]["x-id"] == str(number)
 

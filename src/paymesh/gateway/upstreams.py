@@ -135,6 +135,7 @@ class HttpUpstream:
         *,
         health_interval_seconds: float = 5.0,
         max_idle_connections: int = 32,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT,
     ) -> None:
         if not urls:
             raise ValueError(f"no URL for service {name}")
@@ -142,6 +143,7 @@ class HttpUpstream:
         self.targets = [_target(url, max_idle_connections) for url in urls]
         self._turn = itertools.cycle(range(len(self.targets)))
         self.health_interval_seconds = health_interval_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
         self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -197,9 +199,11 @@ class HttpUpstream:
                 connection = await self._exchange(target, request, timeout_seconds)
             except ClientGone:
                 return  # nobody is left to answer; not the upstream's failure
-            except ConnectFailed:
+            except ConnectFailed as failure:
                 target.healthy = False
-                log.warning("upstream_refused", upstream=self.name, url=target.url)
+                log.warning(
+                    "upstream_refused", upstream=self.name, url=target.url, reason=str(failure)
+                )
                 if number < len(attempts) and not request.body_started:
                     continue
                 raise UpstreamFailure(
@@ -219,7 +223,7 @@ class HttpUpstream:
         read yet)."""
         for fresh_retry in (False, True):
             connection = await target.pool.acquire(
-                min(timeout_seconds, CONNECT_TIMEOUT), fresh=fresh_retry
+                min(timeout_seconds, self.connect_timeout_seconds), fresh=fresh_retry
             )
             connection.arm(timeout_seconds)
             try:
