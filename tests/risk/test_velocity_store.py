@@ -7,6 +7,7 @@ first instant does)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 from collections import Counter
@@ -377,3 +378,32 @@ async def test_a_batch_stores_its_decisions_as_given(database: Database) -> None
             read = {name: getattr(row, name) for name in written}
             assert read == written
         assert not await repository.has_activity(session, run + "t1")
+
+
+async def test_a_read_that_waited_for_the_lock_sees_what_the_holder_committed(
+    database: Database,
+) -> None:
+    """The velocity read waits for the customer's lock and then sees the holder's committed
+    row. On PostgreSQL the lock and the read are one call (risk_locked_velocities): a read
+    whose snapshot predated the lock would miss the row and let two payments both fit under
+    a limit only one fits under. On SQLite the second writer waits for the first."""
+    run = f"w{next(_examples)}_"
+    customer, pair = run + "c0", (run + "c0", run + "t_new")
+    holder_wrote = asyncio.Event()
+
+    async def read_when_free() -> repository.Velocity:
+        await holder_wrote.wait()
+        async with database.transaction() as session:
+            found = await repository.velocities(session, [pair], _windows(NOW))
+        return found[pair]
+
+    reader = asyncio.create_task(read_when_free())
+    async with database.transaction() as session:
+        await repository.lock_velocity(session, customer)
+        await _record(session, run, ("record", "c0", "t1", 700, 5, False))
+        holder_wrote.set()
+        await asyncio.sleep(0.3)
+        assert not reader.done()  # waiting for the holder's lock (or SQLite's writer)
+    got = await asyncio.wait_for(reader, 10)
+
+    assert (got.transactions_24h, got.daily_usd, got.monthly_usd) == (1, 700, 700)

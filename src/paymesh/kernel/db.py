@@ -368,10 +368,7 @@ async def lock_all_until_commit(session: AsyncSession, scope: str, keys: Iterabl
     their lock ids (as every caller of this takes them, so none deadlocks another)."""
     if not is_postgres(session):
         return
-    held = session.info.get(_LOCKS_HELD)
-    transaction = session.get_transaction()
-    owned: set[int] = held[1] if held is not None and held[0] is transaction else set()
-    wanted = sorted({advisory_lock_key(scope, key) for key in keys} - owned)
+    wanted = locks_not_held(session, scope, keys)
     if not wanted:
         return
     # Either statement begins the transaction if need be.
@@ -379,10 +376,28 @@ async def lock_all_until_commit(session: AsyncSession, scope: str, keys: Iterabl
         await in_transaction(session, _XACT_LOCK, lock=wanted[0])
     else:
         await in_transaction(session, _XACT_LOCKS, locks=wanted)
+    note_locks_held(session, wanted)
+
+
+def locks_not_held(session: AsyncSession, scope: str, keys: Iterable[str]) -> list[int]:
+    """The advisory lock ids of (`scope`, each key) this transaction does not hold yet, in
+    ascending order: for a statement that takes them itself (with `pg_advisory_xact_lock`,
+    in that order) and then says so with `note_locks_held`."""
+    held = session.info.get(_LOCKS_HELD)
+    owned: set[int] = (
+        held[1] if held is not None and held[0] is session.get_transaction() else set()
+    )
+    return sorted({advisory_lock_key(scope, key) for key in keys} - owned)
+
+
+def note_locks_held(session: AsyncSession, locks: Iterable[int]) -> None:
+    """Remember that the session's transaction took these advisory locks (until commit),
+    so `lock_all_until_commit` does not ask for them again."""
     if session.in_nested_transaction():
         return  # a savepoint rolled back would release them: not remembered
+    held = session.info.get(_LOCKS_HELD)
     transaction = session.get_transaction()
     if held is None or held[0] is not transaction:
-        locks: set[int] = set()
-        held = session.info[_LOCKS_HELD] = (transaction, locks)
-    held[1].update(wanted)
+        taken: set[int] = set()
+        held = session.info[_LOCKS_HELD] = (transaction, taken)
+    held[1].update(locks)

@@ -23,7 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import UTCDateTime, is_postgres, lock_all_until_commit, lock_until_commit
+from paymesh.kernel.db import (
+    UTCDateTime,
+    is_postgres,
+    lock_until_commit,
+    locks_not_held,
+    note_locks_held,
+)
 from paymesh.kernel.jsonutil import recordset_dumps
 from paymesh.kernel.pagination import decode_cursor, encode_cursor
 from paymesh.kernel.reads import Query, in_transaction
@@ -212,10 +218,14 @@ def _upserts(dialect: Any) -> tuple[Query, Query]:
 _UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
 
 
+VELOCITY_LOCKS = "risk-velocity"
+"""The scope of the customers' velocity locks (kernel/db.py: advisory_lock_key)."""
+
+
 async def lock_velocity(session: AsyncSession, customer_id: str) -> None:
     """Serialise the transactions that count or change the customer's velocity until each
     commits (kernel/db.py: lock_until_commit)."""
-    await lock_until_commit(session, "risk-velocity", customer_id)
+    await lock_until_commit(session, VELOCITY_LOCKS, customer_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,39 +268,21 @@ class Windows:
 Pair = tuple[str, str]
 """(customer id, transaction id)."""
 
-# PostgreSQL: the VELOCITY of many (customer, transaction) pairs in one statement.
-VELOCITIES = Query(
+# PostgreSQL: the customers' velocity locks taken and the VELOCITY of many (customer,
+# transaction) pairs read, in one round trip (migration 0004: the read is a statement of
+# its own inside the function, so its snapshot is taken with the locks held).
+LOCKED_VELOCITIES = Query(
     text(
-        f"""
-SELECT v.transactions, v.daily, v.monthly, v.partial, v.own_usd, v.own_at
-FROM unnest(CAST(:customers AS text[]), CAST(:transactions AS text[]))
-    WITH ORDINALITY AS p(customer_id, transaction_id, position)
-CROSS JOIN LATERAL (
-    SELECT
-        coalesce(sum(CASE WHEN h.hour_start >= :whole_from THEN h.transactions ELSE 0 END), 0)
-            AS transactions,
-        coalesce(sum(CASE WHEN h.hour_start >= :day_start THEN h.amount_usd ELSE 0 END), 0)
-            AS daily,
-        coalesce(sum(CASE WHEN h.hour_start >= :month_start THEN h.amount_usd ELSE 0 END), 0)
-            AS monthly,
-        (SELECT count(*) FROM {Activity.__tablename__} AS a
-            WHERE a.customer_id = p.customer_id AND a.occurred_at > :since_24h
-            AND a.occurred_at < :whole_from AND a.transaction_id <> p.transaction_id
-            AND NOT a.voided) AS partial,
-        own.amount_usd AS own_usd,
-        own.occurred_at AS own_at
-    FROM (SELECT 1) AS one
-    LEFT JOIN {VelocityHour.__tablename__} AS h
-        ON h.customer_id = p.customer_id AND h.hour_start >= :earliest
-    LEFT JOIN {Activity.__tablename__} AS own
-        ON own.customer_id = p.customer_id AND own.transaction_id = p.transaction_id
-        AND NOT own.voided
-    GROUP BY own.amount_usd, own.occurred_at
-) AS v
-ORDER BY p.position
+        """
+SELECT v_transactions AS transactions, v_daily AS daily, v_monthly AS monthly,
+    v_partial AS partial, v_own_usd AS own_usd, v_own_at AS own_at
+FROM risk_locked_velocities(
+    CAST(:locks AS bigint[]), CAST(:customers AS text[]), CAST(:transactions AS text[]),
+    :since_24h, :whole_from, :day_start, :month_start, :earliest)
 """
     )
     .bindparams(
+        bindparam("locks", type_=postgresql.ARRAY(BigInteger)),
         bindparam("customers", type_=postgresql.ARRAY(String)),
         bindparam("transactions", type_=postgresql.ARRAY(String)),
         *(
@@ -314,23 +306,27 @@ async def velocities(
 ) -> dict[Pair, Velocity]:
     """For each (customer, transaction): the customer's other transactions that were not
     voided, how many in the trailing 24 hours, their USD cents today and this month, and
-    the transaction's own row if it counts. On PostgreSQL in one statement for all pairs.
+    the transaction's own row if it counts.
 
-    The customers' velocity locks are taken first, in one round trip: evaluations of one
-    customer are serialised from here to commit, so two payments sent at once cannot both
-    fit under a limit only one of them fits under."""
+    The customers' velocity locks are taken first: evaluations of one customer are
+    serialised from here to commit, so two payments sent at once cannot both fit under a
+    limit only one of them fits under. On PostgreSQL the locks and the reads of all the
+    pairs are one round trip (risk_locked_velocities, migration 0004)."""
     unique = list(dict.fromkeys(pairs))
-    await lock_all_until_commit(session, "risk-velocity", sorted({c for c, _ in unique}))
+    customers = sorted({customer for customer, _ in unique})
     parameters = windows.parameters()
-    if is_postgres(session) and len(unique) > 1:
+    if is_postgres(session):
+        locks = locks_not_held(session, VELOCITY_LOCKS, customers)
         rows = await in_transaction(
             session,
-            VELOCITIES,
+            LOCKED_VELOCITIES,
+            locks=locks,
             customers=[customer for customer, _ in unique],
             transactions=[transaction for _, transaction in unique],
             **parameters,
         )
-    else:
+        note_locks_held(session, locks)
+    else:  # SQLite: the writing transaction is alone already; no lock to take
         rows = []
         for customer, transaction in unique:
             found = await in_transaction(
