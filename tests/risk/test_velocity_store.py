@@ -407,3 +407,12 @@ async def test_a_read_that_waited_for_the_lock_sees_what_the_holder_committed(
     got = await asyncio.wait_for(reader, 10)
 
     assert (got.transactions_24h, got.daily_usd, got.monthly_usd) == (1, 700, 700)
+
+
+async def test_a_batch_of_only_replays_costs_no_statement(database: Database) -> None:
+    """A group commit's batch whose evaluations were all keys' replays or refusals reads no
+    velocity and writes no decision: neither call so much as begins the transaction."""
+    async with database.sessions() as session:
+        assert await repository.velocities(session, [], _windows(NOW)) == {}
+        await repository.record_decisions(session, [])
+        assert not session.in_transaction()

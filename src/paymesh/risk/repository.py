@@ -313,6 +313,8 @@ async def velocities(
     limit only one of them fits under. On PostgreSQL the locks and the reads of all the
     pairs are one round trip (risk_locked_velocities, migration 0004)."""
     unique = list(dict.fromkeys(pairs))
+    if not unique:  # every evaluation of the batch was a key's replay or refusal
+        return {}
     customers = sorted({customer for customer, _ in unique})
     parameters = windows.parameters()
     if is_postgres(session):
