@@ -189,26 +189,27 @@ class IdempotencyStore:
         conflict does not fail the others' work."""
         if not keys:
             return []
+        if len(keys) == 1:
+            # One key: `claim_in`'s two single-key statements. Their generic plans are
+            # the primary key's, so PostgreSQL plans them once per connection; the batch
+            # statements' generic plans look ten times dearer than a custom plan for one
+            # key, so PostgreSQL would plan those again on every call.
+            scope, key, fingerprint = keys[0]
+            try:
+                return [await self.claim_in(session, scope, key, fingerprint)]
+            except PaymeshError as refused:
+                return [refused]
         locks = [advisory_lock_key(scope, key) for scope, key, _ in keys]
         held = await in_transaction(session, _TRY_LOCKS, locks=locks)
-        if len(keys) == 1:
-            # One key by its primary key. The many-key statement joins the keys' unnest to
-            # the table; PostgreSQL sees one key in a custom plan and ten in the generic
-            # one, so it never settles on the generic plan and plans that statement again
-            # on every call, which costs more than the read (docs/decisions.md).
-            scope, key, _ = keys[0]
-            found = await in_transaction(session, self._find, scope=scope, key=key)
-            rows: list[Mapping[str, Any] | None] = [found[0] if found else None]
-        else:
-            rows = [
-                row if row["state"] is not None else None
-                for row in await in_transaction(
-                    session,
-                    self._find_many,
-                    scopes=[scope for scope, _, _ in keys],
-                    keys=[key for _, key, _ in keys],
-                )
-            ]
+        rows = [
+            row if row["state"] is not None else None
+            for row in await in_transaction(
+                session,
+                self._find_many,
+                scopes=[scope for scope, _, _ in keys],
+                keys=[key for _, key, _ in keys],
+            )
+        ]
         claims: list[StoredResponse | PaymeshError | None] = []
         for (_, _, fingerprint), lock, row in zip(keys, held, rows, strict=True):
             try:

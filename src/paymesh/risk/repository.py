@@ -315,10 +315,9 @@ async def velocities(
     unique = list(dict.fromkeys(pairs))
     if not unique:  # every evaluation of the batch was a key's replay or refusal
         return {}
-    customers = sorted({customer for customer, _ in unique})
     parameters = windows.parameters()
     if is_postgres(session):
-        locks = locks_not_held(session, VELOCITY_LOCKS, customers)
+        locks = locks_not_held(session, VELOCITY_LOCKS, (customer for customer, _ in unique))
         rows = await in_transaction(
             session,
             LOCKED_VELOCITIES,
