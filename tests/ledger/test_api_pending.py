@@ -291,11 +291,14 @@ class TestExpirePendingTransfer:
         self, expiring_ledger: httpx.AsyncClient
     ) -> None:
         client = expiring_ledger
-        wallet, merchant, pending = await _reserve(client, 250, timeout_seconds=1)
-        voided = await transfer(client, wallet, merchant, 7, pending=True, timeout_seconds=1)
+        # 5 s to resolve both (1 s ran out before the post on a loaded CI machine); the
+        # marker, made after, expires later, so once it has expired the job has run past
+        # both resolved transfers' timeouts too.
+        wallet, merchant, pending = await _reserve(client, 250, timeout_seconds=5)
+        voided = await transfer(client, wallet, merchant, 7, pending=True, timeout_seconds=5)
         assert_status(await post_pending(client, pending["id"], 100), 200)
         assert_status(await void_pending(client, voided["id"]), 200)
-        marker = await transfer(client, wallet, merchant, 1, pending=True, timeout_seconds=1)
+        marker = await transfer(client, wallet, merchant, 1, pending=True, timeout_seconds=6)
 
         await wait_for_status(client, marker["id"], "expired")  # the job has run since
 
