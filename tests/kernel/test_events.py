@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 from sqlalchemy.exc import NoResultFound
 
@@ -335,6 +336,31 @@ class TestRelayLeases:
         assert "bus down" in failed["last_error"]
         assert await runtime.relay.run_once() == 1
         assert (await outbox_row(idle_sample, event.id))["published_at"] is not None
+
+    async def test_a_run_with_nothing_due_opens_no_transaction(self, idle_sample: Platform) -> None:
+        runtime = runtime_of(idle_sample)
+        event = await self._outbox_event(idle_sample)
+        async with runtime.database.transaction() as session:  # leased by a live relay
+            await session.execute(
+                update(runtime.tables.outbox).values(
+                    locked_until=utcnow() + dt.timedelta(seconds=30)
+                )
+            )
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        engine = runtime.database.engine.sync_engine
+        sqlalchemy_event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert await runtime.relay.run_once() == 0
+        finally:
+            sqlalchemy_event.remove(engine, "before_cursor_execute", record)
+
+        # Only the direct read asked: no lease's transaction (BEGIN, UPDATE, COMMIT).
+        assert statements == []
+        assert (await outbox_row(idle_sample, event.id))["published_at"] is None
 
     async def test_run_once_publishes_nothing_twice(self, idle_sample: Platform) -> None:
         runtime = runtime_of(idle_sample)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
 
-from paymesh.kernel.db import Database
+from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskQueue
 from paymesh.platform import Platform
 from tests.kernel.sample import app as sample_app
@@ -177,6 +178,29 @@ class TestRunTask:
         row = await task_row(idle_sample, task_id)
         assert (row["state"], row["locked_by"], row["attempts"]) == ("done", "survivor", 2)
         assert await effect_count(idle_sample, "task:orphan") == 1
+
+    async def test_a_poll_with_nothing_due_opens_no_transaction(
+        self, idle_sample: Platform
+    ) -> None:
+        later = await enqueue(
+            idle_sample, "count", "later", run_at=utcnow() + dt.timedelta(seconds=60)
+        )
+        queue = eager_queue(idle_sample)
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        engine = runtime_of(idle_sample).database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert await queue.run_once() == 0
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+        # Only the direct read asked whether a task is due: no claim's transaction.
+        assert statements == []
+        assert (await task_row(idle_sample, later))["state"] == "pending"
 
 
 async def _drain(queue: TaskQueue, done: asyncio.Event) -> None:

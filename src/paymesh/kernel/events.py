@@ -48,6 +48,7 @@ from paymesh.kernel.metrics import (
     OUTBOX_PUBLISHED,
 )
 from paymesh.kernel.observability import request_id_var, traceparent_var
+from paymesh.kernel.reads import Query
 from paymesh.kernel.tables import KernelTables
 from paymesh.kernel.tracing import mark_failed, span, tracing_on
 
@@ -384,14 +385,18 @@ class OutboxRelay:
         def moment(name: str) -> Any:
             return bindparam(name, type_=table.c.locked_until.type)
 
-        due = due_keys(
-            table,
+        is_due = (
             table.c.published_at.is_(None),
             or_(table.c.locked_until.is_(None), table.c.locked_until < moment("now")),
-            order_by=(table.c.created_at, table.c.id),
-            limit=batch_size,
-            postgres=postgres,
         )
+        due = due_keys(
+            table, *is_due, order_by=(table.c.created_at, table.c.id), limit=batch_size,
+            postgres=postgres,
+        )  # fmt: skip
+        # Whether anything is due, asked on the direct read path (one statement, no
+        # transaction) before a lease's transaction is opened: most polls find nothing,
+        # and an empty lease cost three round trips and ~1 ms of CPU through the engine.
+        self._any_due = Query(select(table.c.id).where(*is_due).limit(1))
         # One statement claims and reads the batch (UPDATE ... RETURNING on both databases).
         self._lease_due = (
             update(table)
@@ -416,6 +421,8 @@ class OutboxRelay:
 
     async def _lease(self) -> list[dict[str, Any]]:
         now = utcnow()
+        if await self.database.reads.one(self._any_due, now=now) is None:
+            return []
         until = now + dt.timedelta(seconds=self.lease_seconds)
         async with self.database.engine.begin() as connection:
             leased = await connection.execute(self._lease_due, {"now": now, "until": until})
