@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import Database
@@ -178,3 +178,28 @@ async def test_a_batch_refused_before_its_commit_leaves_nothing(database: Databa
     # The batch rolled back, and so did each work retried alone.
     assert [str(result) for result in results] == ["refused 1"] * 3
     assert (await database.reads.one(COUNT))["n"] == 0  # type: ignore[index]
+
+
+BACKEND = Query(select(func.pg_backend_pid().label("pid")))
+
+
+async def backend(session: AsyncSession) -> int:
+    return int((await in_transaction(session, BACKEND))[0]["pid"])
+
+
+@pytest.mark.postgres_only
+async def test_a_writer_keeps_its_connection_and_survives_its_death(database: Database) -> None:
+    group = GroupCommit(database, "probe")
+    try:
+        first = await group.run(backend)
+        assert await group.run(backend) == first  # the writer's held connection
+        async with database.engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        await asyncio.sleep(0.1)
+
+        # The batch fails on the dead connection; each work, retried alone, on a new one.
+        runs = [asyncio.ensure_future(group.run(writing(f"k{number}"))) for number in range(3)]
+        assert sorted(await asyncio.gather(*runs)) == [0, 1, 2]
+        assert await group.run(backend) != first
+    finally:
+        await group.stop()

@@ -50,7 +50,7 @@ from sqlalchemy.types import TypeDecorator
 
 from paymesh.kernel.config import Settings
 from paymesh.kernel.jsonutil import column_dumps
-from paymesh.kernel.reads import DirectReads, Query, in_transaction
+from paymesh.kernel.reads import DirectReads, Query, in_transaction, transaction_of
 from paymesh.kernel.sqlite_driver import (
     WalCheckpoints,
     connection_pragmas,
@@ -384,9 +384,7 @@ def locks_not_held(session: AsyncSession, scope: str, keys: Iterable[str]) -> li
     ascending order: for a statement that takes them itself (with `pg_advisory_xact_lock`,
     in that order) and then says so with `note_locks_held`."""
     held = session.info.get(_LOCKS_HELD)
-    owned: set[int] = (
-        held[1] if held is not None and held[0] is session.get_transaction() else set()
-    )
+    owned: set[int] = held[1] if held is not None and held[0] is transaction_of(session) else set()
     return sorted({advisory_lock_key(scope, key) for key in keys} - owned)
 
 
@@ -396,7 +394,7 @@ def note_locks_held(session: AsyncSession, locks: Iterable[int]) -> None:
     if session.in_nested_transaction():
         return  # a savepoint rolled back would release them: not remembered
     held = session.info.get(_LOCKS_HELD)
-    transaction = session.get_transaction()
+    transaction = transaction_of(session)
     if held is None or held[0] is not transaction:
         taken: set[int] = set()
         held = session.info[_LOCKS_HELD] = (transaction, taken)

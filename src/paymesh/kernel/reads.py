@@ -143,6 +143,41 @@ class _SqliteInTransaction:
             cursor.close()
 
 
+class _AsyncpgOnHeldConnection:
+    """The asyncpg connection of a transaction whose BEGIN was sent on the driver itself
+    (kernel/held_connection.py): nothing to begin here."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> Sequence[Any]:
+        records: Sequence[Any] = await self.connection.fetch(sql, *arguments)
+        return records
+
+
+_HELD_TRANSACTION = "paymesh.held_transaction"
+
+
+def transaction_of(session: AsyncSession) -> object | None:
+    """What identifies the session's current transaction, for bookkeeping that lasts until
+    it ends (the statements' driver here, the advisory locks taken in kernel/db.py): the
+    session's own transaction, or for a transaction begun on the driver
+    (`begun_on_driver`) a token of its own, since the session itself may never begin."""
+    held = session.info.get(_HELD_TRANSACTION)
+    return held if held is not None else session.get_transaction()
+
+
+def begun_on_driver(
+    session: AsyncSession, connection: asyncpg.Connection, dialect: Dialect
+) -> None:
+    """Say that `session` (new, bound to `connection`'s SQLAlchemy connection in
+    autocommit) works inside a transaction the caller began with BEGIN on `connection`:
+    `in_transaction` sends its statements there without asking the session for them."""
+    token = object()
+    session.info[_HELD_TRANSACTION] = token
+    session.info[_IN_TRANSACTION] = (token, _AsyncpgOnHeldConnection(connection), dialect)
+
+
 class _AsyncpgInTransaction:
     def __init__(self, adapted: Any) -> None:
         self.adapted = adapted  # SQLAlchemy's adapter of the asyncpg connection
@@ -164,12 +199,12 @@ async def in_transaction(session: AsyncSession, query: Query, **parameters: Any)
     few microseconds on SQLite and one round trip on PostgreSQL; the statement is compiled
     once per dialect and its values pass the column types' processors, as in `DirectReads`.
     A driver error comes out as SQLAlchemy's `DBAPIError`, as it would from the session."""
-    transaction = session.get_transaction()
+    transaction = transaction_of(session)
     held = session.info.get(_IN_TRANSACTION)
     if held is None or transaction is None or held[0] is not transaction:
         connection = await session.connection()  # begins the transaction (BEGIN IMMEDIATE)
         adapted = (await connection.get_raw_connection()).dbapi_connection
-        driver: _SqliteInTransaction | _AsyncpgInTransaction
+        driver: _SqliteInTransaction | _AsyncpgInTransaction | _AsyncpgOnHeldConnection
         if connection.dialect.name == "sqlite":
             driver = _SqliteInTransaction(sqlite_driver.sqlite_connection(adapted))
         else:
