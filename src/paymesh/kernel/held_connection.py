@@ -71,8 +71,9 @@ class HeldConnections:
             await held.driver.execute("COMMIT")
             reusable = True
         finally:
-            with contextlib.suppress(Exception):
-                await session.close()
+            if session.in_transaction() or len(session.identity_map) > 0:
+                with contextlib.suppress(Exception):
+                    await session.close()  # only a session that did ORM work holds any
             if reusable:
                 self._idle.append(held)
             else:
