@@ -390,9 +390,12 @@ class OutboxRelay:
             or_(table.c.locked_until.is_(None), table.c.locked_until < moment("now")),
         )
         due = due_keys(
-            table, *is_due, order_by=(table.c.created_at, table.c.id), limit=batch_size,
+            table,
+            *is_due,
+            order_by=(table.c.created_at, table.c.id),
+            limit=batch_size,
             postgres=postgres,
-        )  # fmt: skip
+        )
         # Whether anything is due, asked on the direct read path (one statement, no
         # transaction) before a lease's transaction is opened: most polls find nothing,
         # and an empty lease cost three round trips and ~1 ms of CPU through the engine.
