@@ -72,6 +72,23 @@ class TestCommit:
 
         assert await count(database) == 2
 
+    async def test_session_work_in_transaction_after_transaction(
+        self, database: Database, held: HeldConnections
+    ) -> None:
+        # Each transaction's session begins its own ORM transaction on the same connection.
+        for position in range(3):
+            async with held.transaction() as session:
+                await session.execute(probes.insert().values(id=f"s{position}", position=position))
+                await in_transaction(session, INSERT, id=f"d{position}", position=position)
+        with pytest.raises(Failed):
+            async with held.transaction() as session:
+                await session.execute(probes.insert().values(id="rolled", position=9))
+                raise Failed
+        async with held.transaction() as session:
+            await session.execute(probes.insert().values(id="last", position=10))
+
+        assert await count(database) == 7
+
     async def test_the_connection_is_kept_for_the_next_transaction(
         self, held: HeldConnections
     ) -> None:
