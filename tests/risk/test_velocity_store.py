@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import Database
+from paymesh.kernel.held_connection import HeldConnections
 from paymesh.kernel.migrations import alembic_config
 from paymesh.platform import Platform
 from paymesh.risk import repository
@@ -416,3 +417,28 @@ async def test_a_batch_of_only_replays_costs_no_statement(database: Database) ->
         assert await repository.velocities(session, [], _windows(NOW)) == {}
         await repository.record_decisions(session, [])
         assert not session.in_transaction()
+
+
+@pytest.mark.postgres_only
+async def test_a_plain_batch_never_begins_the_group_commits_session(database: Database) -> None:
+    """On PostgreSQL a batch runs on the writer's held connection (kernel/held_connection.py)
+    with a session that begins only for ORM work. A plain batch's statements (the active
+    rule set version, the velocities under their locks, the decisions) all go to the driver:
+    beginning the session would cost more CPU than those statements."""
+    run = f"h{next(_examples)}_"
+    held = HeldConnections(database)
+    decision = _decision(run + "c0", run + "t0", 0)
+    try:
+        async with held.transaction() as session:
+            assert await repository.active_version(session) is not None
+            velocity = await repository.velocities(
+                session, [(run + "c0", run + "t0")], _windows(NOW)
+            )
+            assert velocity[(run + "c0", run + "t0")].transactions_24h == 0
+            await repository.record_decisions(session, [repository.Recorded(decision)])
+            assert not session.in_transaction()
+    finally:
+        await held.close()
+
+    async with database.transaction() as session:
+        assert await repository.decision(session, decision["id"]) is not None

@@ -50,13 +50,17 @@ async def active_activation(session: AsyncSession) -> RuleSetActivation | None:
     return (await session.scalars(query)).first()
 
 
-ACTIVE_VERSION = select(RuleSetActivation.version).order_by(RuleSetActivation.id.desc()).limit(1)
+ACTIVE_VERSION = Query(
+    select(RuleSetActivation.version).order_by(RuleSetActivation.id.desc()).limit(1)
+)
 
 
 async def active_version(session: AsyncSession) -> int | None:
-    """The active version: one column of one row, read on every evaluation."""
-    version: int | None = (await session.execute(ACTIVE_VERSION)).scalar()
-    return version
+    """The active version: one column of one row, read inside a batch of evaluations once
+    the cached one is a second old. On the driver, so that the group commit's session is
+    not begun for it (kernel/held_connection.py)."""
+    rows = await in_transaction(session, ACTIVE_VERSION)
+    return int(rows[0]["version"]) if rows else None
 
 
 async def last_activation_of(
