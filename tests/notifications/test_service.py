@@ -6,9 +6,11 @@ outlive its delivery."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 
 from paymesh.kernel.events import CloudEvent
@@ -515,6 +517,41 @@ async def test_a_message_stuck_under_a_dead_lease_is_sent_again(
     await eventually(resent)
     first, second = world.mail_to(customer.email)
     assert first.message_id == second.message_id  # the duplicate is recognisable
+
+
+async def test_a_dispatch_poll_with_nothing_due_claims_through_no_transaction(
+    shared_world: NotificationsWorld,
+) -> None:
+    """The dispatcher polls every second; a poll with nothing due asks on the direct read
+    path only (kernel/db.py: any_due). A message retried later stays queued, untouched."""
+    world = shared_world
+    customer = await world.customer()
+    [row] = await world.settled(customer.id, 1)
+    later = row.created_at + dt.timedelta(hours=1)
+    async with world.runtime.database.transaction() as session:
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == row.id)
+            .values(status="queued", next_attempt_at=later, locked_until=None)
+        )
+    claims: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE notification"):
+            claims.append(statement)
+
+    engine = world.runtime.database.engine.sync_engine
+    sqlalchemy_event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert await world.runtime.state["dispatcher"].run_once() == 0
+    finally:
+        sqlalchemy_event.remove(engine, "before_cursor_execute", record)
+
+    assert claims == []
+    async with world.runtime.database.transaction() as session:
+        queued = await session.get(Notification, row.id)
+        assert queued is not None
+        assert (queued.status, queued.locked_until) == ("queued", None)
 
 
 async def test_identity_issues_a_code_notifications_delivers_it_identity_verifies_it(

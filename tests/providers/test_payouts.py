@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import RemoteServiceError
@@ -284,6 +285,35 @@ class TestPolling:
         assert payout["history"][-1]["source"] == "poll"
         events = await payout_events(world)
         assert [event["type"] for event in events] == ["providers.payout.settled"]
+
+    async def test_a_round_with_nothing_due_opens_no_transaction(
+        self, idle_polling_world: PayoutWorld
+    ) -> None:
+        """The job runs every second; most rounds find nothing due, and ask only on the
+        direct read path (kernel/db.py: any_due), not with a claim's transaction."""
+        world = idle_polling_world
+        await record_without_sending(world, "pay_not_yet")  # submitting, but not due yet
+        runtime = world.platform.runtimes["providers"]
+        async with runtime.database.transaction() as session:
+            instruction = await session.get(
+                PayoutInstruction, (await payout_of(world, "pay_not_yet"))["id"]
+            )
+            assert instruction is not None
+            instruction.next_poll_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        engine = runtime.database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert await runtime.state["payouts"].poll_due() == 0
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+        assert statements == []
+        assert (await payout_of(world, "pay_not_yet"))["status"] == "submitting"
 
     async def test_a_last_answer_about_another_message_times_out_and_the_round_goes_on(
         self, idle_polling_world: PayoutWorld, monkeypatch: pytest.MonkeyPatch

@@ -330,6 +330,16 @@ def due_keys(table: Table, *conditions: Any, order_by: Any, limit: int, postgres
     return query.scalar_subquery()
 
 
+def any_due(table: Table, *conditions: Any) -> Query:
+    """Whether any row meets `conditions` (`SELECT key … LIMIT 1`), for a worker's poll to
+    ask on the direct read path (`database.reads.one`) before it opens a claim's transaction:
+    most polls find nothing, and an empty claim still cost BEGIN, an UPDATE of nothing and
+    COMMIT through the engine (about 1 ms of CPU). The claim itself (`due_keys`) still
+    decides what is taken. Times in the conditions are `bindparam`s, given at each poll."""
+    key = next(iter(table.primary_key.columns))
+    return Query(select(key).where(*conditions).limit(1))
+
+
 def advisory_lock_key(scope: str, key: str) -> int:
     """A signed 64-bit PostgreSQL advisory lock id for one caller's key."""
     digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from paymesh.kernel.db import (
     Database,
+    any_due,
     due_keys,
     insert_ignoring_conflicts,
     mark_for_commit,
@@ -48,7 +49,6 @@ from paymesh.kernel.metrics import (
     OUTBOX_PUBLISHED,
 )
 from paymesh.kernel.observability import request_id_var, traceparent_var
-from paymesh.kernel.reads import Query
 from paymesh.kernel.tables import KernelTables
 from paymesh.kernel.tracing import mark_failed, span, tracing_on
 
@@ -396,10 +396,7 @@ class OutboxRelay:
             limit=batch_size,
             postgres=postgres,
         )
-        # Whether anything is due, asked on the direct read path (one statement, no
-        # transaction) before a lease's transaction is opened: most polls find nothing,
-        # and an empty lease cost three round trips and ~1 ms of CPU through the engine.
-        self._any_due = Query(select(table.c.id).where(*is_due).limit(1))
+        self._any_due = any_due(table, *is_due)  # asked before a lease's transaction
         # One statement claims and reads the batch (UPDATE ... RETURNING on both databases).
         self._lease_due = (
             update(table)

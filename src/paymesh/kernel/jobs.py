@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import (
     Database,
+    any_due,
     due_keys,
     insert_ignoring_conflicts,
     mark_for_commit,
@@ -32,7 +33,6 @@ from paymesh.kernel.db import (
 )
 from paymesh.kernel.events import pause, woken
 from paymesh.kernel.ids import new_id
-from paymesh.kernel.reads import Query
 from paymesh.kernel.tables import KernelTables
 
 log = structlog.get_logger("paymesh.jobs")
@@ -70,9 +70,7 @@ class TaskQueue:
         self._wake = asyncio.Event()
         database.wake_on_commit(TASK_ENQUEUED, self._wake.set)
         moment = bindparam("now", type_=self.table.c.run_at.type)
-        self._any_due = Query(
-            select(self.table.c.id).where(_task_is_due(self.table, moment)).limit(1)
-        )
+        self._any_due = any_due(self.table, _task_is_due(self.table, moment))
 
     async def enqueue(
         self,
@@ -105,8 +103,7 @@ class TaskQueue:
     async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
         table = self.table
         now = utcnow()
-        # Most polls find nothing due: asked on the direct read path first (one statement,
-        # no transaction), as the outbox relay does.
+        # Most polls find nothing due: asked on the direct read path first (kernel/db.py).
         if await self.database.reads.one(self._any_due, now=now) is None:
             return []
         due = due_keys(

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import structlog
 import tenacity
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from paymesh.identity.client import IdentityClient
-from paymesh.kernel.db import Database, due_keys, utcnow
+from paymesh.kernel.db import Database, any_due, due_keys, utcnow
 from paymesh.kernel.errors import RemoteServiceError
 from paymesh.kernel.events import Outbox, pause, woken
 from paymesh.kernel.jobs import worker_name
@@ -83,6 +83,22 @@ def device_label(token: str) -> str:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _is_due(now: Any) -> tuple[Any, ...]:
+    """Queued, its next attempt come, and not leased by a live worker."""
+    table = notification_table
+    return (
+        table.c.status == "queued",
+        table.c.next_attempt_at <= now,
+        or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+    )
+
+
+_ANY_DUE = any_due(
+    notification_table,
+    *_is_due(bindparam("now", type_=notification_table.c.next_attempt_at.type)),
+)
 
 
 class Dispatcher:
@@ -154,11 +170,11 @@ class Dispatcher:
     async def _claim(self) -> list[dict[str, Any]]:
         table = notification_table
         now = utcnow()
+        if await self.database.reads.one(_ANY_DUE, now=now) is None:
+            return []  # the usual poll: no claim's transaction (kernel/db.py: any_due)
         due = due_keys(
             table,
-            table.c.status == "queued",
-            table.c.next_attempt_at <= now,
-            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            *_is_due(now),
             order_by=table.c.next_attempt_at,
             limit=self.batch_size,
             postgres=self.database.is_postgres,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymesh.kernel.db import due_keys, is_postgres
+from paymesh.kernel.db import any_due, due_keys, is_postgres
 from paymesh.providers.models import PayoutInstruction, PayoutStatusRecord
 
 OPEN_STATUSES = ("submitting", "submitted")
@@ -52,6 +52,14 @@ async def history(session: AsyncSession, instruction_id: str) -> list[PayoutStat
         .order_by(PayoutStatusRecord.recorded_at, PayoutStatusRecord.id)
     )
     return list(rows.scalars())
+
+
+ANY_DUE_INSTRUCTION = any_due(
+    PayoutInstruction.__table__,  # type: ignore[arg-type]
+    or_(*(PayoutInstruction.status == status for status in OPEN_STATUSES)),
+    PayoutInstruction.next_poll_at <= bindparam("now", type_=PayoutInstruction.next_poll_at.type),
+)
+"""Whether any open instruction's poll is due, for the job to ask before it claims."""
 
 
 async def claim_due_instructions(

@@ -263,6 +263,8 @@ class Payouts:
         """One round of the polling job: time out what is past its deadline, resend what
         is still `submitting`, ask the bank about what is `submitted`; the number handled."""
         now = utcnow()
+        if await self.database.reads.one(repository.ANY_DUE_INSTRUCTION, now=now) is None:
+            return 0  # the usual round: nothing due, no claim's transaction
         due: list[Sending] = []
         expired: list[Sending] = []
         async with self.database.transaction() as session:
