@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymesh.kernel.db import Database
+from paymesh.kernel.reads import Query, in_transaction
 from paymesh.kernel.runtime import ServiceRuntime
 from paymesh.platform import Platform
 from tests.kernel.sample.app import effects, notes
@@ -17,6 +19,13 @@ from tests.kernel.sample.app import effects, notes
 T = TypeVar("T")
 
 NOTE = {"text": "hello", "amount": 1250, "currency": "USD"}
+
+_BACKEND_PID = Query(select(func.pg_backend_pid().label("pid")))
+
+
+async def backend_pid(session: AsyncSession) -> int:
+    """PostgreSQL: the server process of the connection the session's transaction runs on."""
+    return int((await in_transaction(session, _BACKEND_PID))[0]["pid"])
 
 
 async def eventually(

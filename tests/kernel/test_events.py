@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 from sqlalchemy.exc import NoResultFound
 
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.events import CloudEvent, OutboxRelay
 from paymesh.platform import Platform
+from tests.engine_statements import engine_statements
 from tests.kernel.sample import app as sample_app
 from tests.kernel.support import (
     NOTE,
@@ -346,17 +346,8 @@ class TestRelayLeases:
                     locked_until=utcnow() + dt.timedelta(seconds=30)
                 )
             )
-        statements: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            statements.append(statement)
-
-        engine = runtime.database.engine.sync_engine
-        sqlalchemy_event.listen(engine, "before_cursor_execute", record)
-        try:
+        with engine_statements(runtime.database) as statements:
             assert await runtime.relay.run_once() == 0
-        finally:
-            sqlalchemy_event.remove(engine, "before_cursor_execute", record)
 
         # Only the direct read asked: no lease's transaction (BEGIN, UPDATE, COMMIT).
         assert statements == []

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymesh.kernel.db import Database
 from paymesh.kernel.groupcommit import GroupCommit
 from paymesh.kernel.reads import Query, in_transaction
-from tests.kernel.support import database_with
+from tests.kernel.support import backend_pid, database_with
 
 metadata = MetaData()
 notes = Table(
@@ -180,19 +180,12 @@ async def test_a_batch_refused_before_its_commit_leaves_nothing(database: Databa
     assert (await database.reads.one(COUNT))["n"] == 0  # type: ignore[index]
 
 
-BACKEND = Query(select(func.pg_backend_pid().label("pid")))
-
-
-async def backend(session: AsyncSession) -> int:
-    return int((await in_transaction(session, BACKEND))[0]["pid"])
-
-
 @pytest.mark.postgres_only
 async def test_a_writer_keeps_its_connection_and_survives_its_death(database: Database) -> None:
     group = GroupCommit(database, "probe")
     try:
-        first = await group.run(backend)
-        assert await group.run(backend) == first  # the writer's held connection
+        first = await group.run(backend_pid)
+        assert await group.run(backend_pid) == first  # the writer's held connection
         async with database.engine.connect() as admin:
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
         await asyncio.sleep(0.1)
@@ -200,6 +193,6 @@ async def test_a_writer_keeps_its_connection_and_survives_its_death(database: Da
         # The batch fails on the dead connection; each work, retried alone, on a new one.
         runs = [asyncio.ensure_future(group.run(writing(f"k{number}"))) for number in range(3)]
         assert sorted(await asyncio.gather(*runs)) == [0, 1, 2]
-        assert await group.run(backend) != first
+        assert await group.run(backend_pid) != first
     finally:
         await group.stop()

@@ -15,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 from paymesh.kernel.db import Database, lock_all_until_commit, locks_not_held, mark_for_commit
 from paymesh.kernel.held_connection import HeldConnections
 from paymesh.kernel.reads import Query, in_transaction
-from tests.kernel.support import database_with
+from tests.kernel.support import backend_pid, database_with
 
 pytestmark = pytest.mark.postgres_only
 
@@ -28,7 +28,6 @@ probes = Table(
 )
 INSERT = Query(probes.insert())
 COUNT = Query(select(func.count().label("n")).select_from(probes))
-BACKEND = Query(select(func.pg_backend_pid().label("pid")))
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ async def count(database: Database) -> int:
 
 async def backend_of(held: HeldConnections) -> int:
     async with held.transaction() as session:
-        return int((await in_transaction(session, BACKEND))[0]["pid"])
+        return await backend_pid(session)
 
 
 class Failed(Exception):

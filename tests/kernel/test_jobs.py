@@ -9,11 +9,12 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from paymesh.kernel.db import Database, utcnow
 from paymesh.kernel.jobs import PeriodicJob, Scheduler, TaskQueue
 from paymesh.platform import Platform
+from tests.engine_statements import engine_statements
 from tests.kernel.sample import app as sample_app
 from tests.kernel.support import effect_count, effects_like, eventually, runtime_of, table_rows
 
@@ -92,19 +93,10 @@ class TestEnqueueTask:
 
     async def test_a_queue_without_task_kinds_does_not_poll(self, idle_sample: Platform) -> None:
         runtime = runtime_of(idle_sample)
-        claims: list[str] = []
         queue = TaskQueue(runtime.database, runtime.tables, {}, interval_seconds=0.01)
-        listener = runtime.database.engine.sync_engine
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-            if "scheduled_task" in statement:
-                claims.append(statement)
-
-        event.listen(listener, "before_cursor_execute", record)
-        try:
+        with engine_statements(runtime.database) as statements:
             await asyncio.wait_for(queue.run_forever(), 1)  # returns at once
-        finally:
-            event.remove(listener, "before_cursor_execute", record)
+        claims = [statement for statement in statements if "scheduled_task" in statement]
         assert claims == []
         with pytest.raises(ValueError, match="no handler"):
             async with runtime.database.transaction() as session:
@@ -186,17 +178,8 @@ class TestRunTask:
             idle_sample, "count", "later", run_at=utcnow() + dt.timedelta(seconds=60)
         )
         queue = eager_queue(idle_sample)
-        statements: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            statements.append(statement)
-
-        engine = runtime_of(idle_sample).database.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with engine_statements(runtime_of(idle_sample).database) as statements:
             assert await queue.run_once() == 0
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
         # Only the direct read asked whether a task is due: no claim's transaction.
         assert statements == []
@@ -350,18 +333,9 @@ class TestSchedulerTicks:
         )
         await scheduler._register()
         assert await scheduler.run_due() == ["hourly"]
-        statements: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            statements.append(statement)
-
-        engine = runtime.database.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with engine_statements(runtime.database) as statements:
             for _ in range(5):
                 assert await scheduler.run_due() == []
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
         assert statements == []
         assert len(probe.runs) == 1

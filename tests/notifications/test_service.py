@@ -10,12 +10,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 
 from paymesh.kernel.events import CloudEvent
 from paymesh.notifications.models import Device, Notification
 from paymesh.notifications.simulators import twilio_signature
+from tests.engine_statements import engine_statements
 from tests.notifications.support import NotificationsWorld, eventually, unique
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -534,19 +534,10 @@ async def test_a_dispatch_poll_with_nothing_due_claims_through_no_transaction(
             .where(Notification.id == row.id)
             .values(status="queued", next_attempt_at=later, locked_until=None)
         )
-    claims: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("UPDATE notification"):
-            claims.append(statement)
-
-    engine = world.runtime.database.engine.sync_engine
-    sqlalchemy_event.listen(engine, "before_cursor_execute", record)
-    try:
+    with engine_statements(world.runtime.database) as statements:
         assert await world.runtime.state["dispatcher"].run_once() == 0
-    finally:
-        sqlalchemy_event.remove(engine, "before_cursor_execute", record)
 
+    claims = [statement for statement in statements if statement.startswith("UPDATE notification")]
     assert claims == []
     async with world.runtime.database.transaction() as session:
         queued = await session.get(Notification, row.id)

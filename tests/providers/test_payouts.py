@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from paymesh.kernel.config import Settings
 from paymesh.kernel.errors import RemoteServiceError
@@ -22,6 +21,7 @@ from paymesh.providers.iso20022 import StatusReport, build_pacs002
 from paymesh.providers.models import PayoutInstruction
 from paymesh.providers.payouts.schemas import PayoutCreate
 from paymesh.providers.payouts.service import Payouts
+from tests.engine_statements import engine_statements
 from tests.providers.test_payouts_support import (
     BANK,
     NEVER_ANSWERS,
@@ -300,17 +300,8 @@ class TestPolling:
             )
             assert instruction is not None
             instruction.next_poll_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-        statements: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            statements.append(statement)
-
-        engine = runtime.database.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with engine_statements(runtime.database) as statements:
             assert await runtime.state["payouts"].poll_due() == 0
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
 
         assert statements == []
         assert (await payout_of(world, "pay_not_yet"))["status"] == "submitting"
