@@ -26,6 +26,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
 import structlog
@@ -90,7 +91,7 @@ class HeldConnections:
         try:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             raw = await connection.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+            driver = cast(asyncpg.Connection, raw.driver_connection)
         except BaseException:
             await connection.close()
             raise

@@ -143,18 +143,6 @@ class _SqliteInTransaction:
             cursor.close()
 
 
-class _AsyncpgOnHeldConnection:
-    """The asyncpg connection of a transaction whose BEGIN was sent on the driver itself
-    (kernel/held_connection.py): nothing to begin here."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self.connection = connection
-
-    async def fetch(self, sql: str, arguments: Sequence[Any]) -> Sequence[Any]:
-        records: Sequence[Any] = await self.connection.fetch(sql, *arguments)
-        return records
-
-
 _HELD_TRANSACTION = "paymesh.held_transaction"
 
 
@@ -175,19 +163,22 @@ def begun_on_driver(
     `in_transaction` sends its statements there without asking the session for them."""
     token = object()
     session.info[_HELD_TRANSACTION] = token
-    session.info[_IN_TRANSACTION] = (token, _AsyncpgOnHeldConnection(connection), dialect)
+    session.info[_IN_TRANSACTION] = (token, _AsyncpgInTransaction(connection), dialect)
 
 
 class _AsyncpgInTransaction:
-    def __init__(self, adapted: Any) -> None:
-        self.adapted = adapted  # SQLAlchemy's adapter of the asyncpg connection
+    def __init__(self, connection: asyncpg.Connection, adapted: Any = None) -> None:
+        self.connection = connection
+        self.adapted = adapted
+        """SQLAlchemy's adapter of the connection, when the session's transaction is
+        SQLAlchemy's; None when the caller sent BEGIN on the driver (`begun_on_driver`)."""
 
     async def fetch(self, sql: str, arguments: Sequence[Any]) -> Sequence[Any]:
         # The adapter sends BEGIN with its first statement, not when the session begins:
         # begin it here if nothing went through the session yet.
-        if self.adapted._transaction is None:
+        if self.adapted is not None and self.adapted._transaction is None:
             await self.adapted._start_transaction()
-        records: Sequence[Any] = await self.adapted._connection.fetch(sql, *arguments)
+        records: Sequence[Any] = await self.connection.fetch(sql, *arguments)
         return records
 
 
@@ -203,12 +194,13 @@ async def in_transaction(session: AsyncSession, query: Query, **parameters: Any)
     held = session.info.get(_IN_TRANSACTION)
     if held is None or transaction is None or held[0] is not transaction:
         connection = await session.connection()  # begins the transaction (BEGIN IMMEDIATE)
-        adapted = (await connection.get_raw_connection()).dbapi_connection
-        driver: _SqliteInTransaction | _AsyncpgInTransaction | _AsyncpgOnHeldConnection
+        raw = await connection.get_raw_connection()
+        adapted = raw.dbapi_connection
+        driver: _SqliteInTransaction | _AsyncpgInTransaction
         if connection.dialect.name == "sqlite":
             driver = _SqliteInTransaction(sqlite_driver.sqlite_connection(adapted))
         else:
-            driver = _AsyncpgInTransaction(adapted)
+            driver = _AsyncpgInTransaction(cast(asyncpg.Connection, raw.driver_connection), adapted)
         held = (session.get_transaction(), driver, connection.dialect)
         session.info[_IN_TRANSACTION] = held
     _, driver, dialect = held
