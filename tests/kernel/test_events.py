@@ -353,6 +353,16 @@ class TestRelayLeases:
         assert statements == []
         assert (await outbox_row(idle_sample, event.id))["published_at"] is None
 
+    async def test_a_run_woken_by_a_commit_claims_without_asking_first(
+        self, idle_sample: Platform
+    ) -> None:
+        runtime = runtime_of(idle_sample)
+        with engine_statements(runtime.database) as statements:
+            assert await runtime.relay.run_once(due_known=True) == 0
+
+        # Straight to the lease's statement: the check is skipped when a wake said "due".
+        assert any(statement.startswith("UPDATE outbox_event") for statement in statements)
+
     async def test_run_once_publishes_nothing_twice(self, idle_sample: Platform) -> None:
         runtime = runtime_of(idle_sample)
         await self._outbox_event(idle_sample)

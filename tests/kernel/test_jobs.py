@@ -185,6 +185,11 @@ class TestRunTask:
         assert statements == []
         assert (await task_row(idle_sample, later))["state"] == "pending"
 
+        # Woken by an enqueue, the worker claims without asking first (and finds nothing).
+        with engine_statements(runtime_of(idle_sample).database) as woken_statements:
+            assert await queue.run_once(due_known=True) == 0
+        assert any(statement.startswith("UPDATE scheduled_task") for statement in woken_statements)
+
 
 async def _drain(queue: TaskQueue, done: asyncio.Event) -> None:
     while not done.is_set():

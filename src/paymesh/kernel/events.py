@@ -419,9 +419,9 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
-    async def _lease(self) -> list[dict[str, Any]]:
+    async def _lease(self, *, due_known: bool) -> list[dict[str, Any]]:
         now = utcnow()
-        if await self.database.reads.one(self._any_due, now=now) is None:
+        if not due_known and await self.database.reads.one(self._any_due, now=now) is None:
             return []
         until = now + dt.timedelta(seconds=self.lease_seconds)
         async with self.database.engine.begin() as connection:
@@ -439,11 +439,14 @@ class OutboxRelay:
             for event_id in published.difference(row.id for row in envelopes)
         ]
 
-    async def run_once(self) -> int:
+    async def run_once(self, *, due_known: bool = False) -> int:
         """Publish one leased batch (as one `publish_batch`, in commit order); returns how
         many events were published. If the bus fails, the whole batch is released for the
-        next run: consumers' inboxes absorb what was delivered before the failure."""
-        rows = await self._lease()
+        next run: consumers' inboxes absorb what was delivered before the failure.
+
+        `due_known`: a commit in this process just woke the relay, or the last batch came
+        back full, so whether anything is due is not asked first (`any_due`)."""
+        rows = await self._lease(due_known=due_known)
         # Rows no one receives need no delivery: they are marked sent whatever happens.
         published: list[str] = [row["id"] for row in rows if row["envelope"] is None]
         try:
@@ -525,6 +528,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        woke = False
         while not self.stopping.is_set():
             if time.monotonic() - self._measured_at >= BACKLOG_MEASURE_SECONDS:
                 self._measured_at = time.monotonic()
@@ -535,11 +539,16 @@ class OutboxRelay:
             try:
                 # Go straight on only while batches come back full; otherwise wait for
                 # the next commit (and a short debounce) so batches stay large.
-                while await self.run_once() >= self.batch_size and not self.stopping.is_set():
-                    pass
+                due_known = woke
+                while (
+                    await self.run_once(due_known=due_known) >= self.batch_size
+                    and not self.stopping.is_set()
+                ):
+                    due_known = True
             except Exception:
                 log.exception("outbox_relay_error")
-            if await woken(self._wake, self.interval_seconds):
+            woke = await woken(self._wake, self.interval_seconds)
+            if woke:
                 # Let a burst of commits accumulate: fewer, fuller relay transactions.
                 await pause(self.stopping, self.debounce_seconds)
                 self._wake.clear()  # commits during the debounce are in the next batch

@@ -100,11 +100,12 @@ class TaskQueue:
         mark_for_commit(session, TASK_ENQUEUED)  # wakes this process's workers at commit
         return task_id
 
-    async def claim(self, limit: int = 10) -> list[dict[str, Any]]:
+    async def claim(self, limit: int = 10, *, due_known: bool = False) -> list[dict[str, Any]]:
         table = self.table
         now = utcnow()
-        # Most polls find nothing due: asked on the direct read path first (kernel/db.py).
-        if await self.database.reads.one(self._any_due, now=now) is None:
+        # Most polls find nothing due: asked on the direct read path first (kernel/db.py),
+        # unless an enqueue in this process just woke the worker.
+        if not due_known and await self.database.reads.one(self._any_due, now=now) is None:
             return []
         due = due_keys(
             table,
@@ -128,8 +129,8 @@ class TaskQueue:
             claimed = [dict(row._mapping) for row in rows]
         return sorted(claimed, key=lambda task: (task["run_at"], task["id"]))  # oldest first
 
-    async def run_once(self, limit: int = 10) -> int:
-        tasks = await self.claim(limit)
+    async def run_once(self, limit: int = 10, *, due_known: bool = False) -> int:
+        tasks = await self.claim(limit, due_known=due_known)
         for task in tasks:
             await self._run(task)
         return len(tasks)
@@ -175,13 +176,15 @@ class TaskQueue:
         by other processes, and for retries coming due."""
         if not self.handlers:
             return
+        woke = False
         while not self.stopping.is_set():
             try:
-                while await self.run_once() and not self.stopping.is_set():
-                    pass
+                due_known = woke
+                while await self.run_once(due_known=due_known) and not self.stopping.is_set():
+                    due_known = True
             except Exception:
                 log.exception("task_queue_error")
-            await woken(self._wake, self.interval_seconds)
+            woke = await woken(self._wake, self.interval_seconds)
 
 
 def _task_is_due(table: Table, now: Any) -> ColumnElement[bool]:

@@ -149,28 +149,32 @@ class Dispatcher:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        woke = False
         while not self.stopping.is_set():
             try:
-                while await self.run_once() and not self.stopping.is_set():
-                    pass
+                due_known = woke
+                while await self.run_once(due_known=due_known) and not self.stopping.is_set():
+                    due_known = True
             except Exception:
                 log.exception("notification_dispatch_error")
             if self.stopping.is_set():
                 break
-            await woken(self._wake, self.interval_seconds)
+            woke = await woken(self._wake, self.interval_seconds)
             await pause(self.stopping, 0.01)
 
-    async def run_once(self) -> int:
-        """Send one leased batch; returns how many messages were attempted."""
-        rows = await self._claim()
+    async def run_once(self, *, due_known: bool = False) -> int:
+        """Send one leased batch; returns how many messages were attempted. `due_known`:
+        a message queued in this process just woke the dispatcher, so whether anything is
+        due is not asked first."""
+        rows = await self._claim(due_known=due_known)
         if rows:
             await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _claim(self) -> list[dict[str, Any]]:
+    async def _claim(self, *, due_known: bool) -> list[dict[str, Any]]:
         table = notification_table
         now = utcnow()
-        if await self.database.reads.one(_ANY_DUE, now=now) is None:
+        if not due_known and await self.database.reads.one(_ANY_DUE, now=now) is None:
             return []  # the usual poll: no claim's transaction (kernel/db.py: any_due)
         due = due_keys(
             table,
